@@ -1,0 +1,3 @@
+import AgentCore
+/// See Package.swift for this module's role.
+public enum AgentGPIOModule {}

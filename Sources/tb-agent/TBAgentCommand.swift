@@ -1,0 +1,18 @@
+import ArgumentParser
+
+/// `tb-agent`: the device agent. Each subcommand lives in its own file in this folder.
+@main
+struct TBAgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tb-agent",
+        abstract: "A ThingsBoard device agent for Linux single-board computers.",
+        version: AgentVersion.string,
+        subcommands: [
+            Identity.self,
+        ]
+    )
+}
+
+enum AgentVersion {
+    static let string = "0.1.0"
+}

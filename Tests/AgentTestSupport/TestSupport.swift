@@ -1,0 +1,220 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Helpers shared by the test targets: the package's folders and built binaries, free loopback ports, processes
+/// started and stopped by PID, temporary folders, and waiting for an effect instead of sleeping.
+public enum TestSupport {
+    /// The package root, found from this file's path.
+    public static let packageRoot: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }  // Tests/AgentTestSupport/TestSupport.swift
+        return url
+    }()
+
+    /// `../shared` beside the repository, when present.
+    public static var sharedFolder: URL { packageRoot.deletingLastPathComponent().appendingPathComponent("shared") }
+
+    /// The folder holding the built products: `TB_BIN_DIR` if set, else the folder of the running test bundle.
+    public static var binDirectory: URL {
+        if let dir = ProcessInfo.processInfo.environment["TB_BIN_DIR"] { return URL(fileURLWithPath: dir) }
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
+        var dir = exe.deletingLastPathComponent()
+        // swift test runs `…/debug/tb-agentPackageTests.xctest` (a file on Linux).
+        while dir.path != "/" {
+            if FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent("tb-agent").path) { return dir }
+            dir.deleteLastPathComponent()
+        }
+        return packageRoot.appendingPathComponent(".build/debug")
+    }
+
+    public static func binary(_ name: String) -> URL { binDirectory.appendingPathComponent(name) }
+
+    /// A loopback TCP port that was free a moment ago (bind to port 0, read it back, close).
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestSupportError("socket() failed: errno \(errno)") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw TestSupportError("bind() failed: errno \(errno)") }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        guard named == 0 else { throw TestSupportError("getsockname() failed: errno \(errno)") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// True once something accepts TCP connections on 127.0.0.1:`port`.
+    public static func isListening(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return rc == 0
+    }
+
+    /// A fresh temporary folder, removed by the caller (or left for inspection when a test fails).
+    public static func makeTemporaryDirectory(_ prefix: String = "tb-agent-test") throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(prefix)-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+    @discardableResult
+    public static func waitUntil(timeout: Duration = .seconds(10), interval: Duration = .milliseconds(20),
+                                 _ condition: () throws -> Bool) rethrows -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            if try condition() { return true }
+            Thread.sleep(forTimeInterval: Double(interval.components.attoseconds) / 1e18 + Double(interval.components.seconds))
+        }
+        return try condition()
+    }
+}
+
+public struct TestSupportError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A child process started by path, with its output captured to files, stopped by PID.
+public final class ChildProcess: @unchecked Sendable {
+    public let process: Process
+    public let stdoutURL: URL
+    public let stderrURL: URL
+
+    public init(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil,
+                currentDirectory: URL? = nil, stdin: FileHandle? = nil) throws {
+        let dir = try TestSupport.makeTemporaryDirectory("proc")
+        self.stdoutURL = dir.appendingPathComponent("stdout")
+        self.stderrURL = dir.appendingPathComponent("stderr")
+        _ = FileManager.default.createFile(atPath: self.stdoutURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: self.stderrURL.path, contents: nil)
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        if let environment {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        if let currentDirectory { process.currentDirectoryURL = currentDirectory }
+        process.standardOutput = try FileHandle(forWritingTo: self.stdoutURL)
+        process.standardError = try FileHandle(forWritingTo: self.stderrURL)
+        process.standardInput = stdin ?? FileHandle.nullDevice
+        try process.run()
+        self.process = process
+    }
+
+    public var pid: Int32 { self.process.processIdentifier }
+    public var isRunning: Bool { self.process.isRunning }
+    public var stdout: String { (try? String(contentsOf: self.stdoutURL, encoding: .utf8)) ?? "" }
+    public var stderr: String { (try? String(contentsOf: self.stderrURL, encoding: .utf8)) ?? "" }
+
+    public func signal(_ sig: Int32) { if self.process.isRunning { kill(self.pid, sig) } }
+
+    /// SIGTERM, then SIGKILL after `grace`; waits for the exit and returns the status.
+    @discardableResult
+    public func stop(grace: Duration = .seconds(5)) -> Int32 {
+        if self.process.isRunning {
+            kill(self.pid, SIGTERM)
+            if !TestSupport.waitUntil(timeout: grace, { !self.process.isRunning }) { kill(self.pid, SIGKILL) }
+        }
+        self.process.waitUntilExit()
+        return self.process.terminationStatus
+    }
+
+    /// Waits for the exit (killing it after `timeout`) and returns the status.
+    @discardableResult
+    public func wait(timeout: Duration = .seconds(60)) -> Int32 {
+        if !TestSupport.waitUntil(timeout: timeout, interval: .milliseconds(10), { !self.process.isRunning }) {
+            kill(self.pid, SIGKILL)
+        }
+        self.process.waitUntilExit()
+        return self.process.terminationStatus
+    }
+
+    deinit { if self.process.isRunning { kill(self.pid, SIGKILL) } }
+}
+
+/// The result of running a command to completion.
+public struct CommandResult: Sendable {
+    public let status: Int32
+    public let stdout: String
+    public let stderr: String
+}
+
+extension TestSupport {
+    /// Runs `executable` to completion (killed after `timeout`).
+    public static func run(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil,
+                           stdin: String? = nil, timeout: Duration = .seconds(60)) throws -> CommandResult {
+        var input: FileHandle? = nil
+        if let stdin {
+            let url = try makeTemporaryDirectory("stdin").appendingPathComponent("in")
+            try stdin.write(to: url, atomically: true, encoding: .utf8)
+            input = try FileHandle(forReadingFrom: url)
+        }
+        let child = try ChildProcess(executable, arguments, environment: environment, stdin: input)
+        let status = child.wait(timeout: timeout)
+        return CommandResult(status: status, stdout: child.stdout, stderr: child.stderr)
+    }
+
+    /// Runs the built `tb-agent` with `arguments`.
+    public static func tbAgent(_ arguments: [String], environment: [String: String]? = nil, stdin: String? = nil,
+                               timeout: Duration = .seconds(60)) throws -> CommandResult {
+        try run(binary("tb-agent"), arguments, environment: environment, stdin: stdin, timeout: timeout)
+    }
+}
+
+/// A mosquitto broker on 127.0.0.1 at a free port, started and stopped by PID.
+public final class MosquittoBroker: @unchecked Sendable {
+    public let port: Int
+    public let child: ChildProcess
+    public let directory: URL
+
+    /// - Parameter extraConfig: more mosquitto.conf lines (TLS listeners and the like).
+    public init(extraConfig: String = "") throws {
+        guard let exe = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"].first(where: { FileManager.default.isExecutableFile(atPath: $0) })
+        else { throw TestSupportError("mosquitto is not installed: run scripts/test.sh, which installs it") }
+        self.directory = try TestSupport.makeTemporaryDirectory("mosquitto")
+        var lastError: (any Error)? = nil
+        for _ in 0..<5 {
+            let port = try TestSupport.freePort()
+            let conf = directory.appendingPathComponent("mosquitto-\(port).conf")
+            try """
+            listener \(port) 127.0.0.1
+            allow_anonymous true
+            persistence false
+            \(extraConfig)
+            """.write(to: conf, atomically: true, encoding: .utf8)
+            let child = try ChildProcess(URL(fileURLWithPath: exe), ["-c", conf.path])
+            if TestSupport.waitUntil(timeout: .seconds(10), { TestSupport.isListening(port: port) || !child.isRunning }),
+               child.isRunning {
+                self.port = port
+                self.child = child
+                return
+            }
+            lastError = TestSupportError("mosquitto did not start on port \(port): \(child.stderr)")
+            child.stop()
+        }
+        throw lastError ?? TestSupportError("mosquitto did not start")
+    }
+
+    public func stop() { self.child.stop() }
+    deinit { self.child.stop() }
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing (apt packages, a Python virtual environment with the
+# third-party clients), builds, and runs every test: Swift unit and integration tests, the tb-sim conformance
+# tests with clients nobody here wrote, and the real-kernel GPIO test.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh --swift    only the Swift tests (quicker while developing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+only_swift=false
+[ "${1:-}" = "--swift" ] && only_swift=true
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+# shellcheck source=scripts/lib/deps.sh
+. "$root/scripts/lib/deps.sh"
+ensure_apt_packages $TB_BUILD_PACKAGES $TB_TEST_PACKAGES
+
+log "building"
+mkdir -p .build
+if ! swift build --build-tests > .build/build.log 2>&1; then
+    grep -vE '^\[[0-9]+/[0-9]+\] ' .build/build.log >&2
+    echo "build failed" >&2
+    exit 1
+fi
+export TB_BIN_DIR="$root/.build/debug"
+
+status=0
+log "Swift tests"
+swift test --skip-build || status=1
+
+if ! $only_swift; then
+    if ls Tests/conformance/test_*.py >/dev/null 2>&1; then
+        log "tb-sim conformance with third-party clients (paho-mqtt, tb-mqtt-client, mosquitto_pub)"
+        venv=$(ensure_python_venv)
+        "$venv/bin/python" -m pytest -q Tests/conformance || status=1
+    fi
+    if [ -x scripts/vm-test.sh ]; then
+        log "real-kernel GPIO test under qemu"
+        scripts/vm-test.sh || status=1
+    fi
+fi
+
+if [ $status -ne 0 ]; then echo "some tests failed" >&2; fi
+exit $status
