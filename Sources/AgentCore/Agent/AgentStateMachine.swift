@@ -67,7 +67,7 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
         case announce
         case startTimer(Timer, after: Duration)
         case cancelTimer(Timer)
-        case setLED(StatusSignal)
+        case setLED(LEDState)
         case log(LogLevel, String)
         case flushSpool
     }
@@ -105,7 +105,7 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
     }
 
     public private(set) var state: State = .idle
-    public private(set) var led: StatusSignal = .off
+    public private(set) var led: LEDState = .off
     public let settings: Settings
     private var backoff: Backoff
     private var random: RNG
@@ -328,21 +328,23 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
     }
 
     private mutating func updateLED() -> [Action] {
-        let signal: StatusSignal
+        let signal: LEDState
         if self.buttonHeldPastThreshold {
             signal = .releaseNow
         } else if self.identifying {
             signal = .identify
         } else if self.showingError {
-            signal = .needsPerson
+            signal = .attention
         } else {
             switch self.state {
             case .idle, .stopped: signal = .off
             case .provisioning: signal = .provisioning
-            case .connecting, .offline:
+            case .connecting:
                 signal = self.reprovisioning != nil || self.tryingCandidate ? .provisioning : .connecting
+            case .offline:
+                signal = self.reprovisioning != nil ? .provisioning : .buffering
             case .online: signal = self.reprovisioning != nil ? .provisioning : .online
-            case .needsPerson: signal = .needsPerson
+            case .needsPerson: signal = .attention
             }
         }
         guard signal != self.led else { return [] }
