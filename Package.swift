@@ -59,10 +59,19 @@ let package = Package(
             name: "AgentSimulated",
             dependencies: ["AgentCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
+        .target(
+            name: "AgentService",
+            dependencies: [
+                "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "TBJSON",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "tb-agent",
             dependencies: [
-                "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "TBJSON",
+                "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "AgentService", "TBJSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
