@@ -96,7 +96,16 @@ struct TBSimCommand: AsyncParsableCommand {
                 throw ExitCode(1)
             }
         }
+        // SIGTERM and SIGINT stop the listeners and close sessions cleanly (the event log gets "stopped").
+        let signals = [SIGTERM, SIGINT].map { number -> any DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { Task { await simulator.stop() } }
+            source.resume()
+            return source
+        }
         await simulator.waitUntilClosed()
+        signals.forEach { $0.cancel() }
     }
 
     func makeConfiguration() throws(SimulatorError) -> SimulatorConfiguration {

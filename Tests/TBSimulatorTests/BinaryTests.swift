@@ -51,3 +51,30 @@ struct BinaryTests {
         #expect(result.stderr.contains("profiles[0].strategy"))
     }
 }
+
+@Suite("TBSimProcess test helper")
+struct TBSimProcessTests {
+    @Test("starts tb-sim on free ports; the control interface revokes a device and the event log says so")
+    func helper() throws {
+        let sim = try TBSimProcess(config: """
+            [[profiles]]
+            name = "sensors"
+            provision_key = "k"
+            provision_secret = "s"
+            [[devices]]
+            name = "board-9"
+            profile = "sensors"
+            token = "board-9-token"
+            """)
+        defer { sim.stop() }
+        let client = try RawMQTTClient(port: sim.mqttPort)
+        #expect(try client.connect(username: "board-9-token").code == 0)
+        let (status, body) = try sim.control("POST", "/devices/board-9/revoke")
+        #expect(status == 200 && body.contains(#""credentials":null"#))
+        #expect(client.closesWithoutPacket())
+        let again = try RawMQTTClient(port: sim.mqttPort)
+        #expect(try again.connect(username: "board-9-token").code == 5)
+        #expect(!sim.events(containing: #""event":"credentials_revoked""#, #""device":"board-9""#).isEmpty)
+        #expect(try sim.control("GET", "/devices/nobody").status == 404)
+    }
+}

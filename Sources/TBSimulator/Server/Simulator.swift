@@ -91,6 +91,8 @@ public final class Simulator: @unchecked Sendable {
     let loop: any EventLoop
     let eventLog: EventLog
     let ownsGroup: Bool
+    /// Finished once the simulator has stopped (or its listener closed by itself).
+    private let stopped = AsyncStream<Void>.makeStream()
 
     // Loop-confined state.
     var registry: DeviceRegistry
@@ -108,6 +110,7 @@ public final class Simulator: @unchecked Sendable {
     var clientRPCReplies: [String: JSONValue] = [:]
     var pendingClientRPC: [String: [PendingClientRPC]] = [:]
     var mqttChannel: (any Channel)?
+    var stopping = false
     var controlChannel: (any Channel)?
 
     /// The bound MQTT port.
@@ -165,6 +168,11 @@ public final class Simulator: @unchecked Sendable {
             }
             .bind(host: self.configuration.host, port: self.configuration.mqttPort).get()
         self.mqttChannel = mqtt
+        let continuation = self.stopped.continuation
+        mqtt.closeFuture.whenComplete { _ in
+            // A close that stop() did not ask for (stop() finishes the stream itself, after its last event).
+            if !self.stopping { continuation.finish() }
+        }
         self.mqttPort = mqtt.localAddress?.port ?? self.configuration.mqttPort
         if let port = self.configuration.controlPort {
             let control = try await ControlServer.bind(simulator: self, host: self.configuration.host, port: port)
@@ -176,17 +184,19 @@ public final class Simulator: @unchecked Sendable {
     /// Closes the listeners and every connection, then stops the event loop.
     public func stop() async {
         _ = try? await self.onLoop {
+            self.stopping = true
             for session in Array(self.sessions.values) { session.closeBare(reason: "simulator stopping") }
         }
         try? await self.mqttChannel?.close()
         try? await self.controlChannel?.close()
         self.eventLog.record("stopped", [])
         try? await self.group.shutdownGracefully()
+        self.stopped.continuation.finish()
     }
 
-    /// Waits until the listeners are closed (by ``stop()`` or an error).
+    /// Waits until the simulator has stopped (``stop()`` finished, or the MQTT listener closed by itself).
     public func waitUntilClosed() async {
-        try? await self.mqttChannel?.closeFuture.get()
+        for await _ in self.stopped.stream {}
     }
 
     /// Runs `body` on the simulator's loop.
