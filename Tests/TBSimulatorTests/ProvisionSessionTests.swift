@@ -140,13 +140,13 @@ struct ProvisionSessionTests {
                 return
             }
             #expect(try Harness.control(sim, "POST", "/provisioning", #"{"mode":"close","device":"c1"}"#).0 == 200)
-            #expect(try Harness.control(sim, "POST", "/provisioning", #"{"mode":"delay","seconds":0.3}"#).0 == 200)
+            #expect(try Harness.control(sim, "POST", "/provisioning", #"{"mode":"delay","seconds":1.5}"#).0 == 200)
             let closed = try Harness.provisionClient(sim)
             closed.send(Packet.publish("/provision/request", #"{"deviceName":"c1","provisionDeviceKey":"prov-key","provisionDeviceSecret":"prov-secret"}"#, qos: 1, packetID: 1))
             #expect(closed.closesWithoutPacket())
             let delayed = try Harness.provisionClient(sim)
             delayed.send(Packet.publish("/provision/request", #"{"deviceName":"d1","provisionDeviceKey":"prov-key","provisionDeviceSecret":"prov-secret"}"#, qos: 1, packetID: 1))
-            guard case .timeout = delayed.read(timeout: 0.1) else {
+            guard case .timeout = delayed.read(timeout: 0.2) else {
                 Issue.record("the delayed answer came at once")
                 return
             }

@@ -146,6 +146,7 @@ public enum MQTTReasonCode {
     public static let success: UInt8 = 0x00
     public static let noSubscriptionExisted: UInt8 = 0x11
     public static let unspecifiedError: UInt8 = 0x80
+    public static let protocolError: UInt8 = 0x82
     public static let implementationSpecificError: UInt8 = 0x83
     public static let clientIdentifierNotValid: UInt8 = 0x85
     public static let badUserNameOrPassword: UInt8 = 0x86

@@ -350,9 +350,9 @@ final class MQTTSessionHandler: ChannelInboundHandler {
         case .puback, .qos2Flow:
             return
         case .connect:
-            self.closeBare(reason: "second CONNECT on one connection")
+            self.close(reason: "second CONNECT on one connection", v5Reason: MQTTReasonCode.protocolError)
         case .auth:
-            self.closeBare(reason: "AUTH is not supported")
+            self.close(reason: "AUTH is not supported", v5Reason: MQTTReasonCode.implementationSpecificError)
         }
     }
 
@@ -452,9 +452,9 @@ final class MQTTSessionHandler: ChannelInboundHandler {
         case .disconnect:
             self.closeBare(reason: "client sent DISCONNECT")
         case .connect:
-            self.closeBare(reason: "second CONNECT on one connection")
+            self.close(reason: "second CONNECT on one connection", v5Reason: MQTTReasonCode.protocolError)
         case .auth:
-            self.closeBare(reason: "AUTH is not supported")
+            self.close(reason: "AUTH is not supported", v5Reason: MQTTReasonCode.implementationSpecificError)
         }
     }
 
@@ -668,7 +668,7 @@ final class MQTTSessionHandler: ChannelInboundHandler {
             return publish.topic
         }
         guard let topic = self.topicAliases[alias] else {
-            self.close(reason: "unknown topic alias \(alias)", v5Reason: 0x82)
+            self.close(reason: "unknown topic alias \(alias)", v5Reason: MQTTReasonCode.protocolError)
             return nil
         }
         return topic
