@@ -20,6 +20,11 @@ import TOMLKit
 /// rpc_delivery_timeout = 10
 /// server_rpc_timeout = 10
 ///
+/// [rate_limits]             # optional, off by default: "cap:seconds,cap:seconds" per device
+/// messages = "20:1,600:60"
+/// telemetry_messages = "10:1"
+/// telemetry_data_points = "100:1"
+///
 /// [[profiles]]
 /// name = "sensors"
 /// provision_key = "sensors-key"
@@ -43,7 +48,7 @@ enum SimConfigFile {
             throw SimulatorError("\(path): \(error)")
         }
         let reader = Reader(path: path)
-        try reader.checkKeys(root, "", allowed: ["server", "timings", "profiles", "devices"])
+        try reader.checkKeys(root, "", allowed: ["server", "timings", "rate_limits", "profiles", "devices"])
         if let server = try reader.table(root, "server") {
             try reader.checkKeys(server, "server.", allowed: ["host", "mqtt_port", "control_port", "max_packet_size", "registry", "event_log"])
             if let host = try reader.string(server, "server.host") { configuration.host = host }
@@ -66,6 +71,20 @@ enum SimConfigFile {
             if let d = try reader.duration(timings, "timings.inactivity_timeout") { configuration.timings.inactivityTimeout = d }
             if let d = try reader.duration(timings, "timings.rpc_delivery_timeout") { configuration.timings.rpcDeliveryTimeout = d }
             if let d = try reader.duration(timings, "timings.server_rpc_timeout") { configuration.timings.serverRPCTimeout = d }
+        }
+        if let limits = try reader.table(root, "rate_limits") {
+            try reader.checkKeys(limits, "rate_limits.", allowed: ["messages", "telemetry_messages", "telemetry_data_points"])
+            func limit(_ key: String) throws(SimulatorError) -> RateLimit? {
+                guard let text = try reader.string(limits, key) else { return nil }
+                do {
+                    return try RateLimit(text)
+                } catch {
+                    throw reader.problem(key, error.description)
+                }
+            }
+            configuration.rateLimits.messages = try limit("rate_limits.messages")
+            configuration.rateLimits.telemetryMessages = try limit("rate_limits.telemetry_messages")
+            configuration.rateLimits.telemetryDataPoints = try limit("rate_limits.telemetry_data_points")
         }
         for (index, table) in try reader.tables(root, "profiles").enumerated() {
             let at = "profiles[\(index)]."

@@ -58,6 +58,15 @@ struct TBSimCommand: AsyncParsableCommand {
     @Option(name: .customLong("rpc-timeout"), help: "Default wait for a device's reply to a server-side RPC (default 10s).")
     var rpcTimeout: String?
 
+    @Option(name: .customLong("rate-limit-messages"), help: ArgumentHelp("Per-device message limit, e.g. 20:1,600:60 (default none).", valueName: "LIMIT"))
+    var rateLimitMessages: String?
+
+    @Option(name: .customLong("rate-limit-telemetry"), help: ArgumentHelp("Per-device telemetry message limit (default none).", valueName: "LIMIT"))
+    var rateLimitTelemetry: String?
+
+    @Option(name: .customLong("rate-limit-data-points"), help: ArgumentHelp("Per-device telemetry data point limit (default none).", valueName: "LIMIT"))
+    var rateLimitDataPoints: String?
+
     func run() async throws {
         let configuration: SimulatorConfiguration
         do {
@@ -150,6 +159,9 @@ struct TBSimCommand: AsyncParsableCommand {
         if let d = try duration(self.inactivityTimeout, "inactivity-timeout") { configuration.timings.inactivityTimeout = d }
         if let d = try duration(self.rpcDeliveryTimeout, "rpc-delivery-timeout") { configuration.timings.rpcDeliveryTimeout = d }
         if let d = try duration(self.rpcTimeout, "rpc-timeout") { configuration.timings.serverRPCTimeout = d }
+        if let text = self.rateLimitMessages { configuration.rateLimits.messages = try RateLimit(text) }
+        if let text = self.rateLimitTelemetry { configuration.rateLimits.telemetryMessages = try RateLimit(text) }
+        if let text = self.rateLimitDataPoints { configuration.rateLimits.telemetryDataPoints = try RateLimit(text) }
         return configuration
     }
 }

@@ -9,6 +9,8 @@ public struct SimulatorConfiguration: Sendable {
     /// Largest accepted MQTT remaining length (ThingsBoard's `netty.max_payload_size`).
     public var maxPacketSize: Int = 65536
     public var timings = Timings()
+    /// Optional per-device rate limits; none by default.
+    public var rateLimits = RateLimits()
     public var profiles: [DeviceProfile] = []
     /// Pre-provisioned devices (added unless the registry file already knows the name).
     public var devices: [SimDevice] = []

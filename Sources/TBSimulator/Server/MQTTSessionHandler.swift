@@ -233,6 +233,18 @@ final class MQTTSessionHandler: ChannelInboundHandler {
         self.close(reason: "failed to process publish on \(publish.topic): \(message)", v5Reason: MQTTReasonCode.implementationSpecificError)
     }
 
+    /// Applies the optional rate limits: on violation the message is dropped without PUBACK and the session closed
+    /// (v5 DISCONNECT 0x83), as ThingsBoard's `getPubAckCallback.onError(TbRateLimitsException)` does.
+    private func rateLimited(_ publish: MQTTPublish, device: String, dataPoints: Int? = nil) -> Bool {
+        guard let exceeded = self.simulator.admit(device: device, telemetryDataPoints: dataPoints) else { return false }
+        self.simulator.eventLog.record("rate_limited", [
+            ("session", .integer(Int64(self.id))), ("device", .string(device)), ("topic", .string(publish.topic)),
+            ("limit", .string(exceeded)),
+        ])
+        self.close(reason: "rate limit \(exceeded) exceeded", v5Reason: MQTTReasonCode.implementationSpecificError)
+        return true
+    }
+
     private func payloadError(_ publish: MQTTPublish, _ error: PayloadError) {
         switch error {
         case .adaptor(let message): self.adaptorError(publish, message)
@@ -428,7 +440,15 @@ final class MQTTSessionHandler: ChannelInboundHandler {
             for subscription in subscriptions {
                 if Topics.allowedFilters.contains(subscription.filter) {
                     let granted = min(subscription.qos, 1)
-                    self.subscriptions[subscription.filter] = granted
+                    // A rate-limited subscription is still granted in the SUBACK but silently not registered.
+                    if let exceeded = self.simulator.admit(device: device, telemetryDataPoints: nil) {
+                        self.simulator.eventLog.record("rate_limited", [
+                            ("session", .integer(Int64(self.id))), ("device", .string(device)),
+                            ("filter", .string(subscription.filter)), ("limit", .string(exceeded)),
+                        ])
+                    } else {
+                        self.subscriptions[subscription.filter] = granted
+                    }
                     codes.append(granted)
                 } else {
                     codes.append(self.version.isV5 ? MQTTReasonCode.topicFilterInvalid : MQTTReasonCode.unspecifiedError)
@@ -464,6 +484,8 @@ final class MQTTSessionHandler: ChannelInboundHandler {
         if Topics.telemetry.contains(topic) {
             do {
                 let entries = try PayloadConverter.telemetry(publish.payload, serverTime: self.simulator.nowMillis)
+                let points = entries.reduce(0) { $0 + $1.values.count }
+                if self.rateLimited(publish, device: device, dataPoints: points) { return }
                 self.simulator.recordTelemetry(device: device, entries: entries)
                 self.simulator.eventLog.record("telemetry", [
                     sessionField, deviceField, ("topic", .string(topic)), ("qos", .integer(Int64(publish.qos))),
@@ -476,6 +498,7 @@ final class MQTTSessionHandler: ChannelInboundHandler {
         } else if Topics.attributes.contains(topic) {
             do {
                 let values = try PayloadConverter.attributes(publish.payload)
+                if self.rateLimited(publish, device: device) { return }
                 self.simulator.recordClientAttributes(device: device, values: values)
                 self.simulator.eventLog.record("attributes", [
                     sessionField, deviceField, ("topic", .string(topic)), ("qos", .integer(Int64(publish.qos))),
@@ -492,11 +515,13 @@ final class MQTTSessionHandler: ChannelInboundHandler {
                 self.adaptorError(publish, "RPC response id is not an integer")
                 return
             }
+            if self.rateLimited(publish, device: device) { return }
             self.puback(publish)
             self.simulator.rpcReply(device: device, id: requestID, payload: publish.payload)
         } else if topic.hasPrefix(Topics.rpcRequestPrefix) {
             self.handleClientRPC(publish, topic: topic, device: device)
         } else if topic == Topics.claim {
+            if self.rateLimited(publish, device: device) { return }
             self.simulator.eventLog.record("claim", [sessionField, deviceField,
                                                      ("payload", .string(String(decoding: publish.payload, as: UTF8.self)))])
             self.puback(publish)
@@ -537,6 +562,7 @@ final class MQTTSessionHandler: ChannelInboundHandler {
             self.adaptorError(publish, error.description)
             return
         }
+        if self.rateLimited(publish, device: device) { return }
         self.puback(publish)
         let response = self.simulator.attributeResponse(device: device, clientKeys: clientKeys, sharedKeys: sharedKeys)
         self.publish(topic: Topics.attributeResponsePrefix + String(requestID), payload: response.serializedBytes)
@@ -566,6 +592,7 @@ final class MQTTSessionHandler: ChannelInboundHandler {
             self.adaptorError(publish, error.description)
             return
         }
+        if self.rateLimited(publish, device: device) { return }
         self.puback(publish)
         self.simulator.eventLog.record("client_rpc_request", [
             ("session", .integer(Int64(self.id))), ("device", .string(device)), ("id", .integer(Int64(requestID))),

@@ -108,6 +108,7 @@ public final class Simulator: @unchecked Sendable {
     var awaitingReply: [String: [Int: ServerRPC]] = [:]
     var rpcSequence: [String: Int] = [:]
     var clientRPCReplies: [String: JSONValue] = [:]
+    var rateState: [String: DeviceRateState] = [:]
     var pendingClientRPC: [String: [PendingClientRPC]] = [:]
     var mqttChannel: (any Channel)?
     var stopping = false
@@ -285,6 +286,19 @@ public final class Simulator: @unchecked Sendable {
         }
     }
 
+    // MARK: Rate limits
+
+    /// Counts one message of a device against the configured limits; returns the exceeded limit's name, if any.
+    func admit(device: String, telemetryDataPoints: Int?) -> String? {
+        let limits = self.configuration.rateLimits
+        guard limits.messages != nil || limits.telemetryMessages != nil || limits.telemetryDataPoints != nil else { return nil }
+        let now = Date().timeIntervalSince1970
+        var state = self.rateState[device] ?? DeviceRateState(limits, now: now)
+        let exceeded = state.admit(telemetryDataPoints: telemetryDataPoints, now: now)
+        self.rateState[device] = state
+        return exceeded
+    }
+
     // MARK: Device data
 
     func recordTelemetry(device: String, entries: [TelemetryEntry]) {
@@ -409,7 +423,7 @@ public final class Simulator: @unchecked Sendable {
         .object([
             ("maxPayloadSize", .integer(Int64(self.configuration.maxPacketSize))),
             ("maxInflightMessages", .integer(100)),
-            ("rateLimits", .object([("messages", .null), ("telemetryMessages", .null), ("telemetryDataPoints", .null)])),
+            ("rateLimits", self.configuration.rateLimits.json),
         ])
     }
 
