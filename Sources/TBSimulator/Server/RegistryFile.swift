@@ -95,7 +95,7 @@ enum RegistryFile {
         let folder = url.deletingLastPathComponent().path
         let temporary = folder + "/." + url.lastPathComponent + ".tmp-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw self.failure("create", temporary) }
+        guard fd >= 0 else { throw self.failure("create a temporary file for", path) }
         var ok = true
         let bytes = Array(text.utf8)
         var offset = 0
@@ -117,10 +117,10 @@ enum RegistryFile {
         guard ok else {
             unlink(temporary)
             errno = writeError
-            throw self.failure("write", temporary)
+            throw self.failure("write", path)
         }
         guard rename(temporary, path) == 0 else {
-            let error = self.failure("rename onto \(path)", temporary)
+            let error = self.failure("replace", path)
             unlink(temporary)
             throw error
         }
@@ -132,6 +132,6 @@ enum RegistryFile {
     }
 
     static func failure(_ action: String, _ path: String) -> SimulatorError {
-        SimulatorError("cannot \(action) registry file \(path): \(String(cString: strerror(errno)))")
+        SimulatorError("cannot \(action) registry file \(path): \(String(cString: strerror(errno))); check that its folder exists and is writable")
     }
 }

@@ -144,7 +144,15 @@ public final class Simulator: @unchecked Sendable {
             try? await simulator.group.shutdownGracefully()
             throw error
         }
-        try await simulator.onLoop { simulator.saveRegistry() }
+        // A registry file that cannot be written is a configuration error: say so now rather than lose devices later.
+        if let path = configuration.registryPath {
+            do {
+                try RegistryFile.save(registry, to: path)
+            } catch {
+                await simulator.stop()
+                throw error
+            }
+        }
         simulator.eventLog.record("started", [
             ("host", .string(configuration.host)), ("mqttPort", .integer(Int64(simulator.mqttPort))),
             ("controlPort", simulator.controlPort.map { .integer(Int64($0)) } ?? .null),
