@@ -94,7 +94,7 @@ let package = Package(
 
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TBJSON"]),
         // .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig", "AgentCore", "AgentTestSupport"]),
-        // .testTarget(name: "AgentPlatformTests", dependencies: ["AgentPlatform", "AgentCore", "AgentTestSupport"]),
+        .testTarget(name: "AgentPlatformTests", dependencies: ["AgentPlatform", "AgentCore", "AgentTestSupport"]),
         .testTarget(name: "AgentMQTTTests", dependencies: ["AgentMQTT", "AgentCore", "AgentTestSupport"]),
         // .testTarget(name: "TBSimulatorTests", dependencies: ["TBSimulator", "TBJSON", "AgentTestSupport"]),
         // .testTarget(name: "EndToEndTests", dependencies: ["AgentTestSupport", "TBJSON"]),
