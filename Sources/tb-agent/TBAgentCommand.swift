@@ -10,6 +10,10 @@ struct TBAgentCommand: AsyncParsableCommand {
         subcommands: [
             Identity.self,
             CheckConfig.self,
+            Provision.self,
+            Status.self,
+            Reset.self,
+            ConnectTest.self,
         ]
     )
 }
