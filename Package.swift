@@ -59,10 +59,19 @@ let package = Package(
             name: "AgentSimulated",
             dependencies: ["AgentCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
+        .target(
+            name: "AgentService",
+            dependencies: [
+                "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "TBJSON",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "tb-agent",
             dependencies: [
-                "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "TBJSON",
+                "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "AgentService", "TBJSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -93,7 +102,7 @@ let package = Package(
         .target(name: "AgentTestSupport", path: "Tests/AgentTestSupport"),
 
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TBJSON"]),
-        // .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig", "AgentCore", "AgentTestSupport"]),
+        .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig", "AgentCore", "AgentTestSupport"]),
         .testTarget(name: "AgentPlatformTests", dependencies: ["AgentPlatform", "AgentCore", "AgentTestSupport"]),
         .testTarget(name: "AgentMQTTTests", dependencies: ["AgentMQTT", "AgentCore", "AgentTestSupport"]),
         // .testTarget(name: "TBSimulatorTests", dependencies: ["TBSimulator", "TBJSON", "AgentTestSupport"]),

@@ -531,7 +531,7 @@ final class ConfigurationParser {
             guard let chip, let offset else { return nil }
             return .chipOffset(chip: chip, offset: offset)
         }
-        if required { self.problems.report(r.path, "missing line; expected \(form)") }
+        if required { r.report("line", "missing; expected \(form)") }
         return nil
     }
 

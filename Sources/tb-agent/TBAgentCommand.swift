@@ -10,6 +10,7 @@ struct TBAgentCommand: AsyncParsableCommand {
         subcommands: [
             Identity.self,
             CheckConfig.self,
+            Setup.self,
             Provision.self,
             Status.self,
             Reset.self,

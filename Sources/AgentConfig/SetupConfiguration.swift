@@ -1,0 +1,126 @@
+import AgentCore
+
+/// The answers of `tb-agent setup`, rendered as a commented `config.toml`.
+public struct SetupConfiguration: Sendable {
+    /// Where the provision secret goes: into the file (mode 0600), or a reference to a file that holds it.
+    public enum SecretSource: Sendable {
+        case inline(Secret)
+        case file(String)
+    }
+
+    public var host: String
+    public var port: Int
+    public var deviceKey: String
+    public var secret: SecretSource
+    /// `[device] name_template`: `{id}` when the derived name was accepted, else the typed name with braces escaped.
+    public var nameTemplate: String
+    /// What the template gives today and where it came from, for a comment.
+    public var derivedNote: String?
+    public var sysroot: String
+    public var board: BoardProfile?
+
+    public init(
+        host: String, port: Int, deviceKey: String, secret: SecretSource, nameTemplate: String, derivedNote: String?,
+        sysroot: String, board: BoardProfile?
+    ) {
+        self.host = host
+        self.port = port
+        self.deviceKey = deviceKey
+        self.secret = secret
+        self.nameTemplate = nameTemplate
+        self.derivedNote = derivedNote
+        self.sysroot = sysroot
+        self.board = board
+    }
+
+    /// A name typed by a person, as a template that gives exactly that name.
+    public static func literalTemplate(_ name: String) -> String {
+        name.replacingOccurrences(of: "{", with: "{{").replacingOccurrences(of: "}", with: "}}")
+    }
+
+    /// A TOML basic string holding `value`.
+    public static func quoted(_ value: String) -> String {
+        var out = "\""
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7f {
+                    let hex = String(scalar.value, radix: 16, uppercase: true)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    public func render() -> String {
+        var lines: [String] = [
+            "# tb-agent configuration, written by `tb-agent setup`. Reference: README, \"Configuration\".",
+            "# Check it with `tb-agent check-config`. Relative paths are relative to this file's folder.",
+        ]
+        if case .inline = self.secret {
+            lines.append("# It holds the provision device secret: keep it mode 0600, readable by root only.")
+        }
+        lines += [
+            "",
+            "[server]",
+            "# The ThingsBoard MQTT endpoint. For TLS use port 8883 and add a [server.tls] table.",
+            "host = \(Self.quoted(self.host))",
+            "port = \(self.port)",
+            "",
+            "[provisioning]",
+            "# From the ThingsBoard device profile (Device provisioning): the provision device key and secret.",
+            "device_key = \(Self.quoted(self.deviceKey))",
+        ]
+        switch self.secret {
+        case .inline(let secret): lines.append("device_secret = \(Self.quoted(secret.revealed))")
+        case .file(let path): lines.append("device_secret_file = \(Self.quoted(path))")
+        }
+        lines += [
+            "",
+            "[device]",
+            "# {id} is the board serial, else the MAC of the first wired interface, else /etc/machine-id;",
+            "# `tb-agent identity --explain` shows what this board gives.",
+        ]
+        if let note = self.derivedNote { lines.append("# Today: \(note).") }
+        lines.append("name_template = \(Self.quoted(self.nameTemplate))")
+        lines.append("sysroot = \(Self.quoted(self.sysroot))")
+        lines.append("state_dir = \"/var/lib/tb-agent\"")
+        if let board = self.board {
+            lines.append("board = \(Self.quoted(board.name))          # \(board.title)")
+        }
+        lines += [
+            "",
+            "[telemetry]",
+            "interval = \"10s\"",
+            "",
+            "# Sensors, the button and the status LED: see board/examples/ for [[sensors]], [button] and [led].",
+        ]
+        if let board = self.board {
+            if let led = board.statusLED { lines += ["# [led]", "# sysfs = \(Self.quoted(led))"] }
+            if let button = board.buttonLine {
+                let pin = board.pin(forLine: button).map { " (header pin \($0))" } ?? ""
+                lines += ["# [button]", "# line = \(Self.quoted(button))\(pin.isEmpty ? "" : "      #\(pin)")"]
+            }
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+extension BoardProfiles {
+    /// The profile on `searchPath` whose `models` has a prefix of `model` (a device-tree model string).
+    public static func matching(model: String, searchPath: [String]) -> BoardProfile? {
+        for name in self.known(searchPath: searchPath) {
+            guard case .found(let profile) = self.find(name, searchPath: searchPath) else { continue }
+            if profile.models.contains(where: { model.hasPrefix($0) }) { return profile }
+        }
+        return nil
+    }
+}

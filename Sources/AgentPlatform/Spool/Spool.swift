@@ -1,0 +1,323 @@
+import AgentCore
+import SystemPackage
+import TBJSON
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The offline spool: a bounded, append-only log of readings on flash, replayed oldest first after a reconnect or
+/// a restart and trimmed as the server acknowledges them.
+///
+/// Layout in `<state_dir>/spool/`: segment files `<first sequence, 20 digits>.seg` holding `SpoolRecord`s, and
+/// `state.json` with the acknowledged watermark and the count of dropped records (written atomically, at most
+/// once a second and at shutdown). A torn tail after a power cut is detected by the records' checksums, logged
+/// and cut off; nothing before it is lost. When the spool would exceed its size, the oldest segment is dropped
+/// and its unacknowledged records are counted as dropped.
+///
+/// Not thread-safe: one task owns it.
+public final class Spool {
+    public struct Status: Sendable, Equatable {
+        /// Records written and not yet acknowledged.
+        public var depth: Int
+        public var bytes: Int
+        /// Records dropped because the spool was full, since it was created.
+        public var dropped: UInt64
+        /// Damage found and cut off when the spool was opened (bytes).
+        public var recoveredDamage: Int
+    }
+
+    struct Segment {
+        var firstSequence: UInt64
+        var lastSequence: UInt64  // firstSequence - 1 when empty
+        var path: FilePath
+        var bytes: Int
+        var count: Int { Int(self.lastSequence &- self.firstSequence &+ 1) }
+    }
+
+    public let directory: FilePath
+    public let settings: SpoolSettings
+    private var segments: [Segment] = []
+    private var active: FileDescriptor? = nil
+    private var nextSequence: UInt64 = 1
+    /// Every sequence ≤ this is acknowledged.
+    public private(set) var acknowledgedThrough: UInt64 = 0
+    /// Acknowledged sequences above the watermark (PUBACKs can arrive out of order).
+    private var acknowledgedAbove: Set<UInt64> = []
+    private var dropped: UInt64 = 0
+    private var recoveredDamage = 0
+    private var unsyncedSince: ContinuousClock.Instant? = nil
+    private var stateDirtySince: ContinuousClock.Instant? = nil
+    private let clock = ContinuousClock()
+
+    /// Opens (creating when needed) the spool in `directory`, recovering from a crash.
+    public init(directory: String, settings: SpoolSettings = .init()) throws(AgentError) {
+        self.directory = FilePath(directory)
+        self.settings = settings
+        try Self.makeDirectory(self.directory)
+        try self.loadState()
+        try self.recoverSegments()
+    }
+
+    deinit {
+        try? self.sync()
+        try? self.writeState()
+        try? self.active?.close()
+    }
+
+    public var status: Status {
+        Status(
+            depth: self.segments.reduce(0) { $0 + $1.count } - self.acknowledgedCountInSegments,
+            bytes: self.segments.reduce(0) { $0 + $1.bytes }, dropped: self.dropped,
+            recoveredDamage: self.recoveredDamage)
+    }
+
+    private var acknowledgedCountInSegments: Int {
+        var n = 0
+        for s in self.segments where s.count > 0 {
+            if s.lastSequence <= self.acknowledgedThrough {
+                n += s.count
+            } else if s.firstSequence <= self.acknowledgedThrough {
+                n += Int(self.acknowledgedThrough - s.firstSequence + 1)
+            }
+        }
+        return n + self.acknowledgedAbove.count
+    }
+
+    // MARK: writing
+
+    /// Appends a record and returns its sequence number. The record is on flash after the next `sync()`, which
+    /// happens by itself once `syncInterval` has passed (immediately when it is zero).
+    @discardableResult
+    public func append(_ payload: [UInt8]) throws(AgentError) -> UInt64 {
+        let sequence = self.nextSequence
+        let bytes = SpoolRecord(sequence: sequence, payload: payload).encoded
+        if self.active == nil || (self.segments.last?.bytes ?? 0) + bytes.count > self.settings.segmentBytes {
+            try self.rotate(firstSequence: sequence)
+        }
+        guard let fd = self.active else {
+            throw AgentError(.storageFailure, "the spool in \(self.directory) has no open segment")
+        }
+        do {
+            _ = try fd.writeAll(bytes)
+        } catch {
+            // A partial write leaves a torn record that the next open cuts off; reopen a fresh segment so the
+            // next append does not land behind the damage.
+            try? fd.close()
+            self.active = nil
+            throw Self.storageError("could not append a reading to the spool in \(self.directory)", error)
+        }
+        self.nextSequence += 1
+        self.segments[self.segments.count - 1].lastSequence = sequence
+        self.segments[self.segments.count - 1].bytes += bytes.count
+        if self.unsyncedSince == nil { self.unsyncedSince = self.clock.now }
+        try self.enforceLimit()
+        try self.syncIfDue()
+        return sequence
+    }
+
+    /// Makes every appended record durable (fsync), and writes the acknowledgement state if it changed.
+    public func sync() throws(AgentError) {
+        if let fd = self.active, self.unsyncedSince != nil {
+            guard fsync(fd.rawValue) == 0 else {
+                throw AgentError(.storageFailure, "could not flush the spool in \(self.directory) to flash (\(String(cString: strerror(errno))))")
+            }
+        }
+        self.unsyncedSince = nil
+        if self.stateDirtySince != nil { try self.writeState() }
+    }
+
+    /// Syncs when the sync interval has passed since the oldest unsynced write; call it from a timer too.
+    public func syncIfDue() throws(AgentError) {
+        let now = self.clock.now
+        let due = { (since: ContinuousClock.Instant?) in since.map { now - $0 >= self.settings.syncInterval } ?? false }
+        if due(self.unsyncedSince) || due(self.stateDirtySince) { try self.sync() }
+    }
+
+    // MARK: reading and acknowledging
+
+    /// Unacknowledged records with a sequence above `after`, oldest first, at most `limit` of them.
+    public func pending(after: UInt64 = 0, limit: Int = 256) throws(AgentError) -> [SpoolRecord] {
+        var out: [SpoolRecord] = []
+        let floor = max(after, self.acknowledgedThrough)
+        for segment in self.segments where segment.count > 0 && segment.lastSequence > floor {
+            let bytes = try Self.readAll(segment.path)
+            for record in SpoolRecord.scan(bytes).records
+            where record.sequence > floor && !self.acknowledgedAbove.contains(record.sequence) {
+                out.append(record)
+                if out.count >= limit { return out }
+            }
+        }
+        return out
+    }
+
+    /// The server acknowledged these records (PUBACK): they are trimmed once every older one is acknowledged too.
+    public func acknowledge(_ sequences: some Sequence<UInt64>) throws(AgentError) {
+        for s in sequences where s > self.acknowledgedThrough { self.acknowledgedAbove.insert(s) }
+        while self.acknowledgedAbove.remove(self.acknowledgedThrough + 1) != nil { self.acknowledgedThrough += 1 }
+        if self.stateDirtySince == nil { self.stateDirtySince = self.clock.now }
+        try self.trim()
+        try self.syncIfDue()
+    }
+
+    // MARK: internals
+
+    private func rotate(firstSequence: UInt64) throws(AgentError) {
+        if let fd = self.active {
+            if self.unsyncedSince != nil { _ = fsync(fd.rawValue) }
+            try? fd.close()
+            self.active = nil
+            self.unsyncedSince = nil
+        }
+        let name = String(firstSequence)
+        let path = self.directory.appending(String(repeating: "0", count: max(0, 20 - name.count)) + name + ".seg")
+        do {
+            self.active = try FileDescriptor.open(
+                path, .writeOnly, options: [.create, .append, .closeOnExec], permissions: [.ownerReadWrite])
+        } catch {
+            throw Self.storageError("could not create a spool segment in \(self.directory)", error)
+        }
+        self.segments.append(Segment(firstSequence: firstSequence, lastSequence: firstSequence &- 1, path: path, bytes: 0))
+        Self.syncDirectory(self.directory)
+    }
+
+    private func trim() throws(AgentError) {
+        while let first = self.segments.first {
+            let fullyAcknowledged = first.count > 0 && first.lastSequence <= self.acknowledgedThrough
+            let emptyAndOld = first.count == 0 && self.segments.count > 1
+            guard fullyAcknowledged || emptyAndOld else { break }
+            if self.segments.count == 1 {
+                try? self.active?.close()
+                self.active = nil
+                self.unsyncedSince = nil
+            }
+            _ = unlink(first.path.string)
+            self.segments.removeFirst()
+        }
+    }
+
+    private func enforceLimit() throws(AgentError) {
+        while self.segments.reduce(0, { $0 + $1.bytes }) > self.settings.maxBytes, self.segments.count > 1 {
+            let oldest = self.segments.removeFirst()
+            if oldest.lastSequence > self.acknowledgedThrough {
+                let unacked = oldest.lastSequence - max(self.acknowledgedThrough, oldest.firstSequence &- 1)
+                let ackedAbove = self.acknowledgedAbove.filter { $0 <= oldest.lastSequence }
+                self.dropped += unacked - UInt64(ackedAbove.count)
+                self.acknowledgedAbove.subtract(ackedAbove)
+                self.acknowledgedThrough = oldest.lastSequence
+            }
+            _ = unlink(oldest.path.string)
+            if self.stateDirtySince == nil { self.stateDirtySince = self.clock.now }
+        }
+    }
+
+    private func recoverSegments() throws(AgentError) {
+        let names: [String]
+        do {
+            names = try Self.listDirectory(self.directory).filter { $0.hasSuffix(".seg") }.sorted()
+        }
+        for name in names {
+            let path = self.directory.appending(name)
+            guard let first = UInt64(name.dropLast(4)) else { continue }
+            let bytes = try Self.readAll(path)
+            let scan = SpoolRecord.scan(bytes)
+            if scan.damaged {
+                // A torn tail (or damage): keep what is before it, cut the rest so appends stay readable.
+                self.recoveredDamage += scan.damagedBytes
+                _ = truncate(path.string, off_t(scan.validLength))
+            }
+            let last = scan.records.last?.sequence ?? (first &- 1)
+            if scan.records.isEmpty || last <= self.acknowledgedThrough {
+                _ = unlink(path.string)
+                continue
+            }
+            self.segments.append(Segment(firstSequence: scan.records.first?.sequence ?? first, lastSequence: last, path: path, bytes: scan.validLength))
+            self.nextSequence = max(self.nextSequence, last + 1)
+        }
+        self.nextSequence = max(self.nextSequence, self.acknowledgedThrough + 1)
+    }
+
+    private var statePath: FilePath { self.directory.appending("state.json") }
+
+    private func loadState() throws(AgentError) {
+        guard let bytes = try? Self.readAll(self.statePath) else { return }
+        // {"acked":N,"dropped":M}: a damaged state file only costs a replay (duplicates the server tolerates).
+        guard let state = try? JSONValue.parse(bytes) else { return }
+        self.acknowledgedThrough = state["acked"]?.int64Value.flatMap { UInt64(exactly: $0) } ?? 0
+        self.dropped = state["dropped"]?.int64Value.flatMap { UInt64(exactly: $0) } ?? 0
+    }
+
+    private func writeState() throws(AgentError) {
+        let text = "{\"acked\":\(self.acknowledgedThrough),\"dropped\":\(self.dropped)}\n"
+        let temp = self.directory.appending("state.json.tmp")
+        do {
+            let fd = try FileDescriptor.open(
+                temp, .writeOnly, options: [.create, .truncate, .closeOnExec], permissions: [.ownerReadWrite])
+            try fd.closeAfter {
+                _ = try fd.writeAll(Array(text.utf8))
+                guard fsync(fd.rawValue) == 0 else { throw Errno(rawValue: errno) }
+            }
+            guard rename(temp.string, self.statePath.string) == 0 else { throw Errno(rawValue: errno) }
+        } catch {
+            throw Self.storageError("could not save the spool's state in \(self.directory)", error)
+        }
+        Self.syncDirectory(self.directory)
+        self.stateDirtySince = nil
+    }
+
+    static func storageError(_ what: String, _ error: any Error) -> AgentError {
+        let errno = (error as? Errno)
+        var fix = ""
+        if errno == .noSpace { fix = ": the file system is full; free space on it" }
+        if errno == .readOnlyFileSystem { fix = ": the file system is read-only; remount it read-write" }
+        if errno == .permissionDenied { fix = ": permission denied; the service user must own the state directory" }
+        let cause: any Error & Sendable = errno ?? error
+        return AgentError(.storageFailure, "\(what)\(fix)", cause: cause)
+    }
+
+    static func makeDirectory(_ path: FilePath) throws(AgentError) {
+        if mkdir(path.string, 0o700) != 0 && errno != EEXIST {
+            throw storageError("could not create the spool directory \(path)", Errno(rawValue: errno))
+        }
+    }
+
+    static func syncDirectory(_ path: FilePath) {
+        let fd = open(path.string, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = fsync(fd)
+        _ = close(fd)
+    }
+
+    static func listDirectory(_ path: FilePath) throws(AgentError) -> [String] {
+        guard let dir = opendir(path.string) else {
+            throw storageError("could not read the spool directory \(path)", Errno(rawValue: errno))
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    static func readAll(_ path: FilePath) throws(AgentError) -> [UInt8] {
+        do {
+            let fd = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec])
+            return try fd.closeAfter {
+                var out: [UInt8] = []
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let n = try buffer.withUnsafeMutableBytes { try fd.read(into: $0) }
+                    if n == 0 { break }
+                    out += buffer[0..<n]
+                }
+                return out
+            }
+        } catch {
+            throw storageError("could not read \(path)", error)
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import AgentCore
+import AgentPlatform
+import AgentTestSupport
+import Foundation
+import Testing
+
+@Suite struct SpoolTests {
+    func payload(_ i: Int) -> [UInt8] { Array(#"[{"ts":\#(1_700_000_000_000 + i),"values":{"n":\#(i)}}]"#.utf8) }
+
+    @Test func replaysOldestFirstAndTrimsAsAcknowledged() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("spool")
+        let spool = try Spool(directory: dir.path, settings: .init(segmentBytes: 600, syncInterval: .zero))
+        let sequences = try (0..<40).map { try spool.append(self.payload($0)) }
+        #expect(spool.status.depth == 40)
+        let first = try spool.pending(limit: 10)
+        #expect(first.map(\.payload) == (0..<10).map(self.payload))
+        // Out-of-order acknowledgements: trimmed only once contiguous.
+        try spool.acknowledge(sequences[1..<10])
+        #expect(spool.acknowledgedThrough == 0)
+        try spool.acknowledge([sequences[0]])
+        #expect(spool.acknowledgedThrough == sequences[9])
+        #expect(spool.status.depth == 30)
+        #expect(try spool.pending(limit: 1).first?.payload == self.payload(10))
+        try spool.acknowledge(sequences[10...])
+        #expect(spool.status.depth == 0)
+        let segments = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".seg") }
+        #expect(segments.count <= 1)
+    }
+
+    @Test func survivesARestartWithEveryUnacknowledgedRecord() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("spool")
+        var sequences: [UInt64] = []
+        do {
+            let spool = try Spool(directory: dir.path, settings: .init(segmentBytes: 500, syncInterval: .zero))
+            for i in 0..<25 { sequences.append(try spool.append(self.payload(i))) }
+            try spool.acknowledge(sequences[0..<5])
+            try spool.sync()
+        }
+        let reopened = try Spool(directory: dir.path, settings: .init(segmentBytes: 500, syncInterval: .zero))
+        #expect(try reopened.pending(limit: 100).map(\.payload) == (5..<25).map(self.payload))
+        // New appends continue the sequence.
+        let next = try reopened.append(self.payload(25))
+        #expect(next == sequences.last! + 1)
+    }
+
+    @Test func tornTailIsCutAndEverythingBeforeItKept() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("spool")
+        do {
+            let spool = try Spool(directory: dir.path, settings: .init(syncInterval: .zero))
+            for i in 0..<10 { try spool.append(self.payload(i)) }
+        }
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: dir.path).first { $0.hasSuffix(".seg") })
+        let url = dir.appendingPathComponent(segment)
+        var bytes = try Data(contentsOf: url)
+        bytes.removeLast(7)  // a power cut in the middle of the last write
+        try bytes.write(to: url)
+        let spool = try Spool(directory: dir.path, settings: .init(syncInterval: .zero))
+        #expect(try spool.pending(limit: 100).map(\.payload) == (0..<9).map(self.payload))
+        #expect(spool.status.recoveredDamage > 0)
+        // Appends after recovery are readable (they are not written behind garbage).
+        try spool.append(self.payload(99))
+        let again = try Spool(directory: dir.path, settings: .init(syncInterval: .zero))
+        #expect(try again.pending(limit: 100).map(\.payload) == (0..<9).map(self.payload) + [self.payload(99)])
+    }
+
+    @Test func fullSpoolDropsTheOldestAndCountsThem() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("spool")
+        let spool = try Spool(directory: dir.path, settings: .init(maxBytes: 2000, segmentBytes: 500, syncInterval: .zero))
+        for i in 0..<100 { try spool.append(self.payload(i)) }
+        let status = spool.status
+        #expect(status.bytes <= 2000)
+        #expect(status.dropped > 0)
+        #expect(UInt64(status.depth) + status.dropped == 100)
+        // What is left is the newest, in order.
+        let left = try spool.pending(limit: 1000).map(\.payload)
+        #expect(left == (100 - left.count..<100).map(self.payload))
+    }
+
+    @Test func randomDamageNeverLosesRecordsBeforeIt() throws {
+        var rng = SplitMix64(seed: 99)
+        for round in 0..<40 {
+            let dir = try TestSupport.makeTemporaryDirectory("spool")
+            do {
+                let spool = try Spool(directory: dir.path, settings: .init(syncInterval: .zero))
+                for i in 0..<30 { try spool.append(self.payload(i)) }
+            }
+            let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: dir.path).first { $0.hasSuffix(".seg") })
+            let url = dir.appendingPathComponent(segment)
+            var bytes = [UInt8](try Data(contentsOf: url))
+            let offset = Int.random(in: 0..<bytes.count, using: &rng)
+            if round % 2 == 0 { bytes = Array(bytes.prefix(offset)) } else { bytes[offset] ^= 0x5A }
+            try Data(bytes).write(to: url)
+            let spool = try Spool(directory: dir.path, settings: .init(syncInterval: .zero))
+            let left = try spool.pending(limit: 1000).map(\.payload)
+            #expect(left == (0..<left.count).map(self.payload), "round \(round)")
+            let recordSize = SpoolRecord(sequence: 1, payload: self.payload(0)).encoded.count
+            #expect(left.count >= offset / recordSize - 1)
+        }
+    }
+}
