@@ -111,12 +111,13 @@ public struct MQTTTLSOptions: Sendable, Equatable {
     }
 }
 
-/// Everything one connection needs. The password is a `Secret`: it never reaches a log or an error.
-public struct MQTTConnectOptions: Sendable, Equatable {
+/// Everything one connection needs. User name and password are `Secret`s (with ACCESS_TOKEN credentials the
+/// user name is the token): they never reach a log or an error.
+public struct MQTTConnectOptions: Sendable, Equatable, CustomStringConvertible {
     public var host: String
     public var port: Int
     public var clientID: String
-    public var username: String?
+    public var username: Secret?
     public var password: Secret?
     public var keepalive: Duration
     public var cleanSession: Bool
@@ -125,7 +126,7 @@ public struct MQTTConnectOptions: Sendable, Equatable {
     public var connectTimeout: Duration
 
     public init(
-        host: String, port: Int, clientID: String, username: String? = nil, password: Secret? = nil,
+        host: String, port: Int, clientID: String, username: Secret? = nil, password: Secret? = nil,
         keepalive: Duration = .seconds(60), cleanSession: Bool = true, tls: MQTTTLSOptions? = nil,
         connectTimeout: Duration = .seconds(30)
     ) {
@@ -141,6 +142,12 @@ public struct MQTTConnectOptions: Sendable, Equatable {
     }
 
     public var endpoint: ServerEndpoint { ServerEndpoint(host: self.host, port: self.port) }
+
+    public var description: String {
+        "\(self.endpoint) client id \"\(self.clientID)\" user name \(self.username.map { "\($0)" } ?? "(none)"), "
+            + "password \(self.password.map { "\($0)" } ?? "(none)"), keepalive \(DurationText.format(self.keepalive)), "
+            + "clean session \(self.cleanSession), TLS \(self.tls == nil ? "off" : "on")"
+    }
 }
 
 /// Why an MQTT operation failed. `agentError` gives the message a person acts on (naming host:port and the fix).

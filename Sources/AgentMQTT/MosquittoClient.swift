@@ -86,7 +86,7 @@ public final class MosquittoClient: Sendable {
         if let username = options.username {
             // MQTT 3.1.1 allows a password only with a user name.
             try call("mosquitto_username_pw_set") {
-                mosquitto_username_pw_set(handle, username, options.password?.revealed)
+                mosquitto_username_pw_set(handle, username.revealed, options.password?.revealed)
             }
         }
         if let tls = options.tls {

@@ -27,7 +27,7 @@ public enum SessionOptions {
             tls = options
         }
         return MQTTConnectOptions(
-            host: server.host, port: server.port, clientID: clientID, username: username, password: password,
+            host: server.host, port: server.port, clientID: clientID, username: username.map(Secret.init), password: password,
             keepalive: server.keepalive, cleanSession: true, tls: tls)
     }
 

@@ -11,6 +11,10 @@ struct TBAgentCommand: AsyncParsableCommand {
             Identity.self,
             CheckConfig.self,
             Setup.self,
+            Provision.self,
+            Status.self,
+            Reset.self,
+            ConnectTest.self,
         ]
     )
 }

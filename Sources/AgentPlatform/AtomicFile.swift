@@ -1,0 +1,217 @@
+import AgentCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Crash-safe replacement of a small file: the new content goes to a temporary file created with its final mode
+/// (`O_CREAT | O_EXCL`, no chmod window), is fsynced, renamed over the target, and the directory is fsynced. At
+/// every instant the target holds either the old or the new content.
+public enum AtomicFile {
+    /// The steps of `write`, in order. A test hook runs after each one.
+    public enum Step: String, Sendable, Hashable, CaseIterable {
+        case tempWritten = "temp written"
+        case tempSynced = "temp fsynced"
+        case renamed = "renamed over the target"
+        case directorySynced = "directory fsynced"
+    }
+
+    /// Thrown by a test hook to make the step that just ran look as if its system call had failed with `errno`
+    /// (the write then cleans up and reports, as for a real failure). Any other error thrown by a hook is a
+    /// simulated crash: it propagates at once and nothing is cleaned up.
+    public struct SimulatedFailure: Error, Sendable {
+        public let errno: CInt
+        public init(errno: CInt) { self.errno = errno }
+    }
+
+    /// A failed system call: what was being done, to which path, and `errno`.
+    public struct IOError: Error, Sendable, CustomStringConvertible {
+        public let operation: String
+        public let path: String
+        public let errno: CInt
+
+        public var description: String { "\(self.operation) \(self.path): \(Self.text(self.errno))" }
+
+        /// `strerror` text with the symbolic name, e.g. "No space left on device (ENOSPC)".
+        public static func text(_ code: CInt) -> String {
+            let message = strerror(code).map { String(cString: $0) } ?? "errno \(code)"
+            let name: String
+            switch code {
+            case ENOSPC: name = "ENOSPC"
+            case EROFS: name = "EROFS"
+            case EACCES: name = "EACCES"
+            case EPERM: name = "EPERM"
+            case ENOENT: name = "ENOENT"
+            case ENOTDIR: name = "ENOTDIR"
+            case EDQUOT: name = "EDQUOT"
+            case EIO: name = "EIO"
+            case EEXIST: name = "EEXIST"
+            case EISDIR: name = "EISDIR"
+            default: name = "errno \(code)"
+            }
+            return "\(message) (\(name))"
+        }
+    }
+
+    /// Why a crash-simulating hook stopped a write.
+    struct Interrupted: Error {
+        let cause: any Error
+    }
+
+    /// Replaces `path` with `bytes`.
+    ///
+    /// - Parameters:
+    ///   - mode: the file's mode from its creation (0600 by default).
+    ///   - afterStep: test hook (see `SimulatedFailure`).
+    /// - Throws: `IOError` (the temporary file removed, the target untouched unless the rename happened), or
+    ///   `Interrupted` carrying the hook's error.
+    static func write(
+        _ bytes: [UInt8], to path: String, mode: mode_t = 0o600, afterStep: ((Step) throws -> Void)? = nil
+    ) throws -> Void {
+        let temp = path + ".tmp"
+        let directory = Self.directory(of: path)
+        // A temporary file left by a crash is garbage: the target was never replaced with it.
+        if unlink(temp) != 0 && errno != ENOENT { throw IOError(operation: "removing the stale", path: temp, errno: errno) }
+
+        func step(_ step: Step, cleanup: () -> Void) throws {
+            guard let afterStep else { return }
+            do {
+                try afterStep(step)
+            } catch let failure as SimulatedFailure {
+                cleanup()
+                throw IOError(operation: "simulated failure after '\(step.rawValue)' for", path: path, errno: failure.errno)
+            } catch {
+                throw Interrupted(cause: error)
+            }
+        }
+
+        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
+        guard fd >= 0 else { throw IOError(operation: "creating", path: temp, errno: errno) }
+        var closed = false
+        func closeAndRemove() {
+            if !closed { close(fd) }
+            closed = true
+            unlink(temp)
+        }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeBytes { buffer -> Int in
+                guard let base = buffer.baseAddress else { return 0 }
+                return Glibc.write(fd, base + offset, buffer.count - offset)
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                let code = errno
+                closeAndRemove()
+                throw IOError(operation: "writing", path: temp, errno: code)
+            }
+            offset += written
+        }
+        try step(.tempWritten, cleanup: closeAndRemove)
+        if fsync(fd) != 0 {
+            let code = errno
+            closeAndRemove()
+            throw IOError(operation: "fsync of", path: temp, errno: code)
+        }
+        try step(.tempSynced, cleanup: closeAndRemove)
+        closed = true
+        if close(fd) != 0 {
+            let code = errno
+            unlink(temp)
+            throw IOError(operation: "closing", path: temp, errno: code)
+        }
+        if rename(temp, path) != 0 {
+            let code = errno
+            unlink(temp)
+            throw IOError(operation: "renaming \(temp) to", path: path, errno: code)
+        }
+        try step(.renamed, cleanup: {})
+        try Self.syncDirectory(directory)
+        try step(.directorySynced, cleanup: {})
+    }
+
+    /// The file's bytes, or nil if it does not exist.
+    static func read(_ path: String) throws(IOError) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            if errno == ENOENT { return nil }
+            throw IOError(operation: "opening", path: path, errno: errno)
+        }
+        defer { close(fd) }
+        var result: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16384)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw IOError(operation: "reading", path: path, errno: errno)
+            }
+            if count == 0 { return result }
+            result.append(contentsOf: chunk[0..<count])
+            // Credentials are a few kilobytes; a huge file is not ours.
+            if result.count > 1 << 20 { throw IOError(operation: "reading (larger than 1 MiB)", path: path, errno: EFBIG) }
+        }
+    }
+
+    /// Makes a rename or unlink in `directory` durable.
+    static func syncDirectory(_ directory: String) throws(IOError) {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw IOError(operation: "opening the directory", path: directory, errno: errno) }
+        defer { close(fd) }
+        if fsync(fd) != 0 && errno != EINVAL {  // some file systems cannot fsync a directory: nothing to make durable
+            throw IOError(operation: "fsync of the directory", path: directory, errno: errno)
+        }
+    }
+
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let directory = String(path[..<slash])
+        return directory.isEmpty ? "/" : directory
+    }
+}
+
+/// The agent's state directory (`[device] state_dir`): created 0700, parents 0755.
+public enum StateDirectory {
+    /// Creates the directory if needed and tightens its mode to 0700 if others may look inside.
+    ///
+    /// - Returns: warnings to log (a mode that could not be tightened).
+    /// - Throws: `AgentError.storageFailure` naming the directory and the fix.
+    @discardableResult
+    public static func ensure(_ path: String) throws(AgentError) -> [String] {
+        guard !path.isEmpty else {
+            throw AgentError(.invalidConfiguration, "[device] state_dir is empty: set it to a directory such as /var/lib/tb-agent")
+        }
+        var status = stat()
+        if stat(path, &status) == 0 {
+            guard status.st_mode & S_IFMT == S_IFDIR else {
+                throw AgentError(
+                    .storageFailure,
+                    "the state directory \(path) exists but is not a directory: remove it or set [device] state_dir to another path")
+            }
+            guard status.st_mode & 0o077 != 0 else { return [] }
+            if chmod(path, 0o700) != 0 {
+                return ["the state directory \(path) has mode \(String(status.st_mode & 0o777, radix: 8)) and could not be changed to 700 (\(AtomicFile.IOError.text(errno))); other users may list it"]
+            }
+            return []
+        }
+        guard errno == ENOENT else {
+            throw AgentError(
+                .storageFailure,
+                "cannot use the state directory \(path): \(AtomicFile.IOError.text(errno)); check its permissions or set [device] state_dir")
+        }
+        // Parents first, with the usual 0755.
+        var prefix = path.hasPrefix("/") ? "" : "."
+        let components = path.split(separator: "/")
+        for (i, component) in components.enumerated() {
+            prefix += "/" + component
+            let isLast = i == components.count - 1
+            if mkdir(prefix, isLast ? 0o700 : 0o755) != 0 && errno != EEXIST {
+                throw AgentError(
+                    .storageFailure,
+                    "cannot create the state directory \(path) (at \(prefix): \(AtomicFile.IOError.text(errno))): create it (mode 700, owned by the user running tb-agent) or set [device] state_dir to a writable place")
+            }
+        }
+        try? AtomicFile.syncDirectory(AtomicFile.directory(of: path))
+        return []
+    }
+}

@@ -1,0 +1,69 @@
+import AgentCore
+import AgentPlatform
+import ArgumentParser
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the stored identity and credentials (secrets masked).",
+        discussion: """
+            Reads [device] state_dir/credentials.json. Exit statuses: 0 provisioned for the configured server, \
+            3 not provisioned (or only for another server), 74 the store cannot be read, 78 configuration.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let config = try LinkCommand.loadConfiguration(self.global)
+        let store = CredentialStore(directory: config.device.stateDir)
+        let endpoint = ServerEndpoint(config.server)
+        let lookup = try LinkCommand.run { () throws(AgentError) in try store.load(for: endpoint) }
+        LinkCommand.warn(lookup.warnings)
+        switch lookup {
+        case .found(let stored, let source, _):
+            print("device:      \(stored.deviceName)")
+            print("server:      \(stored.server)")
+            print("credentials: \(stored.credentials)")
+            print("issued:      \(stored.issuedAt)")
+            print("stored in:   \(source == .current ? store.currentPath : store.previousPath + " (the current file is damaged)")")
+        case .none(let reason, _):
+            print("not provisioned: \(reason)")
+            throw ExitCode(LinkCommand.notProvisioned)
+        }
+    }
+}
+
+struct Reset: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Forget the stored credentials (kept as the previous generation for recovery).",
+        discussion: """
+            The next `tb-agent provision` asks the server again. ThingsBoard answers FAILURE if a device with this \
+            name exists already: delete it on the server first, or use pre-provisioned devices. To undo a reset, \
+            rename credentials.previous.json back to credentials.json in [device] state_dir.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Flag(help: "Confirm: forget the credentials.")
+    var yes = false
+
+    func run() async throws {
+        guard self.yes else {
+            CommandOutput.error(
+                "tb-agent reset forgets the stored credentials; the server will not hand them out again. Run `tb-agent reset --yes` to confirm.")
+            throw ExitCode(ExitStatus.usage)
+        }
+        let config = try LinkCommand.loadConfiguration(self.global)
+        let store = CredentialStore(directory: config.device.stateDir)
+        let before = try LinkCommand.run { () throws(AgentError) in try store.load() }
+        let forgotten = try LinkCommand.run { () throws(AgentError) in try store.forget() }
+        guard forgotten else {
+            print("nothing to forget: no credentials are stored in \(store.directory)")
+            return
+        }
+        if let stored = before.credentials {
+            print("forgot the credentials of \(stored); kept as \(store.previousPath) for recovery")
+        } else {
+            print("removed the damaged \(store.currentPath); \(store.previousPath) is kept")
+        }
+    }
+}
