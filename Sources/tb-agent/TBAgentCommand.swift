@@ -8,6 +8,7 @@ struct TBAgentCommand: AsyncParsableCommand {
         abstract: "A ThingsBoard device agent for Linux single-board computers.",
         version: AgentVersion.string,
         subcommands: [
+            Run.self,
             Identity.self,
             CheckConfig.self,
             Setup.self,
