@@ -59,10 +59,16 @@ let package = Package(
             name: "AgentSimulated",
             dependencies: ["AgentCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
+        // Board I/O: sensor readers, line watchers, the status LED and the button, over AgentGPIO or AgentSimulated.
+        .target(
+            name: "AgentBoard",
+            dependencies: ["AgentCore", "AgentGPIO", "AgentSimulated", .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "tb-agent",
             dependencies: [
                 "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "TBJSON",
+                "AgentBoard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -93,6 +99,10 @@ let package = Package(
         .target(name: "AgentTestSupport", path: "Tests/AgentTestSupport"),
 
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TBJSON"]),
+        .testTarget(
+            name: "BoardIOTests",
+            dependencies: ["AgentBoard", "AgentCore", "AgentGPIO", "AgentSimulated", "AgentTestSupport"]
+        ),
         // .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig", "AgentCore", "AgentTestSupport"]),
         // .testTarget(name: "AgentPlatformTests", dependencies: ["AgentPlatform", "AgentCore", "AgentTestSupport"]),
         // .testTarget(name: "AgentMQTTTests", dependencies: ["AgentMQTT", "AgentCore", "AgentTestSupport"]),
