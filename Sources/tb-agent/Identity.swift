@@ -1,7 +1,16 @@
+import AgentConfig
+import AgentCore
+import AgentPlatform
 import ArgumentParser
+import Foundation
 
 struct Identity: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print the device name derived from the hardware.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print the device name derived from the hardware.",
+        discussion: """
+            Only [device] is read from the configuration ([server] and [provisioning] may be absent). Without \
+            --config and without /etc/tb-agent/config.toml, the defaults apply (name_template "{id}", sysroot "/").
+            """)
 
     @OptionGroup var global: GlobalOptions
 
@@ -9,6 +18,38 @@ struct Identity: AsyncParsableCommand {
     var explain = false
 
     func run() async throws {
-        throw ValidationError("identity derivation is being written (issue 2)")
+        var notes: [String] = []
+        let settings: DeviceSettings
+        if self.global.config == AgentConfiguration.defaultPath
+            && !FileManager.default.fileExists(atPath: self.global.config)
+        {
+            settings = DeviceSettings()
+            notes.append("config: \(self.global.config) does not exist; using the [device] defaults")
+        } else {
+            do {
+                settings = try ConfigurationLoader.loadDeviceSettings(path: self.global.config)
+                notes.append("config: \(self.global.config)")
+            } catch {
+                CommandOutput.error(error.description)
+                throw ExitCode(ExitStatus.config)
+            }
+        }
+        do {
+            let identity = try HardwareIdentity.derive(settings)
+            print(identity.name)
+            if self.explain {
+                for line in notes + identity.explanation { print(line) }
+            }
+        } catch {
+            CommandOutput.error("tb-agent identity: \(error.message)")
+            throw ExitCode(error.code == .invalidConfiguration ? ExitStatus.config : ExitStatus.unavailable)
+        }
+    }
+}
+
+/// Writing to standard error (results go to standard output, everything else here).
+enum CommandOutput {
+    static func error(_ text: String) {
+        FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
     }
 }

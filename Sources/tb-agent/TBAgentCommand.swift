@@ -9,6 +9,7 @@ struct TBAgentCommand: AsyncParsableCommand {
         version: AgentVersion.string,
         subcommands: [
             Identity.self,
+            CheckConfig.self,
         ]
     )
 }

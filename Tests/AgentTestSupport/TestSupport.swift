@@ -117,7 +117,7 @@ public final class ChildProcess: @unchecked Sendable {
         process.standardOutput = try FileHandle(forWritingTo: self.stdoutURL)
         process.standardError = try FileHandle(forWritingTo: self.stderrURL)
         process.standardInput = stdin ?? FileHandle.nullDevice
-        try process.run()
+        try TestSupport.withSignalsUnblocked { try process.run() }
         self.process = process
     }
 
@@ -217,4 +217,19 @@ public final class MosquittoBroker: @unchecked Sendable {
 
     public func stop() { self.child.stop() }
     deinit { self.child.stop() }
+}
+
+extension TestSupport {
+    /// Runs `body` (a spawn) with SIGHUP, SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 unblocked on this thread, then
+    /// restores the mask. A child inherits the spawning thread's signal mask, and the test runner's threads block
+    /// these: a child started with them blocked ignores SIGTERM (mosquitto then needed the SIGKILL 5 s later).
+    public static func withSignalsUnblocked<T>(_ body: () throws -> T) rethrows -> T {
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        for sig in [SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2] { sigaddset(&unblock, sig) }
+        var previous = sigset_t()
+        pthread_sigmask(SIG_UNBLOCK, &unblock, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        return try body()
+    }
 }

@@ -12,11 +12,13 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var sensors: [SensorSettings]
     public var button: ButtonSettings?
     public var led: LEDSettings?
+    /// The profile `[device] board` names, loaded from the board search path; nil without `board`.
+    public var boardProfile: BoardProfile?
 
     public init(
         server: ServerSettings, provisioning: ProvisioningSettings, device: DeviceSettings = .init(),
         telemetry: TelemetrySettings = .init(), gpio: GPIOSettings = .init(), sensors: [SensorSettings] = [],
-        button: ButtonSettings? = nil, led: LEDSettings? = nil
+        button: ButtonSettings? = nil, led: LEDSettings? = nil, boardProfile: BoardProfile? = nil
     ) {
         self.server = server
         self.provisioning = provisioning
@@ -26,6 +28,7 @@ public struct AgentConfiguration: Sendable, Equatable {
         self.sensors = sensors
         self.button = button
         self.led = led
+        self.boardProfile = boardProfile
     }
 
     public static let defaultPath = "/etc/tb-agent/config.toml"

@@ -1,3 +1,0 @@
-import AgentCore
-/// See Package.swift for this module's role.
-public enum AgentConfigModule {}

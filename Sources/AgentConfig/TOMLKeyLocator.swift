@@ -1,0 +1,316 @@
+/// A line and column in a text file, both 1-based.
+struct SourcePosition: Hashable, Sendable {
+    var line: Int
+    var column: Int
+}
+
+/// Finds where each key of a TOML document is written, since TOMLKit's tree carries no positions.
+///
+/// A small scanner of the TOML text: it follows `[table]` and `[[array]]` headers, dotted and quoted keys, and
+/// (best effort) inline tables and arrays, and records the position of the first character of every key path
+/// (`sensors[2].debounce`, `device.identity_sources[1]`). It only runs on text that TOMLKit has already parsed, so
+/// it can be lenient about malformed input.
+struct TOMLKeyLocator {
+    private(set) var positions: [String: SourcePosition] = [:]
+
+    init(text: String) {
+        var scanner = Scanner(text: text)
+        scanner.run()
+        self.positions = scanner.positions
+    }
+
+    /// The position of `path`, else of its nearest ancestor that is written in the file (a missing key is reported
+    /// at its table's header).
+    func position(of path: KeyPath) -> SourcePosition? {
+        var current: KeyPath? = path
+        while let candidate = current, !candidate.isEmpty {
+            if let found = self.positions[candidate.description] { return found }
+            current = candidate.parent
+        }
+        return nil
+    }
+
+    private struct Scanner {
+        let chars: [Unicode.Scalar]
+        var index = 0
+        var line = 1
+        var column = 1
+        var positions: [String: SourcePosition] = [:]
+        /// How many `[[x]]` tables each array-of-tables path has so far.
+        var arrayCounts: [String: Int] = [:]
+
+        init(text: String) { self.chars = Array(text.unicodeScalars) }
+
+        var atEnd: Bool { self.index >= self.chars.count }
+        var current: Unicode.Scalar? { self.atEnd ? nil : self.chars[self.index] }
+        func peek(_ offset: Int) -> Unicode.Scalar? {
+            let i = self.index + offset
+            return i < self.chars.count ? self.chars[i] : nil
+        }
+        var position: SourcePosition { SourcePosition(line: self.line, column: self.column) }
+
+        mutating func advance() {
+            guard !self.atEnd else { return }
+            if self.chars[self.index] == "\n" {
+                self.line += 1
+                self.column = 1
+            } else {
+                self.column += 1
+            }
+            self.index += 1
+        }
+
+        mutating func skipSpaces() {
+            while let c = self.current, c == " " || c == "\t" { self.advance() }
+        }
+
+        mutating func skipToLineEnd() {
+            while let c = self.current, c != "\n" { self.advance() }
+        }
+
+        /// Spaces, newlines and comments (inside arrays).
+        mutating func skipBlank() {
+            while let c = self.current {
+                if c == " " || c == "\t" || c == "\n" || c == "\r" {
+                    self.advance()
+                } else if c == "#" {
+                    self.skipToLineEnd()
+                } else {
+                    return
+                }
+            }
+        }
+
+        mutating func record(_ path: KeyPath, _ position: SourcePosition) {
+            let key = path.description
+            if self.positions[key] == nil { self.positions[key] = position }
+        }
+
+        mutating func run() {
+            var table = KeyPath()
+            while !self.atEnd {
+                self.skipBlank()
+                guard let c = self.current else { break }
+                if c == "[" {
+                    let isArray = self.peek(1) == "["
+                    self.advance()
+                    if isArray { self.advance() }
+                    self.skipSpaces()
+                    let keys = self.parseKey()
+                    if !keys.isEmpty {
+                        table = self.resolveHeader(keys, isArray: isArray)
+                    }
+                    self.skipToLineEnd()
+                    continue
+                }
+                let keys = self.parseKey()
+                if keys.isEmpty {
+                    self.skipToLineEnd()
+                    continue
+                }
+                var path = table
+                for (key, position) in keys {
+                    path = path.appending(key)
+                    self.record(path, position)
+                }
+                self.skipSpaces()
+                guard self.current == "=" else {
+                    self.skipToLineEnd()
+                    continue
+                }
+                self.advance()
+                self.skipSpaces()
+                self.skipValue(path)
+                self.skipToLineEnd()
+            }
+        }
+
+        /// The table path a header opens, with the index of every array of tables on the way.
+        mutating func resolveHeader(_ keys: [(String, SourcePosition)], isArray: Bool) -> KeyPath {
+            var path = KeyPath()
+            for (offset, (key, position)) in keys.enumerated() {
+                path = path.appending(key)
+                let isLast = offset == keys.count - 1
+                if isLast && isArray {
+                    let count = self.arrayCounts[path.description, default: 0]
+                    self.arrayCounts[path.description] = count + 1
+                    self.record(path, position)
+                    path = path.appending(index: count)
+                    self.record(path, position)
+                } else {
+                    if let count = self.arrayCounts[path.description], count > 0 {
+                        path = path.appending(index: count - 1)
+                    }
+                    if isLast { self.record(path, position) }
+                }
+            }
+            return path
+        }
+
+        /// A dotted key, each part with its position; empty when there is no key here.
+        mutating func parseKey() -> [(String, SourcePosition)] {
+            var keys: [(String, SourcePosition)] = []
+            while true {
+                let start = self.position
+                guard let key = self.parseSimpleKey() else { return keys }
+                keys.append((key, start))
+                self.skipSpaces()
+                guard self.current == "." else { return keys }
+                self.advance()
+                self.skipSpaces()
+            }
+        }
+
+        mutating func parseSimpleKey() -> String? {
+            guard let c = self.current else { return nil }
+            if c == "\"" {
+                self.advance()
+                var key = ""
+                while let ch = self.current, ch != "\"", ch != "\n" {
+                    if ch == "\\" {
+                        self.advance()
+                        guard let escaped = self.current else { break }
+                        switch escaped {
+                        case "n": key += "\n"
+                        case "t": key += "\t"
+                        case "u", "U":
+                            let length = escaped == "u" ? 4 : 8
+                            var hex = ""
+                            for _ in 0..<length {
+                                self.advance()
+                                if let h = self.current { hex.unicodeScalars.append(h) }
+                            }
+                            if let value = UInt32(hex, radix: 16), let scalar = Unicode.Scalar(value) {
+                                key.unicodeScalars.append(scalar)
+                            }
+                        default: key.unicodeScalars.append(escaped)
+                        }
+                        self.advance()
+                        continue
+                    }
+                    key.unicodeScalars.append(ch)
+                    self.advance()
+                }
+                if self.current == "\"" { self.advance() }
+                return key
+            }
+            if c == "'" {
+                self.advance()
+                var key = ""
+                while let ch = self.current, ch != "'", ch != "\n" {
+                    key.unicodeScalars.append(ch)
+                    self.advance()
+                }
+                if self.current == "'" { self.advance() }
+                return key
+            }
+            var key = ""
+            while let ch = self.current,
+                ("a"..."z").contains(ch) || ("A"..."Z").contains(ch) || ("0"..."9").contains(ch) || ch == "_" || ch == "-"
+            {
+                key.unicodeScalars.append(ch)
+                self.advance()
+            }
+            return key.isEmpty ? nil : key
+        }
+
+        mutating func skipString() {
+            guard let quote = self.current else { return }
+            let triple = self.peek(1) == quote && self.peek(2) == quote
+            if triple {
+                self.advance()
+                self.advance()
+                self.advance()
+                while !self.atEnd {
+                    if quote == "\"" && self.current == "\\" {
+                        self.advance()
+                        self.advance()
+                        continue
+                    }
+                    if self.current == quote && self.peek(1) == quote && self.peek(2) == quote {
+                        self.advance()
+                        self.advance()
+                        self.advance()
+                        // Up to two more quotes may belong to the string's content.
+                        while self.current == quote { self.advance() }
+                        return
+                    }
+                    self.advance()
+                }
+                return
+            }
+            self.advance()
+            while let ch = self.current, ch != "\n" {
+                if quote == "\"" && ch == "\\" {
+                    self.advance()
+                    self.advance()
+                    continue
+                }
+                self.advance()
+                if ch == quote { return }
+            }
+        }
+
+        mutating func skipValue(_ path: KeyPath) {
+            guard let c = self.current else { return }
+            switch c {
+            case "\"", "'":
+                self.skipString()
+            case "[":
+                self.advance()
+                var element = 0
+                while !self.atEnd {
+                    self.skipBlank()
+                    guard let ch = self.current else { return }
+                    if ch == "]" {
+                        self.advance()
+                        return
+                    }
+                    let before = self.index
+                    let elementPath = path.appending(index: element)
+                    self.record(elementPath, self.position)
+                    self.skipValue(elementPath)
+                    self.skipBlank()
+                    if self.current == "," {
+                        self.advance()
+                        element += 1
+                    } else if self.current != "]" && self.index == before {
+                        self.advance()  // malformed: make progress
+                    }
+                }
+            case "{":
+                self.advance()
+                while !self.atEnd {
+                    self.skipSpaces()
+                    guard let ch = self.current, ch != "\n" else { return }
+                    if ch == "}" {
+                        self.advance()
+                        return
+                    }
+                    let keys = self.parseKey()
+                    if keys.isEmpty {
+                        self.advance()
+                        continue
+                    }
+                    var inner = path
+                    for (key, position) in keys {
+                        inner = inner.appending(key)
+                        self.record(inner, position)
+                    }
+                    self.skipSpaces()
+                    if self.current == "=" {
+                        self.advance()
+                        self.skipSpaces()
+                        self.skipValue(inner)
+                    }
+                    self.skipSpaces()
+                    if self.current == "," { self.advance() }
+                }
+            default:
+                while let ch = self.current, ch != ",", ch != "]", ch != "}", ch != "\n", ch != "#" {
+                    self.advance()
+                }
+            }
+        }
+    }
+}

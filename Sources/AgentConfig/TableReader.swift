@@ -1,0 +1,152 @@
+import AgentCore
+
+/// Collects problems for one file, positioning each at its key.
+final class ProblemCollector {
+    let file: String
+    let locator: TOMLKeyLocator
+    private(set) var problems: [ConfigurationProblem] = []
+
+    init(file: String, locator: TOMLKeyLocator) {
+        self.file = file
+        self.locator = locator
+    }
+
+    /// Reports `message` about `path`, positioned at the key (or its nearest written ancestor).
+    func report(_ path: KeyPath, _ message: String) {
+        let position = self.locator.position(of: path)
+        let prefix = path.isEmpty ? "" : "\(path): "
+        self.problems.append(
+            ConfigurationProblem(
+                file: self.file, line: position?.line, column: position?.column, keyPath: path.description,
+                message: prefix + message))
+    }
+
+    func append(_ problem: ConfigurationProblem) { self.problems.append(problem) }
+}
+
+/// Typed access to one TOML table, reporting wrong types and out-of-range values by key path.
+struct TableReader {
+    let path: KeyPath
+    let table: [String: TOMLNode]
+    let problems: ProblemCollector
+
+    func has(_ key: String) -> Bool { self.table[key] != nil }
+    func keyPath(_ key: String) -> KeyPath { self.path.appending(key) }
+    func report(_ key: String, _ message: String) { self.problems.report(self.keyPath(key), message) }
+
+    /// Reports every key not in `known`, with a suggestion.
+    func rejectUnknownKeys(_ known: [String], section: String) {
+        for key in self.table.keys.sorted() where !known.contains(key) {
+            let hint = Suggestion.didYouMean(key, known)
+            self.report(key, "unknown key in \(section) (known keys: \(known.joined(separator: ", ")))\(hint)")
+        }
+    }
+
+    func string(_ key: String, expected: String) -> String? {
+        guard let node = self.table[key] else { return nil }
+        guard case .string(let value) = node else {
+            self.report(key, "expected \(expected), found \(node.found)")
+            return nil
+        }
+        return value
+    }
+
+    /// A string that is not empty (nor only spaces).
+    func nonEmptyString(_ key: String, expected: String) -> String? {
+        guard let value = self.string(key, expected: expected) else { return nil }
+        if value.allSatisfy(\.isWhitespace) {
+            self.report(key, "is empty; expected \(expected)")
+            return nil
+        }
+        return value
+    }
+
+    func requiredString(_ key: String, expected: String) -> String? {
+        guard self.has(key) else {
+            self.report(key, "missing required key; expected \(expected)")
+            return nil
+        }
+        return self.nonEmptyString(key, expected: expected)
+    }
+
+    func integer(_ key: String, range: ClosedRange<Int>, expected: String) -> Int? {
+        guard let node = self.table[key] else { return nil }
+        guard case .integer(let value) = node else {
+            self.report(key, "expected \(expected), found \(node.found)")
+            return nil
+        }
+        guard range.contains(value) else {
+            self.report(key, "\(value) is out of range; expected \(expected)")
+            return nil
+        }
+        return value
+    }
+
+    func bool(_ key: String) -> Bool? {
+        guard let node = self.table[key] else { return nil }
+        guard case .boolean(let value) = node else {
+            self.report(key, "expected true or false, found \(node.found)")
+            return nil
+        }
+        return value
+    }
+
+    /// An integer or a floating-point number.
+    func number(_ key: String, expected: String) -> Double? {
+        guard let node = self.table[key] else { return nil }
+        switch node {
+        case .integer(let value): return Double(value)
+        case .float(let value) where value.isFinite: return value
+        default:
+            self.report(key, "expected \(expected), found \(node.found)")
+            return nil
+        }
+    }
+
+    /// A duration string (`"500ms"`) within `range`.
+    func duration(_ key: String, range: ClosedRange<Duration>) -> Duration? {
+        guard let node = self.table[key] else { return nil }
+        let rangeText = "from \(DurationText.format(range.lowerBound)) to \(DurationText.format(range.upperBound))"
+        guard case .string(let text) = node else {
+            let hint: String
+            if case .integer(let n) = node {
+                hint = " (a bare number has no unit: write \"\(n)s\" or \"\(n)ms\")"
+            } else {
+                hint = ""
+            }
+            self.report(key, "expected \(DurationText.expectedForm), found \(node.found)\(hint)")
+            return nil
+        }
+        guard let value = DurationText.parse(text) else {
+            self.report(key, "\"\(text)\" is not a duration; expected \(DurationText.expectedForm)")
+            return nil
+        }
+        guard range.contains(value) else {
+            self.report(key, "\"\(text)\" is out of range; expected a duration \(rangeText)")
+            return nil
+        }
+        return value
+    }
+
+    /// One of a string enumeration's raw values, with a suggestion when it is a near miss.
+    func choice<E: RawRepresentable & CaseIterable>(_ key: String, _ type: E.Type) -> E? where E.RawValue == String {
+        let names = E.allCases.map(\.rawValue)
+        let expected = "one of " + names.map { "\"\($0)\"" }.joined(separator: ", ")
+        guard let text = self.string(key, expected: expected) else { return nil }
+        guard let value = E(rawValue: text) else {
+            self.report(key, "\"\(text)\" is not valid: expected \(expected)\(Suggestion.didYouMean(text, names))")
+            return nil
+        }
+        return value
+    }
+
+    /// A sub-table (`[server.tls]`), or nil with a problem when the key holds something else.
+    func table(_ key: String, expected: String) -> TableReader? {
+        guard let node = self.table[key] else { return nil }
+        guard case .table(let inner) = node else {
+            self.report(key, "expected \(expected), found \(node.found)")
+            return nil
+        }
+        return TableReader(path: self.keyPath(key), table: inner, problems: self.problems)
+    }
+}

@@ -1,0 +1,360 @@
+import AgentCore
+import CMosquitto
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The state libmosquitto's callbacks share with `MosquittoClient`: a `Mutex`, the event continuation, and the
+/// continuations of calls waiting for an acknowledgement.
+///
+/// The callbacks run on libmosquitto's network thread. They copy what they get, change the state under the lock,
+/// and resume continuations or yield events after releasing it. They never call into actors, and they are
+/// defined here (not in `main.swift`), so they are not `@MainActor` (swift-style.md 2.9).
+final class CallbackContext: Sendable {
+    enum Phase: Sendable, Equatable {
+        case idle, connecting, connected, closed
+    }
+
+    enum CloseAction: Sendable {
+        case sendDisconnect, abort, nothing
+    }
+
+    struct State {
+        var phase: Phase = .idle
+        var connectWaiter: CheckedContinuation<Result<Void, MQTTError>, Never>?
+        var connectOutcome: Result<Void, MQTTError>?
+        var refusedCode: ConnackCode?
+        var closeRequested: MQTTDisconnectReason?
+        var publishWaiters: [CInt: CheckedContinuation<Result<Void, MQTTError>, Never>] = [:]
+        var publishedEarly: Set<CInt> = []
+        var subscribeWaiters: [CInt: CheckedContinuation<Result<[Int], MQTTError>, Never>] = [:]
+        var subscribedEarly: [CInt: [Int]] = [:]
+        var closeWaiters: [Int: CheckedContinuation<Bool, Never>] = [:]
+        var expiredCloseWaiters: Set<Int> = []
+        var nextWaiterID = 0
+        var networkThreadRunning = false
+        var streamFinished = false
+    }
+
+    let endpoint: ServerEndpoint
+    let continuation: AsyncStream<MQTTEvent>.Continuation
+    let state = Mutex(State())
+
+    init(endpoint: ServerEndpoint, continuation: AsyncStream<MQTTEvent>.Continuation) {
+        self.endpoint = endpoint
+        self.continuation = continuation
+    }
+
+    // MARK: - Called by the client
+
+    func beginConnecting() -> Bool {
+        self.state.withLock { state in
+            guard state.phase == .idle else { return false }
+            state.phase = .connecting
+            return true
+        }
+    }
+
+    var isConnected: Bool { self.state.withLock { $0.phase == .connected } }
+
+    func networkThreadStarted() { self.state.withLock { $0.networkThreadRunning = true } }
+
+    /// True once: the caller then joins the thread.
+    func takeNetworkThread() -> Bool {
+        self.state.withLock { state in
+            guard state.networkThreadRunning else { return false }
+            state.networkThreadRunning = false
+            return true
+        }
+    }
+
+    /// The connect failed before the network thread existed: report and finish.
+    func closedWithoutThread(reason: MQTTDisconnectReason, error: MQTTError) {
+        self.state.withLock { state in
+            state.phase = .closed
+            state.connectOutcome = .failure(error)
+            state.streamFinished = true
+        }
+        self.continuation.yield(.disconnected(reason: reason))
+        self.continuation.finish()
+    }
+
+    /// The connect timeout passed; true if the connect was still waiting (the caller then aborts).
+    func connectTimedOut(after timeout: Duration) -> Bool {
+        let waiter: CheckedContinuation<Result<Void, MQTTError>, Never>?
+        let outcome = Result<Void, MQTTError>.failure(.connectTimeout(self.endpoint, timeout))
+        waiter = self.state.withLock { state in
+            guard state.phase == .connecting, state.connectOutcome == nil else { return nil }
+            state.connectOutcome = outcome
+            if state.closeRequested == nil { state.closeRequested = .aborted }
+            let waiter = state.connectWaiter
+            state.connectWaiter = nil
+            return waiter
+        }
+        waiter?.resume(returning: outcome)
+        return self.state.withLock { $0.phase == .connecting }
+    }
+
+    func awaitConnectOutcome() async -> Result<Void, MQTTError> {
+        await withCheckedContinuation { continuation in
+            let ready: Result<Void, MQTTError>? = self.state.withLock { state in
+                if let outcome = state.connectOutcome { return outcome }
+                state.connectWaiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    func registerPublish(mid: CInt, _ continuation: CheckedContinuation<Result<Void, MQTTError>, Never>) {
+        let ready: Result<Void, MQTTError>? = self.state.withLock { state in
+            if state.publishedEarly.remove(mid) != nil { return .success(()) }
+            if state.phase == .closed { return .failure(.connectionLost(nil)) }
+            state.publishWaiters[mid] = continuation
+            return nil
+        }
+        if let ready { continuation.resume(returning: ready) }
+    }
+
+    func registerSubscribe(mid: CInt, _ continuation: CheckedContinuation<Result<[Int], MQTTError>, Never>) {
+        let ready: Result<[Int], MQTTError>? = self.state.withLock { state in
+            if let granted = state.subscribedEarly.removeValue(forKey: mid) { return .success(granted) }
+            if state.phase == .closed { return .failure(.connectionLost(nil)) }
+            state.subscribeWaiters[mid] = continuation
+            return nil
+        }
+        if let ready { continuation.resume(returning: ready) }
+    }
+
+    /// Records that the caller wants the session closed, and says how.
+    func requestClose(_ kind: MQTTDisconnectReason) -> CloseAction {
+        let (action, finish): (CloseAction, Bool) = self.state.withLock { state in
+            switch state.phase {
+            case .closed:
+                return (.nothing, false)
+            case .idle:
+                state.phase = .closed
+                state.closeRequested = kind
+                let finish = !state.streamFinished
+                state.streamFinished = true
+                return (.nothing, finish)
+            case .connecting:
+                if state.closeRequested == nil { state.closeRequested = kind }
+                return (.abort, false)
+            case .connected:
+                guard state.closeRequested == nil else { return (.nothing, false) }
+                state.closeRequested = kind
+                return (kind == .requested ? .sendDisconnect : .abort, false)
+            }
+        }
+        if finish {
+            self.continuation.yield(.disconnected(reason: kind))
+            self.continuation.finish()
+        }
+        return action
+    }
+
+    /// True if there is a live session to abort.
+    func markAborting() -> Bool {
+        self.state.withLock { state in
+            guard state.phase == .connecting || state.phase == .connected else { return false }
+            if state.closeRequested == nil { state.closeRequested = .aborted }
+            return true
+        }
+    }
+
+    /// Waits until the session has ended; false if `timeout` passed first.
+    func awaitClosed(timeout: Duration) async -> Bool {
+        let id: Int = self.state.withLock { state in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        let timer = Task {
+            try? await Task.sleep(for: timeout)
+            let waiter: CheckedContinuation<Bool, Never>? = self.state.withLock { state in
+                if let waiter = state.closeWaiters.removeValue(forKey: id) { return waiter }
+                state.expiredCloseWaiters.insert(id)
+                return nil
+            }
+            waiter?.resume(returning: false)
+        }
+        let closed = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let ready: Bool? = self.state.withLock { state in
+                if state.phase == .closed || state.phase == .idle { return true }
+                if state.expiredCloseWaiters.remove(id) != nil { return false }
+                state.closeWaiters[id] = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+        timer.cancel()
+        return closed
+    }
+
+    func finishIfOpen() {
+        let finish = self.state.withLock { state in
+            let finish = !state.streamFinished
+            state.streamFinished = true
+            return finish
+        }
+        if finish { self.continuation.finish() }
+    }
+
+    // MARK: - Called on the network thread
+
+    static func install(on handle: OpaquePointer) {
+        mosquitto_connect_callback_set(handle) { mosq, userdata, rc in
+            CallbackContext.from(userdata)?.connackReceived(rc, mosq)
+        }
+        mosquitto_disconnect_callback_set(handle) { mosq, userdata, rc in
+            let savedErrno = errno
+            CallbackContext.from(userdata)?.sessionEnded(rc, savedErrno, mosq)
+        }
+        mosquitto_publish_callback_set(handle) { _, userdata, mid in
+            CallbackContext.from(userdata)?.published(mid)
+        }
+        mosquitto_subscribe_callback_set(handle) { _, userdata, mid, count, granted in
+            var copy: [Int] = []
+            if let granted, count > 0 {
+                for i in 0..<Int(count) { copy.append(Int(granted[i])) }
+            }
+            CallbackContext.from(userdata)?.subscribed(mid, copy)
+        }
+        mosquitto_message_callback_set(handle) { _, userdata, message in
+            // The message and its payload are freed when this returns: copy them.
+            guard let message = message?.pointee, let topic = message.topic else { return }
+            let payload: [UInt8]
+            if let bytes = message.payload, message.payloadlen > 0 {
+                payload = Array(UnsafeRawBufferPointer(start: bytes, count: Int(message.payloadlen)))
+            } else {
+                payload = []
+            }
+            let copy = MQTTMessage(
+                topic: String(cString: topic), payload: payload,
+                qos: MQTTQoS(rawValue: Int(message.qos)) ?? .atLeastOnce, retain: message.retain)
+            CallbackContext.from(userdata)?.continuation.yield(.message(copy))
+        }
+    }
+
+    private static func from(_ userdata: UnsafeMutableRawPointer?) -> CallbackContext? {
+        guard let userdata else { return nil }
+        // The client keeps the context alive for as long as the handle (and so the network thread) exists.
+        return Unmanaged<CallbackContext>.fromOpaque(userdata).takeUnretainedValue()
+    }
+
+    private func connackReceived(_ rc: CInt, _ mosq: OpaquePointer?) {
+        let code = ConnackCode(rawValue: Int(rc))
+        let (waiter, outcome, report): (CheckedContinuation<Result<Void, MQTTError>, Never>?, Result<Void, MQTTError>, Bool) =
+            self.state.withLock { state in
+                let outcome: Result<Void, MQTTError> = rc == 0 ? .success(()) : .failure(.refused(self.endpoint, code))
+                guard state.phase == .connecting else { return (nil, outcome, false) }
+                if rc == 0 {
+                    if state.connectOutcome == nil { state.phase = .connected }
+                } else {
+                    state.refusedCode = code
+                }
+                guard state.connectOutcome == nil else { return (nil, outcome, true) }
+                state.connectOutcome = outcome
+                let waiter = state.connectWaiter
+                state.connectWaiter = nil
+                return (waiter, outcome, true)
+            }
+        if rc != 0, let mosq {
+            // libmosquitto would reconnect after a refusal; marking the session disconnecting stops it.
+            _ = mosquitto_disconnect(mosq)
+        }
+        guard report else { return }
+        self.continuation.yield(.connected(returnCode: code))
+        waiter?.resume(returning: outcome)
+    }
+
+    private func sessionEnded(_ rc: CInt, _ savedErrno: CInt, _ mosq: OpaquePointer?) {
+        let error: MosquittoError? = rc == 0 ? nil : MosquittoError(rawValue: rc, systemErrno: savedErrno)
+        struct Ending {
+            var reason: MQTTDisconnectReason
+            var connectWaiter: (CheckedContinuation<Result<Void, MQTTError>, Never>, Result<Void, MQTTError>)?
+            var publishWaiters: [CheckedContinuation<Result<Void, MQTTError>, Never>]
+            var subscribeWaiters: [CheckedContinuation<Result<[Int], MQTTError>, Never>]
+            var closeWaiters: [CheckedContinuation<Bool, Never>]
+            var finish: Bool
+        }
+        let ending: Ending? = self.state.withLock { state in
+            guard state.phase != .closed else { return nil }
+            let reason: MQTTDisconnectReason
+            if let code = state.refusedCode {
+                reason = .refused(code)
+            } else if let requested = state.closeRequested {
+                reason = requested
+            } else if state.phase == .connecting {
+                if let error, error.rawValue == MosquittoError.code(MOSQ_ERR_TLS)
+                    || error.isErrno(ECONNREFUSED, EHOSTUNREACH, ENETUNREACH, ETIMEDOUT, EADDRNOTAVAIL)
+                {
+                    reason = .connectFailed(error)
+                } else {
+                    reason = .closedBeforeConnack(error)
+                }
+            } else {
+                reason = .connectionLost(error ?? .connectionLost)
+            }
+            var connect: (CheckedContinuation<Result<Void, MQTTError>, Never>, Result<Void, MQTTError>)? = nil
+            if state.phase == .connecting, state.connectOutcome == nil {
+                let failure: MQTTError
+                switch reason {
+                case .connectFailed(let e): failure = .connectFailure(self.endpoint, e)
+                case .closedBeforeConnack(let e): failure = .closedBeforeConnack(self.endpoint, e)
+                case .refused(let code): failure = .refused(self.endpoint, code)
+                default: failure = .connectionLost(error)
+                }
+                state.connectOutcome = .failure(failure)
+                if let waiter = state.connectWaiter { connect = (waiter, .failure(failure)) }
+                state.connectWaiter = nil
+            }
+            state.phase = .closed
+            let ending = Ending(
+                reason: reason, connectWaiter: connect, publishWaiters: Array(state.publishWaiters.values),
+                subscribeWaiters: Array(state.subscribeWaiters.values), closeWaiters: Array(state.closeWaiters.values),
+                finish: !state.streamFinished)
+            state.publishWaiters = [:]
+            state.subscribeWaiters = [:]
+            state.closeWaiters = [:]
+            state.streamFinished = true
+            return ending
+        }
+        // Whatever ended the session, mark it disconnecting so that libmosquitto's loop does not reconnect and
+        // the network thread exits.
+        if let mosq { _ = mosquitto_disconnect(mosq) }
+        guard let ending else { return }
+        if let (waiter, result) = ending.connectWaiter { waiter.resume(returning: result) }
+        for waiter in ending.publishWaiters { waiter.resume(returning: .failure(.connectionLost(error))) }
+        for waiter in ending.subscribeWaiters { waiter.resume(returning: .failure(.connectionLost(error))) }
+        if ending.finish {
+            self.continuation.yield(.disconnected(reason: ending.reason))
+            self.continuation.finish()
+        }
+        for waiter in ending.closeWaiters { waiter.resume(returning: true) }
+    }
+
+    private func published(_ mid: CInt) {
+        let waiter = self.state.withLock { state in
+            guard let waiter = state.publishWaiters.removeValue(forKey: mid) else {
+                state.publishedEarly.insert(mid)
+                return nil as CheckedContinuation<Result<Void, MQTTError>, Never>?
+            }
+            return waiter
+        }
+        waiter?.resume(returning: .success(()))
+    }
+
+    private func subscribed(_ mid: CInt, _ granted: [Int]) {
+        let waiter = self.state.withLock { state in
+            guard let waiter = state.subscribeWaiters.removeValue(forKey: mid) else {
+                state.subscribedEarly[mid] = granted
+                return nil as CheckedContinuation<Result<[Int], MQTTError>, Never>?
+            }
+            return waiter
+        }
+        waiter?.resume(returning: .success(granted))
+    }
+}

@@ -1,0 +1,279 @@
+import AgentCore
+import CMosquitto
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `mosquitto_lib_init` runs once per process, the first time a client is made (a global `let` is initialised
+/// exactly once, thread-safely).
+private let mosquittoLibraryInitialized: CInt = mosquitto_lib_init()
+
+/// One MQTT 3.1.1 session over libmosquitto: connect once, subscribe, publish with completion on the
+/// acknowledgement, read events, disconnect.
+///
+/// The client owns one `struct mosquitto` handle and frees it in `deinit`. libmosquitto's network thread
+/// (`mosquitto_loop_start`) stays inside: its callbacks copy what they get, update a `Mutex`, resume continuations
+/// and yield to `events`; they never touch actors.
+///
+/// **Connect once, report the disconnect.** libmosquitto reconnects by itself after a lost connection or a
+/// refused CONNACK. This client stops that: when the session ends for any reason it reports
+/// `.disconnected(reason:)`, finishes `events`, and the network thread exits. A new session needs a new client;
+/// the agent reconnects with its own backoff.
+public final class MosquittoClient: Sendable {
+    public let options: MQTTConnectOptions
+    /// Events in order: `.connected`, `.message`…, then one `.disconnected`, after which the stream finishes.
+    public let events: AsyncStream<MQTTEvent>
+
+    // Safe to share: libmosquitto guards its state with its own mutexes in threaded mode; this class calls only
+    // the thread-safe entry points from other threads, and `deinit` frees the handle after joining the thread.
+    private nonisolated(unsafe) let handle: OpaquePointer
+    private let context: CallbackContext
+    private let logger: Logger
+
+    /// The libmosquitto version, e.g. `2.0.11` (`mosquitto_lib_version`).
+    public static var libraryVersion: String {
+        var major: CInt = 0
+        var minor: CInt = 0
+        var revision: CInt = 0
+        _ = mosquitto_lib_version(&major, &minor, &revision)
+        return "\(major).\(minor).\(revision)"
+    }
+
+    /// Creates the handle and applies every option; nothing goes on the network yet.
+    ///
+    /// The corresponding C functions are `mosquitto_new`, `mosquitto_int_option`, `mosquitto_username_pw_set`,
+    /// `mosquitto_tls_set`, `mosquitto_tls_opts_set` and `mosquitto_tls_insecure_set`.
+    /// - Throws: `MQTTError.library` when libmosquitto refuses an option (a missing CA file, for example).
+    public init(_ options: MQTTConnectOptions, logger: Logger = Logger(label: "tb-agent.mqtt")) throws(MQTTError) {
+        _ = mosquittoLibraryInitialized
+        self.options = options
+        self.logger = logger
+        let (stream, continuation) = AsyncStream.makeStream(of: MQTTEvent.self, bufferingPolicy: .unbounded)
+        self.events = stream
+        let context = CallbackContext(endpoint: options.endpoint, continuation: continuation)
+        self.context = context
+        guard let handle = mosquitto_new(options.clientID, options.cleanSession, Unmanaged.passUnretained(context).toOpaque())
+        else {
+            continuation.finish()
+            throw .library(operation: "mosquitto_new", MosquittoError(rawValue: MosquittoError.code(MOSQ_ERR_ERRNO), systemErrno: errno))
+        }
+        self.handle = handle
+        do {
+            try Self.configure(handle, options)
+        } catch {
+            continuation.finish()
+            mosquitto_destroy(handle)
+            throw error
+        }
+        CallbackContext.install(on: handle)
+    }
+
+    private static func configure(_ handle: OpaquePointer, _ options: MQTTConnectOptions) throws(MQTTError) {
+        func call(_ operation: String, _ body: () -> CInt) throws(MQTTError) {
+            do {
+                try mosquittoCall(body)
+            } catch {
+                throw .library(operation: operation, error)
+            }
+        }
+        // ThingsBoard and tb-sim speak MQTT 3.1.1; libmosquitto 2.0 defaults to it, but say so.
+        try call("mosquitto_int_option(MOSQ_OPT_PROTOCOL_VERSION)") {
+            mosquitto_int_option(handle, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311)
+        }
+        if let username = options.username {
+            // MQTT 3.1.1 allows a password only with a user name.
+            try call("mosquitto_username_pw_set") {
+                mosquitto_username_pw_set(handle, username, options.password?.revealed)
+            }
+        }
+        if let tls = options.tls {
+            let caPath: String? = tls.caFile == nil ? "/etc/ssl/certs" : nil
+            if tls.caFile == nil {
+                try call("mosquitto_int_option(MOSQ_OPT_TLS_USE_OS_CERTS)") {
+                    mosquitto_int_option(handle, MOSQ_OPT_TLS_USE_OS_CERTS, 1)
+                }
+            }
+            try call("mosquitto_tls_set (check [server.tls] ca_file, cert_file and key_file: each must exist and be readable)") {
+                // The password callback refuses: an encrypted key fails instead of OpenSSL prompting on a terminal.
+                mosquitto_tls_set(handle, tls.caFile, caPath, tls.certificateFile, tls.keyFile) { _, _, _, _ in 0 }
+            }
+            // SSL_VERIFY_PEER (1): the server's certificate chain is always verified.
+            try call("mosquitto_tls_opts_set") { mosquitto_tls_opts_set(handle, 1, nil, nil) }
+            try call("mosquitto_tls_insecure_set") { mosquitto_tls_insecure_set(handle, tls.insecureSkipHostnameCheck) }
+        }
+    }
+
+    deinit {
+        self.stopNetworkThread(force: true)
+        mosquitto_destroy(self.handle)
+        self.context.finishIfOpen()
+    }
+
+    // MARK: - Connecting
+
+    /// Opens the TCP (or TLS) connection, sends CONNECT and waits for the CONNACK.
+    ///
+    /// The corresponding C functions are `mosquitto_connect_async` and `mosquitto_loop_start`.
+    /// - Throws: `.refused` for a non-zero CONNACK, `.unreachable`, `.unresolvable`, `.tlsFailed`,
+    ///   `.closedBeforeConnack` (a silent close), `.connectTimeout`, `.alreadyUsed`.
+    public func connect() async throws(MQTTError) {
+        guard self.context.beginConnecting() else { throw .alreadyUsed }
+        let endpoint = self.options.endpoint
+        self.logger.debug(
+            "Connecting",
+            metadata: [
+                "mqtt.server": "\(endpoint)", "mqtt.client_id": "\(self.options.clientID)",
+                "mqtt.username": "\(self.options.username == nil ? "(none)" : "(set)")",
+                "mqtt.tls": "\(self.options.tls != nil)",
+            ])
+        var keepalive = Int(self.options.keepalive.components.seconds)
+        if keepalive != 0 && keepalive < 5 { keepalive = 5 }  // libmosquitto refuses 1-4
+        let rc = mosquitto_connect_async(self.handle, self.options.host, CInt(self.options.port), CInt(keepalive))
+        if rc != MosquittoError.code(MOSQ_ERR_SUCCESS) {
+            let error = MosquittoError(rawValue: rc, systemErrno: errno)
+            let failure = MQTTError.connectFailure(endpoint, error)
+            self.context.closedWithoutThread(reason: .connectFailed(error), error: failure)
+            throw failure
+        }
+        let loop = mosquitto_loop_start(self.handle)
+        if loop != MosquittoError.code(MOSQ_ERR_SUCCESS) {
+            let error = MosquittoError(rawValue: loop, systemErrno: errno)
+            let failure = MQTTError.library(operation: "mosquitto_loop_start", error)
+            self.context.closedWithoutThread(reason: .connectFailed(error), error: failure)
+            throw failure
+        }
+        self.context.networkThreadStarted()
+
+        let timeout = self.options.connectTimeout
+        let timer = Task { [context = self.context] in
+            try? await Task.sleep(for: timeout)
+            guard !Task.isCancelled else { return }
+            if context.connectTimedOut(after: timeout) { self.abort() }
+        }
+        let result = await withTaskCancellationHandler {
+            await self.context.awaitConnectOutcome()
+        } onCancel: {
+            self.abort()
+        }
+        timer.cancel()
+        try result.get()
+        self.logger.debug("Connected", metadata: ["mqtt.server": "\(endpoint)"])
+    }
+
+    // MARK: - Subscribing and publishing
+
+    /// Subscribes and waits for the SUBACK.
+    ///
+    /// The corresponding C function is `mosquitto_subscribe`.
+    /// - Returns: what the server granted (`.refused` for 0x80).
+    public func subscribe(_ topicFilter: String, qos: MQTTQoS) async throws(MQTTError) -> SubscriptionGrant {
+        guard self.context.isConnected else { throw .notConnected }
+        let result: Result<[Int], MQTTError> = await withCheckedContinuation { continuation in
+            var mid: CInt = 0
+            let rc = mosquitto_subscribe(self.handle, &mid, topicFilter, CInt(qos.rawValue))
+            guard rc == MosquittoError.code(MOSQ_ERR_SUCCESS) else {
+                continuation.resume(
+                    returning: .failure(.library(operation: "mosquitto_subscribe", MosquittoError(rawValue: rc, systemErrno: errno))))
+                return
+            }
+            self.context.registerSubscribe(mid: mid, continuation)
+        }
+        let granted = try result.get()
+        return SubscriptionGrant(rawValue: granted.first ?? 0x80)
+    }
+
+    /// Publishes and waits until it is done: for QoS 0 until written to the socket, for QoS 1 until the PUBACK.
+    ///
+    /// The corresponding C function is `mosquitto_publish`.
+    /// - Throws: `.notConnected`, `.connectionLost` when the session ends first, `.library` (payload too large…).
+    public func publish(_ topic: String, payload: [UInt8], qos: MQTTQoS = .atLeastOnce, retain: Bool = false)
+        async throws(MQTTError)
+    {
+        guard self.context.isConnected else { throw .notConnected }
+        let result: Result<Void, MQTTError> = await withCheckedContinuation { continuation in
+            var mid: CInt = 0
+            let rc = payload.withUnsafeBytes { bytes in
+                mosquitto_publish(
+                    self.handle, &mid, topic, CInt(bytes.count), bytes.baseAddress, CInt(qos.rawValue), retain)
+            }
+            guard rc == MosquittoError.code(MOSQ_ERR_SUCCESS) else {
+                continuation.resume(
+                    returning: .failure(.library(operation: "mosquitto_publish", MosquittoError(rawValue: rc, systemErrno: errno))))
+                return
+            }
+            self.context.registerPublish(mid: mid, continuation)
+        }
+        try result.get()
+    }
+
+    // MARK: - Ending
+
+    /// Sends DISCONNECT, waits for the session to end and for the network thread to exit.
+    ///
+    /// The corresponding C functions are `mosquitto_disconnect` and `mosquitto_loop_stop`.
+    public func disconnect() async {
+        switch self.context.requestClose(.requested) {
+        case .sendDisconnect:
+            let rc = mosquitto_disconnect(self.handle)
+            if rc != MosquittoError.code(MOSQ_ERR_SUCCESS) { self.abort() }
+        case .abort:
+            self.abort()
+        case .nothing:
+            break
+        }
+        if !(await self.context.awaitClosed(timeout: .seconds(5))) {
+            self.abort()
+            _ = await self.context.awaitClosed(timeout: .seconds(5))
+        }
+        self.stopNetworkThread(force: false)
+    }
+
+    /// Closes the connection now, without DISCONNECT (for timeouts and cancellation). Returns at once; the session
+    /// reports `.disconnected(.aborted)` (or what ended it first).
+    public func abort() {
+        guard self.context.markAborting() else { return }
+        // Marks the session disconnecting, so that libmosquitto's loop does not reconnect.
+        _ = mosquitto_disconnect(self.handle)
+        // Wakes the network thread out of a pending connect or a read. The descriptor belongs to libmosquitto and
+        // is still open: it is closed only by the network thread, after the disconnect callback we wait for.
+        let socket = mosquitto_socket(self.handle)
+        if socket >= 0 { _ = shutdown(socket, CInt(SHUT_RDWR)) }
+    }
+
+    /// Joins the network thread once. With `force`, the session is aborted first (deinit).
+    private func stopNetworkThread(force: Bool) {
+        guard self.context.takeNetworkThread() else { return }
+        if force {
+            _ = self.context.requestClose(.aborted)
+            _ = mosquitto_disconnect(self.handle)
+            let socket = mosquitto_socket(self.handle)
+            if socket >= 0 { _ = shutdown(socket, CInt(SHUT_RDWR)) }
+        }
+        // Not forced (no pthread_cancel): the thread leaves on its own once the session is marked disconnecting.
+        _ = mosquitto_loop_stop(self.handle, false)
+    }
+}
+
+/// What the server granted for one subscription: 0, 1, 2, or 0x80 (refused).
+public struct SubscriptionGrant: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+    public let rawValue: Int
+    public init(rawValue: Int) { self.rawValue = rawValue }
+
+    public var qos: MQTTQoS? { self.rawValue == 0x80 ? nil : MQTTQoS(rawValue: self.rawValue) }
+    public var isRefused: Bool { self.qos == nil }
+    public var description: String { self.qos.map { "granted \($0)" } ?? "refused (0x\(String(self.rawValue, radix: 16)))" }
+}
+
+extension MQTTError {
+    /// Classifies a failure of the TCP/TLS connect itself.
+    static func connectFailure(_ endpoint: ServerEndpoint, _ error: MosquittoError) -> MQTTError {
+        switch error.rawValue {
+        case MosquittoError.lookup.rawValue: return .unresolvable(endpoint, error)
+        case MosquittoError.tls.rawValue: return .tlsFailed(endpoint, error)
+        default: return .unreachable(endpoint, error)
+        }
+    }
+}

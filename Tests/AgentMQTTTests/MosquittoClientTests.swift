@@ -1,0 +1,220 @@
+import AgentCore
+import AgentMQTT
+import AgentTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+/// Collects a client's events in the background, so that tests can wait for one.
+final class EventRecorder: Sendable {
+    private final class Storage: Sendable {
+        let events = Mutex<[MQTTEvent]>([])
+        let finished = Mutex(false)
+    }
+    private let storage = Storage()
+
+    init(_ client: MosquittoClient) {
+        let storage = self.storage
+        Task {
+            for await event in client.events { storage.events.withLock { $0.append(event) } }
+            storage.finished.withLock { $0 = true }
+        }
+    }
+
+    var all: [MQTTEvent] { self.storage.events.withLock { $0 } }
+    var isFinished: Bool { self.storage.finished.withLock { $0 } }
+    var messages: [MQTTMessage] {
+        self.all.compactMap { if case .message(let m) = $0 { return m } else { return nil } }
+    }
+    var disconnectReason: MQTTDisconnectReason? {
+        for event in self.all { if case .disconnected(let reason) = event { return reason } }
+        return nil
+    }
+
+    func waitUntil(timeout: Duration = .seconds(10), _ condition: @escaping @Sendable (EventRecorder) -> Bool) async -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while clock.now < deadline {
+            if condition(self) { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return condition(self)
+    }
+}
+
+@Suite(.serialized) struct MosquittoClientTests {
+    static func options(port: Int, clientID: String = "test-\(UInt32.random(in: 0...UInt32.max))") -> MQTTConnectOptions {
+        MQTTConnectOptions(host: "127.0.0.1", port: port, clientID: clientID, connectTimeout: .seconds(5))
+    }
+
+    @Test func libraryVersionIsTwoPointSomething() {
+        #expect(MosquittoClient.libraryVersion.hasPrefix("2."))
+        #expect(MosquittoClient.libraryVersion.split(separator: ".").count == 3)
+    }
+
+    @Test func roundTripAtQoS0And1WithAcknowledgements() async throws {
+        let broker = try MosquittoBroker()
+        defer { broker.stop() }
+        let client = try MosquittoClient(Self.options(port: broker.port))
+        let recorder = EventRecorder(client)
+        try await client.connect()
+        #expect(await recorder.waitUntil { $0.all.first == .connected(returnCode: .accepted) })
+
+        let grant = try await client.subscribe("tb/test/#", qos: .atLeastOnce)
+        #expect(grant.qos == .atLeastOnce)
+        let zeroGrant = try await client.subscribe("tb/zero", qos: .atMostOnce)
+        #expect(zeroGrant.qos == .atMostOnce)
+
+        try await client.publish("tb/test/one", payload: Array("{\"a\":1}".utf8), qos: .atLeastOnce)
+        try await client.publish("tb/zero", payload: Array("zero".utf8), qos: .atMostOnce)
+        try await client.publish("tb/test/empty", payload: [], qos: .atLeastOnce)
+        #expect(await recorder.waitUntil { $0.messages.count == 3 })
+        let messages = recorder.messages
+        #expect(messages.contains(MQTTMessage(topic: "tb/test/one", payload: Array("{\"a\":1}".utf8), qos: .atLeastOnce)))
+        #expect(messages.contains(MQTTMessage(topic: "tb/zero", payload: Array("zero".utf8), qos: .atMostOnce)))
+        #expect(messages.contains(MQTTMessage(topic: "tb/test/empty", payload: [], qos: .atLeastOnce)))
+
+        // Many QoS 1 publishes in flight at once: each completes on its own PUBACK.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for i in 0..<50 {
+                group.addTask { try await client.publish("tb/test/n\(i)", payload: Array("\(i)".utf8), qos: .atLeastOnce) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(await recorder.waitUntil { $0.messages.count == 53 })
+
+        await client.disconnect()
+        #expect(await recorder.waitUntil { $0.isFinished })
+        #expect(recorder.disconnectReason == .requested)
+        await #expect(throws: MQTTError.notConnected) {
+            try await client.publish("tb/test/late", payload: [1], qos: .atLeastOnce)
+        }
+    }
+
+    @Test func connectingTwiceIsRefused() async throws {
+        let broker = try MosquittoBroker()
+        defer { broker.stop() }
+        let client = try MosquittoClient(Self.options(port: broker.port))
+        try await client.connect()
+        await #expect(throws: MQTTError.alreadyUsed) { try await client.connect() }
+        await client.disconnect()
+    }
+
+    @Test func closedPortIsUnreachableAndNamesTheServer() async throws {
+        let port = try TestSupport.freePort()
+        let client = try MosquittoClient(Self.options(port: port))
+        let recorder = EventRecorder(client)
+        do {
+            try await client.connect()
+            Issue.record("connect to a closed port succeeded")
+        } catch {
+            guard case .unreachable(let endpoint, let cause) = error else {
+                Issue.record("expected .unreachable, got \(error)")
+                return
+            }
+            #expect(endpoint == ServerEndpoint(host: "127.0.0.1", port: port))
+            #expect(cause.isErrno(ECONNREFUSED))
+            #expect(error.agentError.code == .brokerUnavailable)
+            #expect(error.description.contains("127.0.0.1:\(port)"))
+            #expect(error.description.contains("[server] host and port"))
+        }
+        #expect(await recorder.waitUntil { $0.isFinished })
+        guard case .connectFailed = recorder.disconnectReason else {
+            Issue.record("expected .connectFailed, got \(String(describing: recorder.disconnectReason))")
+            return
+        }
+    }
+
+    @Test func silentCloseBeforeConnackHasItsOwnError() async throws {
+        let server = try RawTCPServer(.closeImmediately)
+        defer { server.stop() }
+        let client = try MosquittoClient(Self.options(port: server.port))
+        let recorder = EventRecorder(client)
+        await #expect {
+            try await client.connect()
+        } throws: { error in
+            guard let error = error as? MQTTError, case .closedBeforeConnack = error else { return false }
+            return error.description.contains("without answering the CONNECT")
+        }
+        #expect(await recorder.waitUntil { $0.isFinished })
+        await client.disconnect()
+    }
+
+    @Test func noConnackWithinTheTimeout() async throws {
+        let server = try RawTCPServer(.holdSilently)
+        defer { server.stop() }
+        var options = Self.options(port: server.port)
+        options.connectTimeout = .milliseconds(300)
+        let client = try MosquittoClient(options)
+        let recorder = EventRecorder(client)
+        await #expect(throws: MQTTError.connectTimeout(ServerEndpoint(host: "127.0.0.1", port: server.port), .milliseconds(300))) {
+            try await client.connect()
+        }
+        #expect(await recorder.waitUntil { $0.isFinished })
+        #expect(recorder.disconnectReason == .aborted)
+        await client.disconnect()
+    }
+
+    @Test func refusedConnackIsReportedOnceAndNotRetried() async throws {
+        let passwordFile = try TestSupport.makeTemporaryDirectory("passwd").appendingPathComponent("passwd")
+        let made = try TestSupport.run(URL(fileURLWithPath: "/usr/bin/mosquitto_passwd"), ["-c", "-b", passwordFile.path, "device", "right"])
+        try #require(made.status == 0, "mosquitto_passwd failed: \(made.stderr)")
+        let broker = try MosquittoBroker(extraConfig: "allow_anonymous false\npassword_file \(passwordFile.path)\n")
+        defer { broker.stop() }
+
+        var options = Self.options(port: broker.port)
+        options.username = "device"
+        options.password = Secret("wrong-password-123")
+        let client = try MosquittoClient(options)
+        let recorder = EventRecorder(client)
+        var caught: MQTTError?
+        do { try await client.connect() } catch { caught = error }
+        let error = try #require(caught)
+        guard case .refused(_, let code) = error else {
+            Issue.record("expected .refused, got \(error)")
+            return
+        }
+        #expect(code == .notAuthorized || code == .badUsernameOrPassword)
+        #expect(error.agentError.code == .credentialsRejected)
+        #expect(!error.description.contains("wrong-password-123"))
+        #expect(await recorder.waitUntil { $0.isFinished })
+        #expect(recorder.all.first == .connected(returnCode: code))
+        #expect(recorder.disconnectReason == .refused(code))
+        // libmosquitto would retry after a second; this client must not.
+        try await Task.sleep(for: .milliseconds(2500))
+        let log = broker.child.stderr + broker.child.stdout
+        let attempts = log.components(separatedBy: "disconnected, not authorised").count - 1
+        #expect(attempts == 1, "broker log:\n\(log)")
+        await client.disconnect()
+
+        // The right password connects.
+        options.password = Secret("right")
+        let good = try MosquittoClient(options)
+        try await good.connect()
+        await good.disconnect()
+    }
+
+    @Test func brokerGoingAwayEndsTheSessionAndFailsWaitingCalls() async throws {
+        let broker = try MosquittoBroker()
+        let client = try MosquittoClient(Self.options(port: broker.port))
+        let recorder = EventRecorder(client)
+        try await client.connect()
+        broker.stop()
+        #expect(await recorder.waitUntil { $0.isFinished })
+        guard case .connectionLost = recorder.disconnectReason else {
+            Issue.record("expected .connectionLost, got \(String(describing: recorder.disconnectReason))")
+            return
+        }
+        await #expect(throws: MQTTError.notConnected) {
+            try await client.publish("x", payload: [1], qos: .atLeastOnce)
+        }
+        await client.disconnect()
+    }
+
+    @Test func secretsStayOutOfDescriptions() throws {
+        let options = MQTTConnectOptions(
+            host: "h", port: 1, clientID: "c", username: "u", password: Secret("hunter2-password"))
+        #expect(!"\(options)".contains("hunter2-password"))
+        #expect(!String(reflecting: options).contains("hunter2-password"))
+    }
+}
