@@ -61,7 +61,7 @@ public final class SysfsLED: LEDOutput {
 
     public func set(_ on: Bool) throws(AgentError) {
         do {
-            try self.files.writeText(on ? self.onValue : "0", to: "\(self.directory)/brightness")
+            try self.files.writeText((on ? self.onValue : "0") + "\n", to: "\(self.directory)/brightness")
         } catch {
             throw AgentError(.hardwareUnavailable, "LED \(self.name): \(error)")
         }

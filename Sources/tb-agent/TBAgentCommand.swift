@@ -10,6 +10,10 @@ struct TBAgentCommand: AsyncParsableCommand {
         subcommands: [
             Identity.self,
             CheckConfig.self,
+            GPIOCommand.self,
+            SensorsCommand.self,
+            LEDCommand.self,
+            ButtonCommand.self,
         ]
     )
 }
