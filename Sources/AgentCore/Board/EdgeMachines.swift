@@ -30,9 +30,12 @@ public struct WatchedLine: EdgeMachine {
     }
 
     public mutating func edge(_ event: EdgeEvent) -> [Output] {
-        let changes = self.debouncer.edge(event).map(Output.change)
-        // A late change settles before the edge that revealed it.
-        return changes + (self.reportsRawEdges ? [.edge(event)] : [])
+        let changes = self.debouncer.edge(event)
+        // In time order: a change that settled before this edge, the edge, then the change it makes at once
+        // (with no debounce window).
+        let before = changes.filter { $0.timestamp < event.timestamp }.map(Output.change)
+        let after = changes.filter { $0.timestamp >= event.timestamp }.map(Output.change)
+        return before + (self.reportsRawEdges ? [.edge(event)] : []) + after
     }
 
     public mutating func tick(now: Duration) -> [Output] { self.debouncer.tick(now: now).map(Output.change) }

@@ -59,7 +59,7 @@ public enum LEDState: String, Sendable, CaseIterable, Equatable {
 
 /// An on/off timeline that repeats: a steady level, or a cycle of timed steps.
 public struct LEDPattern: Sendable, Equatable {
-    public struct Step: Sendable, Equatable {
+    public struct Step: Sendable, Hashable {
         public var on: Bool
         public var duration: Duration
         public init(on: Bool, duration: Duration) {
