@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/busybox sh
 # /init of the real-kernel GPIO test's initramfs (scripts/vm-test.sh): runs under busybox inside qemu, creates a
 # gpio-sim chip with Raspberry-Pi-style line names, and checks the agent's GPIO code through its own commands.
 # Every result is one console line: `VMTEST PASS|FAIL NAME DETAIL`; the host parses them. Ends with poweroff.
@@ -173,8 +173,10 @@ else
     fail short-press "$(oneline < /tmp/short.out)"
 fi
 
+# As-is bias: the agent's own pull-up request would release the simulated button (gpio-sim applies a consumer's
+# bias like a pull).
 echo pull-down > $S/sim_gpio27/pull
-tb-agent button --line GPIO27 --hold 1s --debounce 50ms --for 30s > /tmp/stuck.out 2>&1 &
+tb-agent button --line GPIO27 --bias as-is --hold 1s --debounce 50ms --for 30s > /tmp/stuck.out 2>&1 &
 pid=$!
 wait_for /tmp/stuck.out '^ignored-pressed-at-start'
 sleep 1.3
