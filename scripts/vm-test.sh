@@ -54,8 +54,11 @@ fetch() {  # package → path of its .deb in the cache
     file=$(ls "$cache/debs/${package}_${version/:/%3a}_"*.deb 2>/dev/null | head -1 || true)
     if [ -z "$file" ]; then
         log "downloading $package $version"
-        (cd "$cache/debs" && apt-get download "$package=$version" 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2) \
-            || return 1
+        # apt warns that root downloads unsandboxed into a folder _apt cannot write: expected here.
+        (cd "$cache/debs" && apt-get download "$package=$version" 2>&1) > "$cache/download.log" || {
+            cat "$cache/download.log" >&2
+            return 1
+        }
         file=$(ls "$cache/debs/${package}_${version/:/%3a}_"*.deb 2>/dev/null | head -1 || true)
     fi
     [ -n "$file" ] && echo "$file"
