@@ -22,7 +22,7 @@ die() { printf 'vm-test: FAILED: %s\n' "$*" >&2; exit 1; }
 # The checks vm-init.sh runs; every one must report PASS.
 expected_checks="read-pull-up read-pull-down read-chip-offset read-active-low read-bias-pull-up edge-event
 debounce-burst led-blink led-steady long-press short-press stuck-at-start output-set busy-names-consumer
-not-found-lists-lines"
+not-found-lists-lines permission-names-gpio-group gpio-group-suffices"
 
 # shellcheck source=scripts/lib/deps.sh
 . "$root/scripts/lib/deps.sh"

@@ -87,14 +87,19 @@ enum BoardCommand {
     /// Reports an error the way every command does and exits with a status that tells the class apart.
     static func fail(_ command: String, _ error: AgentError) -> ExitCode {
         CommandOutput.error("tb-agent \(command): \(error.message)")
+        return ExitCode(self.exitStatus(error))
+    }
+
+    /// 78 for configuration, 64 for usage, 77 for a permission problem, 69 for hardware that is not there.
+    static func exitStatus(_ error: AgentError) -> Int32 {
         switch error.code {
-        case .invalidConfiguration: return ExitCode(ExitStatus.config)
-        case .usage: return ExitCode(ExitStatus.usage)
+        case .invalidConfiguration: return ExitStatus.config
+        case .usage: return ExitStatus.usage
         default:
             if let cause = error.cause as? GPIOError, cause.code == .permissionDenied {
-                return ExitCode(ExitStatus.noPermission)
+                return ExitStatus.noPermission
             }
-            return ExitCode(ExitStatus.unavailable)
+            return ExitStatus.unavailable
         }
     }
 

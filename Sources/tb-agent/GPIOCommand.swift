@@ -37,17 +37,18 @@ extension GPIOCommand {
         func run() async throws {
             let addresses = try self.lines.map { try self.backendOptions.address($0) }
             let backend = try BoardCommand.backend(self.backendOptions, self.global)
-            var failed = false
+            // Every line is tried; the exit status is the first failure's.
+            var status: Int32 = 0
             for address in addresses {
                 do {
                     let input = try backend.input(address, InputRequest(bias: self.bias, activeLow: self.activeLow))
                     BoardCommand.emit("\(BoardCommand.label(address))=\(try input.read().digit)")
                 } catch {
                     CommandOutput.error("tb-agent gpio read: \(error.message)")
-                    failed = true
+                    if status == 0 { status = BoardCommand.exitStatus(error) }
                 }
             }
-            if failed { throw ExitCode(ExitStatus.unavailable) }
+            if status != 0 { throw ExitCode(status) }
         }
     }
 

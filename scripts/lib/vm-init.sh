@@ -212,4 +212,21 @@ else
     fail not-found-lists-lines "$(echo "$out" | oneline)"
 fi
 
+# 7. Permission denied names the gpio group, and membership of that group is enough.
+echo "root:x:0:0:root:/:/bin/sh" > /etc/passwd
+echo "tester:x:1000:1000:tester:/tmp:/bin/sh" >> /etc/passwd
+printf 'root:x:0:\ngpio:x:997:\ntester:x:1000:\n' > /etc/group
+chgrp gpio /dev/gpiochip*
+chmod 660 /dev/gpiochip*
+out=$(su -s /bin/sh tester -c "tb-agent gpio read GPIO17" 2>&1)
+status=$?
+if [ $status -eq 77 ] && echo "$out" | grep -q 'permission denied' && echo "$out" | grep -q '`gpio` group'; then
+    pass permission-names-gpio-group "$out"
+else
+    fail permission-names-gpio-group "exit $status: $(echo "$out" | oneline)"
+fi
+printf 'root:x:0:\ngpio:x:997:tester\ntester:x:1000:\n' > /etc/group
+out=$(su -s /bin/sh tester -c "tb-agent gpio read GPIO17" 2>&1)
+echo "$out" | grep -q '^GPIO17=[01]$' && pass gpio-group-suffices "$out" || fail gpio-group-suffices "$(echo "$out" | oneline)"
+
 finish
