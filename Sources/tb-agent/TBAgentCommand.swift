@@ -16,6 +16,10 @@ struct TBAgentCommand: AsyncParsableCommand {
             Status.self,
             Reset.self,
             ConnectTest.self,
+            GPIOCommand.self,
+            SensorsCommand.self,
+            LEDCommand.self,
+            ButtonCommand.self,
         ]
     )
 }
