@@ -270,6 +270,9 @@ public final class GPIOLine: GPIOInput, GPIOOutput, Sendable {
 
 /// The kernel's GPIO character devices through libgpiod.
 public struct LibgpiodBackend: GPIOBackend {
+    /// The libgpiod version, e.g. `1.6.3`. The corresponding C function is `gpiod_version_string`.
+    public static var libraryVersion: String { gpiod_version_string().map { String(cString: $0) } ?? "unknown" }
+
     public init() {}
 
     public func input(_ address: LineAddress, _ request: InputRequest) throws(AgentError) -> any GPIOInput {

@@ -26,6 +26,8 @@ public final class AgentRuntime: Service, CustomStringConvertible {
         public var statusSocketPath: String? = nil
         /// Client attributes published on every connect (agent version, board, network…).
         public var clientAttributes: [(String, JSONValue)] = []
+        /// How often the agent's own figures and the sensors' health go out as telemetry.
+        public var figuresInterval: Duration = .seconds(60)
         public init() {}
     }
 
@@ -82,12 +84,13 @@ enum RuntimeEvent: Sendable {
     case subscribed(session: Int)
     case provisioned(Result<DeviceCredentials, AgentError>)
     case timer(AgentStateMachine<SystemRandomNumberGenerator>.Timer, generation: Int)
-    case sample([String]?)
+    case sampled([(String, JSONValue)])
     case board(BoardEvent)
     case identifyOver(generation: Int)
     case watchdog
     case reload
     case spoolSync
+    case figures
 }
 
 /// The event loop's state. A struct owned by the one task that runs `run()`: no locks needed.
@@ -112,8 +115,8 @@ struct Loop {
     var clock: ClockSanity
     var heldReadings: [(taken: Duration, key: String, value: JSONValue)] = []
     var overrides = RemoteControl.IntervalOverrides()
-    var samplers: [String: Task<Void, Never>] = [:]
-    var samplerIntervals: [String: Duration] = [:]
+    var samplers: [Duration: Task<Void, Never>] = [:]
+    var samplerGroups: [Duration: [String]] = [:]
     // Timers
     var timerGenerations: [Machine.Timer: Int] = [:]
     var timerTasks: [Machine.Timer: Task<Void, Never>] = [:]
@@ -236,8 +239,8 @@ struct Loop {
             guard self.timerGenerations[timer] == generation else { return }
             self.timerTasks[timer] = nil
             self.perform(self.machine.timerFired(timer, now: self.now))
-        case .sample(let names):
-            self.sample(names)
+        case .sampled(let values):
+            self.record(values)
         case .board(let boardEvent):
             switch boardEvent {
             case .reading(let key, let value):
@@ -259,6 +262,8 @@ struct Loop {
             self.reloadConfiguration()
         case .spoolSync:
             do { try self.spool.syncIfDue() } catch { self.storageProblem(error) }
+        case .figures:
+            self.record(self.figures())
         }
     }
 
@@ -427,8 +432,8 @@ struct Loop {
         case .success(.getStatus):
             reply = self.statusDocument()
         case .success(.sampleNow):
-            let count = self.sample(nil)
-            reply = ["sampled": .integer(Int64(count))]
+            self.sampleInBackground(nil)
+            reply = ["sampling": .integer(Int64(self.configuration.sensors.count))]
         case .success(.identify(let duration)):
             self.identifyGeneration += 1
             self.perform(self.machine.identify(true))
@@ -447,12 +452,11 @@ struct Loop {
 
     // MARK: telemetry
 
-    @discardableResult
-    mutating func sample(_ names: [String]?) -> Int {
-        guard let board = self.runtime.board else { return 0 }
-        let values = board.sample(names)
-        self.record(values)
-        return values.count
+    /// Reads sensors off the loop (a DHT retry can take a second) and hands the values back as an event.
+    func sampleInBackground(_ names: [String]?) {
+        guard let board = self.runtime.board else { return }
+        let emit = self.emit
+        Task { emit.yield(.sampled(await board.sample(names))) }
     }
 
     /// Stamps values with the time they were taken, spools them, and publishes when online.
@@ -532,25 +536,33 @@ struct Loop {
         }
     }
 
+    /// One sampling task per distinct interval: sensors that share an interval are read together and go out as
+    /// one entry (one timestamp), so a board with five sensors sends one message per round, not five.
     mutating func restartSamplers() {
         let emit = self.emit
-        var wanted: [String: Duration] = [:]
+        guard let board = self.runtime.board else { return }
+        var wanted: [Duration: [String]] = [:]
         for sensor in self.configuration.sensors {
-            wanted[sensor.name] = self.overrides.interval(for: sensor.name, configured: sensor.interval ?? self.configuration.telemetry.interval)
+            let interval = self.overrides.interval(for: sensor.name, configured: sensor.interval ?? self.configuration.telemetry.interval)
+            wanted[interval, default: []].append(sensor.name)
         }
-        for (name, task) in self.samplers where wanted[name] != self.samplerIntervals[name] {
-            task.cancel()
-            self.samplers[name] = nil
-        }
-        for (name, interval) in wanted where self.samplers[name] == nil {
-            self.samplers[name] = Task {
+        guard wanted != self.samplerGroups else { return }
+        for task in self.samplers.values { task.cancel() }
+        self.samplers = [:]
+        for (interval, names) in wanted {
+            self.samplers[interval] = Task {
+                let clock = ContinuousClock()
+                var next = clock.now
                 while !Task.isCancelled {
-                    emit.yield(.sample([name]))
-                    try? await Task.sleep(for: interval)
+                    emit.yield(.sampled(await board.sample(names)))
+                    // On a fixed grid, so readings keep their rhythm whatever a read costs.
+                    next = next.advanced(by: interval)
+                    if next < clock.now { next = clock.now.advanced(by: interval) }
+                    try? await Task.sleep(until: next, clock: clock)
                 }
             }
         }
-        self.samplerIntervals = wanted
+        self.samplerGroups = wanted
     }
 
     mutating func startBackgroundTicks() {
@@ -568,6 +580,13 @@ struct Loop {
             while !Task.isCancelled {
                 try? await Task.sleep(for: syncInterval)
                 emit.yield(.spoolSync)
+            }
+        })
+        let figuresInterval = self.runtime.options.figuresInterval
+        self.background.append(Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: figuresInterval)
+                emit.yield(.figures)
             }
         })
         self.background.append(Task {
@@ -628,6 +647,19 @@ struct Loop {
         if let lastError = self.lastError { members.append(("lastError", .string(lastError))) }
         members.append(("sensors", self.runtime.board?.health() ?? .object([])))
         return .object(members)
+    }
+
+    /// The agent's own figures and the sensors' health, as telemetry keys.
+    func figures() -> [(String, JSONValue)] {
+        let spool = self.spool.status
+        var out: [(String, JSONValue)] = [
+            ("agent_spool_depth", .integer(Int64(spool.depth))),
+            ("agent_dropped", .integer(Int64(clamping: spool.dropped))),
+            ("agent_reconnects", .integer(Int64(max(0, self.reconnects - 1)))),
+            ("agent_uptime_s", .integer(self.now.components.seconds)),
+        ]
+        if let health = self.runtime.board?.health() { out.append(("sensor_health", health)) }
+        return out
     }
 
     func publishStatus() {

@@ -7,8 +7,9 @@ public protocol BoardIO: Sendable {
     /// Starts watching inputs (digital sensors report each debounced change at once; the button reports its
     /// events). `emit` may be called from any thread.
     func start(emit: @escaping @Sendable (BoardEvent) -> Void) throws(AgentError)
-    /// Reads the named sensors (all when nil) now. Values only: the runtime stamps them.
-    func sample(_ names: [String]?) -> [(String, JSONValue)]
+    /// Reads the named sensors (all when nil) now, as telemetry keys and values; the runtime stamps them.
+    /// A failing sensor contributes nothing (its health says why).
+    func sample(_ names: [String]?) async -> [(String, JSONValue)]
     /// Shows a state on the status LED.
     func show(_ state: LEDState)
     /// Sensor health for `getStatus` and telemetry: one object per sensor.
