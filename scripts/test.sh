@@ -15,6 +15,7 @@ log() { printf '\n== %s\n' "$*" >&2; }
 
 # shellcheck source=scripts/lib/deps.sh
 . "$root/scripts/lib/deps.sh"
+ensure_swift
 ensure_apt_packages $TB_BUILD_PACKAGES $TB_TEST_PACKAGES
 
 log "building"
@@ -38,6 +39,8 @@ if ! $only_swift; then
         export TB_SDK_PYTHON
         "$venv/bin/python" -m pytest -q Tests/conformance || status=1
     fi
+    log "the README's demo, non-interactively"
+    scripts/demo.sh --check || status=1
     if [ -x scripts/vm-test.sh ]; then
         log "real-kernel GPIO test under qemu"
         scripts/vm-test.sh || status=1

@@ -42,3 +42,19 @@ ensure_python_venv() {
 ensure_sdk_venv() {
     ensure_python_venv "$root/.build/venv-sdk" $TB_SDK_PYTHON_PACKAGES
 }
+
+# Swift itself is not a Debian package on bookworm: use the one on PATH or in /opt/swift, or say what to do.
+ensure_swift() {
+    if ! command -v swift >/dev/null 2>&1 && [ -x /opt/swift/usr/bin/swift ]; then
+        export PATH="/opt/swift/usr/bin:$PATH"
+    fi
+    if ! command -v swift >/dev/null 2>&1; then
+        echo "Swift 6 is needed and was not found on PATH or in /opt/swift: install a Swift 6.1 or later toolchain" \
+             "for Debian 12 (swift.org/install) and put its usr/bin on PATH" >&2
+        return 1
+    fi
+    case "$(swift --version 2>&1 | head -1)" in
+        *"version 6."*) ;;
+        *) echo "tb-agent needs Swift 6.1 or later; found: $(swift --version 2>&1 | head -1)" >&2; return 1 ;;
+    esac
+}
