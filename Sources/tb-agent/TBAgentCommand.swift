@@ -9,6 +9,7 @@ struct TBAgentCommand: AsyncParsableCommand {
         version: AgentVersion.string,
         subcommands: [
             Run.self,
+            Doctor.self,
             Identity.self,
             CheckConfig.self,
             Setup.self,

@@ -1,0 +1,80 @@
+import AgentTestSupport
+import Foundation
+import Testing
+
+/// `tb-agent doctor` on the simulated board: one line per check, the fix on failures, exit 1 when one failed.
+@Suite("tb-agent doctor", .serialized)
+struct DoctorCommandTests {
+    /// A copy of the simulated board pointing at `port` with its state in a temporary folder.
+    func board(port: Int) throws -> (config: String, board: URL) {
+        let board = try BoardCommandTests.copyOfSimulatedBoard()
+        let config = board.appendingPathComponent("config.toml")
+        var text = try String(contentsOf: config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "port = 1883", with: "port = \(port)")
+        text = text.replacingOccurrences(
+            of: "state_dir = \"/tmp/tb-agent-simulated/state\"",
+            with: "state_dir = \"\(board.appendingPathComponent("state").path)\"")
+        try text.write(to: config, atomically: true, encoding: .utf8)
+        return (config.path, board)
+    }
+
+    func verdicts(_ stdout: String) -> [String: String] {
+        var out: [String: String] = [:]
+        for line in stdout.split(separator: "\n") where !line.hasPrefix(" ") {
+            let verdict = String(line.prefix(4)).trimmingCharacters(in: .whitespaces)
+            let rest = line.dropFirst(6)
+            guard let colon = rest.firstIndex(of: ":") else { continue }
+            out[String(rest[..<colon])] = verdict
+        }
+        return out
+    }
+
+    @Test func healthyBoardWithAServerPasses() throws {
+        let broker = try MosquittoBroker()
+        defer { broker.stop() }
+        let (config, _) = try self.board(port: broker.port)
+        let result = try TestSupport.tbAgent(["doctor", "--config", config])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        let v = self.verdicts(result.stdout)
+        for check in ["configuration", "identity", "state directory", "sensor door_closed line", "button line",
+                      "sensor temperature", "sensor humidity", "status LED", "server"] {
+            #expect(v[check] == "ok", "\(check): \(result.stdout)")
+        }
+        #expect(v["credentials"] == "WARN")  // not provisioned yet: the agent will provision
+        #expect(v["clock"] != "FAIL")
+    }
+
+    @Test func eachProblemIsAFailingLineWithItsFix() throws {
+        let (config, board) = try self.board(port: try TestSupport.freePort())  // nothing listens there
+        try "72 01 4b 46 7f ff 0e 10 57 : crc=57 NO\n72 01 4b 46 7f ff 0e 10 57 t=23125\n".write(
+            to: board.appendingPathComponent("sysroot/sys/bus/w1/devices/28-00000a1b2c3d/w1_slave"),
+            atomically: true, encoding: .utf8)
+        // The state directory is a file: nothing can be written there.
+        try "".write(to: board.appendingPathComponent("state"), atomically: true, encoding: .utf8)
+        // A button line whose file is missing, with no bias to create it: like a line that does not exist.
+        var text = try String(contentsOfFile: config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "line = \"GPIO27\"                  # to ground, with the pull-up: pressed reads 0\nbias = \"pull-up\"", with: "line = \"GPIO27\"\nbias = \"as-is\"")
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        try FileManager.default.removeItem(at: board.appendingPathComponent("gpio/GPIO27"))
+        let result = try TestSupport.tbAgent(["doctor", "--config", config])
+        #expect(result.status == 1)
+        let v = self.verdicts(result.stdout)
+        #expect(v["sensor temperature"] == "FAIL", "\(result.stdout)")
+        #expect(v["server"] == "FAIL")
+        #expect(v["state directory"] == "FAIL")
+        #expect(v["button line"] == "FAIL")
+        #expect(v["sensor humidity"] == "ok")
+        #expect(result.stdout.contains("does not answer within 3 s: check [server] port"))
+        #expect(result.stdout.contains("GPIO27"))
+    }
+
+    @Test func invalidConfigurationStopsAtTheFirstCheckWithItsProblems() throws {
+        let (config, _) = try self.board(port: 1883)
+        try (try String(contentsOfFile: config, encoding: .utf8) + "\n[spool]\nmax_sise = \"5MiB\"\n")
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        let result = try TestSupport.tbAgent(["doctor", "--config", config])
+        #expect(result.status == 1)
+        #expect(result.stdout.hasPrefix("FAIL  configuration"))
+        #expect(result.stdout.contains("spool.max_sise"))
+    }
+}
