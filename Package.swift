@@ -59,6 +59,12 @@ let package = Package(
             name: "AgentSimulated",
             dependencies: ["AgentCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
+        // Board I/O: sensor readers, line watchers, the status LED and the button, over AgentGPIO or AgentSimulated.
+        .target(
+            name: "AgentBoard",
+            dependencies: ["AgentCore", "AgentGPIO", "AgentSimulated", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The service: the run loop that carries out the core's decisions.
         .target(
             name: "AgentService",
             dependencies: [
@@ -71,7 +77,8 @@ let package = Package(
         .executableTarget(
             name: "tb-agent",
             dependencies: [
-                "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "AgentService", "TBJSON",
+                "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "AgentService",
+                "AgentBoard", "TBJSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -102,10 +109,14 @@ let package = Package(
         .target(name: "AgentTestSupport", path: "Tests/AgentTestSupport"),
 
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TBJSON"]),
+        .testTarget(
+            name: "BoardIOTests",
+            dependencies: ["AgentBoard", "AgentCore", "AgentGPIO", "AgentSimulated", "AgentTestSupport"]
+        ),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig", "AgentCore", "AgentTestSupport"]),
         .testTarget(name: "AgentPlatformTests", dependencies: ["AgentPlatform", "AgentCore", "AgentTestSupport"]),
         .testTarget(name: "AgentMQTTTests", dependencies: ["AgentMQTT", "AgentCore", "AgentTestSupport"]),
-        // .testTarget(name: "TBSimulatorTests", dependencies: ["TBSimulator", "TBJSON", "AgentTestSupport"]),
+        .testTarget(name: "TBSimulatorTests", dependencies: ["TBSimulator", "TBJSON", "AgentTestSupport", .product(name: "NIOCore", package: "swift-nio")]),
         // .testTarget(name: "EndToEndTests", dependencies: ["AgentTestSupport", "TBJSON"]),
     ],
     swiftLanguageModes: [.v6]

@@ -34,6 +34,8 @@ if ! $only_swift; then
     if ls Tests/conformance/test_*.py >/dev/null 2>&1; then
         log "tb-sim conformance with third-party clients (paho-mqtt, tb-mqtt-client, mosquitto_pub)"
         venv=$(ensure_python_venv)
+        TB_SDK_PYTHON="$(ensure_sdk_venv)/bin/python"
+        export TB_SDK_PYTHON
         "$venv/bin/python" -m pytest -q Tests/conformance || status=1
     fi
     if [ -x scripts/vm-test.sh ]; then

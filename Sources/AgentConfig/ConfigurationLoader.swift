@@ -19,10 +19,12 @@ public enum ConfigurationLoader {
         guard parsed.problems.isEmpty, let server = parsed.server, let provisioning = parsed.provisioning else {
             throw ConfigurationFileError(problems: parsed.problems)
         }
-        return AgentConfiguration(
+        var configuration = AgentConfiguration(
             server: server, provisioning: provisioning, device: parsed.device, telemetry: parsed.telemetry,
             gpio: parsed.gpio, sensors: parsed.sensors, button: parsed.button, led: parsed.led,
             boardProfile: parsed.boardProfile)
+        configuration.spool = parsed.spool
+        return configuration
     }
 
     /// Reads `[device]` from the configuration at `path` for commands that need only the hardware identity
@@ -114,6 +116,7 @@ final class ConfigurationParser {
     var provisioning: ProvisioningSettings?
     var device = DeviceSettings()
     var telemetry = TelemetrySettings()
+    var spool = SpoolSettings()
     var gpio = GPIOSettings()
     var sensors: [SensorSettings] = []
     /// The key path of each entry of `sensors` (entries with problems are left out, so indices can differ).
@@ -122,7 +125,7 @@ final class ConfigurationParser {
     var led: LEDSettings?
     var boardProfile: BoardProfile?
 
-    static let topLevelKeys = ["server", "provisioning", "device", "telemetry", "gpio", "sensors", "button", "led"]
+    static let topLevelKeys = ["server", "provisioning", "device", "telemetry", "spool", "gpio", "sensors", "button", "led"]
 
     init(text: String, path: String, requireConnection: Bool) {
         self.text = text
@@ -138,6 +141,7 @@ final class ConfigurationParser {
         var provisioning: ProvisioningSettings?
         var device: DeviceSettings
         var telemetry: TelemetrySettings
+        var spool: SpoolSettings
         var gpio: GPIOSettings
         var sensors: [SensorSettings]
         var button: ButtonSettings?
@@ -155,7 +159,7 @@ final class ConfigurationParser {
         }.map(\.element)
         return Result(
             problems: ordered, server: self.server, provisioning: self.provisioning, device: self.device,
-            telemetry: self.telemetry, gpio: self.gpio, sensors: self.sensors, button: self.button, led: self.led,
+            telemetry: self.telemetry, spool: self.spool, gpio: self.gpio, sensors: self.sensors, button: self.button, led: self.led,
             boardProfile: self.boardProfile)
     }
 
@@ -196,6 +200,7 @@ final class ConfigurationParser {
                     + "(or device_secret), from the ThingsBoard device profile")
         }
         if let telemetry = reader.table("telemetry", expected: "a table [telemetry]") { self.readTelemetry(telemetry) }
+        if let spool = reader.table("spool", expected: "a table [spool]") { self.readSpool(spool) }
         if let gpio = reader.table("gpio", expected: "a table [gpio]") { self.readGPIO(gpio) }
         self.readSensors(reader)
         if let button = reader.table("button", expected: "a table [button]") { self.readButton(button) }
@@ -465,6 +470,16 @@ final class ConfigurationParser {
         if let interval = r.duration("interval", range: .milliseconds(100) ... .seconds(86400)) {
             self.telemetry.interval = interval
         }
+    }
+
+    func readSpool(_ r: TableReader) {
+        r.rejectUnknownKeys(["max_size", "segment_size", "sync_interval"], section: "[spool]")
+        if let size = r.byteSize("max_size", range: (64 << 10)...(1 << 40)) { self.spool.maxBytes = size }
+        if let size = r.byteSize("segment_size", range: (4 << 10)...(256 << 20)) { self.spool.segmentBytes = size }
+        if self.spool.segmentBytes > self.spool.maxBytes / 2 {
+            r.report("segment_size", "must be at most half of max_size (\(self.spool.maxBytes) bytes), so that dropping the oldest segment frees room")
+        }
+        if let interval = r.duration("sync_interval", range: .zero ... .seconds(60)) { self.spool.syncInterval = interval }
     }
 
     func readGPIO(_ r: TableReader) {

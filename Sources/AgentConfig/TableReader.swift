@@ -128,6 +128,40 @@ struct TableReader {
         return value
     }
 
+    /// A size in bytes: an integer, or a string with a unit (`"64MiB"`, `"512KiB"`, `"1GB"`), within `range`.
+    func byteSize(_ key: String, range: ClosedRange<Int>) -> Int? {
+        guard let node = self.table[key] else { return nil }
+        let expected = "a size like \"64MiB\", \"512KiB\" or a number of bytes"
+        let value: Int?
+        switch node {
+        case .integer(let n): value = Int(exactly: n)
+        case .string(let text):
+            let trimmed = text.filter { !$0.isWhitespace }
+            let digits = trimmed.prefix(while: { $0.isNumber })
+            let units: [String: Int] = [
+                "": 1, "B": 1, "KB": 1000, "KIB": 1 << 10, "K": 1 << 10, "MB": 1_000_000, "MIB": 1 << 20, "M": 1 << 20,
+                "GB": 1_000_000_000, "GIB": 1 << 30, "G": 1 << 30,
+            ]
+            if let n = Int(digits), let unit = units[trimmed.dropFirst(digits.count).uppercased()] {
+                value = n.multipliedReportingOverflow(by: unit).overflow ? nil : n * unit
+            } else {
+                value = nil
+            }
+        default:
+            self.report(key, "expected \(expected), found \(node.found)")
+            return nil
+        }
+        guard let value else {
+            self.report(key, "not a size; expected \(expected)")
+            return nil
+        }
+        guard range.contains(value) else {
+            self.report(key, "\(value) bytes is out of range; expected \(range.lowerBound) to \(range.upperBound) bytes")
+            return nil
+        }
+        return value
+    }
+
     /// One of a string enumeration's raw values, with a suggestion when it is a near miss.
     func choice<E: RawRepresentable & CaseIterable>(_ key: String, _ type: E.Type) -> E? where E.RawValue == String {
         let names = E.allCases.map(\.rawValue)

@@ -27,9 +27,11 @@ public final class GPIOChip: Sendable {
     ///
     /// The corresponding C function is `gpiod_chip_open_lookup`.
     public convenience init(_ identifier: String) throws(GPIOError) {
-        let result: OpaquePointer? = Self.lock.withLock { _ in gpiod_chip_open_lookup(identifier) }
+        let (result, code): (OpaquePointer?, Errno) = Self.lock.withLock { _ in
+            let handle = gpiod_chip_open_lookup(identifier)
+            return (handle, Errno(rawValue: errno))
+        }
         guard let handle = result else {
-            let code = Errno(rawValue: errno)
             if code == .permissionDenied || code == .notPermitted {
                 throw GPIOError(.permissionDenied, "permission denied opening GPIO chip '\(identifier)': add the agent's user to the `gpio` group (`sudo usermod -aG gpio USER`, then log in again) or run it as root", errno: code)
             }
@@ -96,9 +98,11 @@ public final class GPIOLine: GPIOInput, GPIOOutput, Sendable {
     static func find(_ address: LineAddress) throws(GPIOError) -> (OpaquePointer, GPIOChip) {
         switch address {
         case .name(let name):
-            let found: OpaquePointer? = GPIOChip.lock.withLock { _ in gpiod_line_find(name) }
+            let (found, code): (OpaquePointer?, Errno) = GPIOChip.lock.withLock { _ in
+                let line = gpiod_line_find(name)
+                return (line, Errno(rawValue: errno))
+            }
             guard let line = found, let chipHandle = gpiod_line_get_chip(line) else {
-                let code = Errno(rawValue: errno)
                 if code == .permissionDenied || code == .notPermitted {
                     throw GPIOError(.permissionDenied, "permission denied opening the GPIO chips (/dev/gpiochip*) to find line '\(name)': add the agent's user to the `gpio` group (`sudo usermod -aG gpio USER`, then log in again) or run it as root", errno: code)
                 }
@@ -111,9 +115,12 @@ public final class GPIOLine: GPIOInput, GPIOOutput, Sendable {
             guard offset >= 0, offset < chip.lineCount else {
                 throw GPIOError(.lineNotFound, "GPIO chip '\(chipName)' (\(chip.name), label '\(chip.label)') has lines 0…\(chip.lineCount - 1); there is no line \(offset)")
             }
-            let found: OpaquePointer? = GPIOChip.lock.withLock { _ in gpiod_chip_get_line(chip.handle, UInt32(offset)) }
+            let (found, code): (OpaquePointer?, Errno) = GPIOChip.lock.withLock { _ in
+                let line = gpiod_chip_get_line(chip.handle, UInt32(offset))
+                return (line, Errno(rawValue: errno))
+            }
             guard let line = found else {
-                throw GPIOError(.lineNotFound, "GPIO chip '\(chipName)' has no line \(offset)", errno: Errno(rawValue: errno))
+                throw GPIOError(.lineNotFound, "GPIO chip '\(chipName)' has no line \(offset) (\(code))", errno: code)
             }
             return (line, chip)
         }

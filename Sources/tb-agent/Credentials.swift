@@ -1,19 +1,39 @@
 import AgentCore
 import AgentPlatform
 import ArgumentParser
+import TBJSON
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show the stored identity and credentials (secrets masked).",
+        abstract: "Show what the running agent is doing, and the stored identity and credentials (secrets masked).",
         discussion: """
-            Reads [device] state_dir/credentials.json. Exit statuses: 0 provisioned for the configured server, \
-            3 not provisioned (or only for another server), 74 the store cannot be read, 78 configuration.
+            Asks the running agent over its UNIX socket ([device] state_dir/agent.sock) for what the getStatus RPC \
+            returns, then reads [device] state_dir/credentials.json. Exit statuses: 0 provisioned for the \
+            configured server, 3 not provisioned (or only for another server), 74 the store cannot be read, \
+            78 configuration.
             """)
 
     @OptionGroup var global: GlobalOptions
 
+    @Flag(help: "Print the running agent's status as one JSON document only.")
+    var json = false
+
     func run() async throws {
         let config = try LinkCommand.loadConfiguration(self.global)
+        let running = StatusSocketServer.query(path: Run.statusSocketPath(config))
+        if self.json {
+            print((running ?? ["state": "not running"]).serialized)
+            return
+        }
+        if let running {
+            print("agent:       running, \(running["state"]?.stringValue ?? "?") (LED: \(running["led"]?.stringValue ?? "?"))")
+            if let problem = running["problem"]?.stringValue { print("problem:     \(problem)") }
+            if let error = running["lastError"]?.stringValue { print("last error:  \(error)") }
+            print("spool:       \(running["spoolDepth"]?.int64Value ?? 0) readings waiting, \(running["dropped"]?.int64Value ?? 0) dropped")
+            print("uptime:      \(running["uptimeSeconds"]?.int64Value ?? 0) s, \(running["reconnects"]?.int64Value ?? 0) reconnects")
+        } else {
+            print("agent:       not running (no answer on \(Run.statusSocketPath(config)))")
+        }
         let store = CredentialStore(directory: config.device.stateDir)
         let endpoint = ServerEndpoint(config.server)
         let lookup = try LinkCommand.run { () throws(AgentError) in try store.load(for: endpoint) }

@@ -8,6 +8,7 @@ struct TBAgentCommand: AsyncParsableCommand {
         abstract: "A ThingsBoard device agent for Linux single-board computers.",
         version: AgentVersion.string,
         subcommands: [
+            Run.self,
             Identity.self,
             CheckConfig.self,
             Setup.self,
@@ -15,6 +16,10 @@ struct TBAgentCommand: AsyncParsableCommand {
             Status.self,
             Reset.self,
             ConnectTest.self,
+            GPIOCommand.self,
+            SensorsCommand.self,
+            LEDCommand.self,
+            ButtonCommand.self,
         ]
     )
 }

@@ -2,8 +2,12 @@
 # shellcheck shell=bash
 
 TB_BUILD_PACKAGES="libmosquitto-dev libgpiod-dev pkg-config"
-TB_TEST_PACKAGES="mosquitto mosquitto-clients gpiod openssl"
-TB_PYTHON_PACKAGES="paho-mqtt==2.1.0 tb-mqtt-client==1.13.14 pytest"
+TB_TEST_PACKAGES="mosquitto mosquitto-clients gpiod openssl python3-venv"
+# Two virtual environments: tb-mqtt-client depends on tb-paho-mqtt-client, whose `paho` package clashes with
+# paho-mqtt's. pytest and paho-mqtt live in the first; ThingsBoard's SDK (plus mmh3, which it would otherwise
+# pip-install at import time) in the second, where the conformance tests run it as subprocess scripts.
+TB_PYTHON_PACKAGES="paho-mqtt==2.1.0 pytest"
+TB_SDK_PYTHON_PACKAGES="tb-mqtt-client==1.13.14 mmh3"
 
 ensure_apt_packages() {
     local missing=()
@@ -20,13 +24,21 @@ ensure_apt_packages() {
 }
 
 # Prints the path of a virtual environment holding the Python test clients, creating it when needed.
+# With arguments: ensure_python_venv DIR PACKAGES... for another environment.
 ensure_python_venv() {
-    local venv="$root/.build/venv"
+    local venv="${1:-$root/.build/venv}"
+    local packages="$TB_PYTHON_PACKAGES"
+    if [ $# -gt 1 ]; then shift; packages="$*"; fi
     local stamp="$venv/.installed"
-    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$TB_PYTHON_PACKAGES" ]; then
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$packages" ]; then
         python3 -m venv "$venv" >&2
-        "$venv/bin/pip" install -q --disable-pip-version-check $TB_PYTHON_PACKAGES >&2
-        echo "$TB_PYTHON_PACKAGES" > "$stamp"
+        "$venv/bin/pip" install -q --disable-pip-version-check $packages >&2
+        echo "$packages" > "$stamp"
     fi
     echo "$venv"
+}
+
+# Prints the path of the virtual environment holding ThingsBoard's Python SDK (tb-mqtt-client).
+ensure_sdk_venv() {
+    ensure_python_venv "$root/.build/venv-sdk" $TB_SDK_PYTHON_PACKAGES
 }

@@ -13,9 +13,10 @@ public struct FileSensor: Sendable {
     public func read(_ files: any BoardFiles) throws(SensorFailure) -> Double {
         let value: Double
         switch self.settings.kind {
-        case .ds18b20: value = try self.readDS18B20(files)
+        // For thermometers, `scale` and `offset` calibrate the value in °C; for IIO they convert the raw value.
+        case .ds18b20: value = SensorParsers.calibrate(try self.readDS18B20(files), scale: self.settings.scale, offset: self.settings.offset)
         case .iio: value = try self.readIIO(files)
-        case .thermal: value = try self.readThermal(files)
+        case .thermal: value = SensorParsers.calibrate(try self.readThermal(files), scale: self.settings.scale, offset: self.settings.offset)
         case .gpio, .counter:
             throw SensorFailure(.hardware, "sensor '\(self.settings.name)': a \(self.settings.kind.rawValue) sensor is read from a GPIO line, not a file")
         }

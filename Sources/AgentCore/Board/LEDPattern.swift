@@ -59,7 +59,7 @@ public enum LEDState: String, Sendable, CaseIterable, Equatable {
 
 /// An on/off timeline that repeats: a steady level, or a cycle of timed steps.
 public struct LEDPattern: Sendable, Equatable {
-    public struct Step: Sendable, Equatable {
+    public struct Step: Sendable, Hashable {
         public var on: Bool
         public var duration: Duration
         public init(on: Bool, duration: Duration) {
@@ -131,5 +131,42 @@ public struct LEDPattern: Sendable, Equatable {
     private static func nanoseconds(_ duration: Duration) -> Int64 {
         let (seconds, attoseconds) = duration.components
         return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// A sysfs LED's `trigger` file: the kernel lists every trigger and brackets the active one
+/// (`none [mmc0] heartbeat`).
+public struct LEDTriggerList: Sendable, Equatable {
+    public var options: [String]
+    public var current: String?
+
+    public init(options: [String], current: String?) {
+        self.options = options
+        self.current = current
+    }
+
+    /// Parses the file; a lone word without brackets (a plain file standing in for sysfs) is the active trigger.
+    public init(parsing text: String) {
+        var options: [String] = []
+        var current: String? = nil
+        for word in text.split(whereSeparator: \.isWhitespace) {
+            if word.hasPrefix("["), word.hasSuffix("]"), word.count >= 2 {
+                let name = String(word.dropFirst().dropLast())
+                options.append(name)
+                current = name
+            } else {
+                options.append(String(word))
+            }
+        }
+        if current == nil, options.count == 1 { current = options[0] }
+        self.options = options
+        self.current = current
+    }
+
+    /// The list with `trigger` bracketed, the way the kernel prints it.
+    public func rendered(selecting trigger: String) -> String {
+        var options = self.options
+        if !options.contains(trigger) { options.insert(trigger, at: 0) }
+        return options.map { $0 == trigger ? "[\($0)]" : $0 }.joined(separator: " ") + "\n"
     }
 }

@@ -112,6 +112,17 @@ public enum SensorParsers {
         return (rawValue + offset) * scale
     }
 
+    /// (value + offset) × scale, in decimal; the value itself when scale is 1 and offset 0.
+    public static func calibrate(_ value: Double, scale: Double, offset: Double) -> Double {
+        guard scale != 1 || offset != 0 else { return value }
+        if let v = ExactDecimal("\(value)"), let o = ExactDecimal("\(offset)"), let k = ExactDecimal("\(scale)"),
+           let result = v.adding(o)?.multiplied(by: k)?.doubleValue
+        {
+            return result
+        }
+        return (value + offset) * scale
+    }
+
     /// Rounds to `precision` decimal places; nil keeps the value as it is.
     public static func round(_ value: Double, precision: Int?) -> Double {
         guard let precision, value.isFinite else { return value }

@@ -8,6 +8,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var provisioning: ProvisioningSettings
     public var device: DeviceSettings
     public var telemetry: TelemetrySettings
+    /// `[spool]`: the offline spool on flash.
+    public var spool: SpoolSettings = .init()
     public var gpio: GPIOSettings
     public var sensors: [SensorSettings]
     public var button: ButtonSettings?

@@ -1,0 +1,511 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import TBJSON
+
+/// What happens to provision requests: answered at once, later, never, or with a failure.
+public enum ProvisioningMode: Sendable, Hashable {
+    /// Answer at once (PUBACK, then the response).
+    case normal
+    /// Decide at once (the device is created) but send PUBACK and response only after this long, as a slow
+    /// ThingsBoard core would.
+    case delay(Duration)
+    /// Never answer: no PUBACK, no response, the connection stays open.
+    case withhold
+    /// Close the connection as soon as the request arrives: no PUBACK, no response.
+    case close
+    /// ThingsBoard's backend-failure path: PUBACK (0x83 in MQTT 5) and close, no response.
+    case backendError
+
+    public var json: JSONValue {
+        switch self {
+        case .normal: return .object([("mode", .string("normal"))])
+        case .delay(let d): return .object([("mode", .string("delay")), ("seconds", .double(d.seconds))])
+        case .withhold: return .object([("mode", .string("withhold"))])
+        case .close: return .object([("mode", .string("close"))])
+        case .backendError: return .object([("mode", .string("error"))])
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in seconds as a `Double`.
+    public var seconds: Double {
+        Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18
+    }
+
+    var timeAmount: TimeAmount { .nanoseconds(Int64(self.seconds * 1e9)) }
+}
+
+/// How a server-side RPC ended.
+public enum ServerRPCOutcome: Sendable, Hashable {
+    /// The device answered on `rpc/response/{id}` with this payload.
+    case reply([UInt8])
+    /// A one-way RPC reached the device (PUBACK at QoS 1, written at QoS 0).
+    case delivered
+    /// No answer in time (or, at QoS 1, no PUBACK within the delivery timeout).
+    case timeout(String)
+}
+
+/// A server-side RPC on its way to a device.
+final class ServerRPC {
+    let id: Int
+    let device: String
+    let method: String
+    let params: JSONValue
+    let oneway: Bool
+    let promise: EventLoopPromise<ServerRPCOutcome>
+    var timeoutTask: Scheduled<Void>?
+    var sent = false
+    var delivered = false
+
+    init(id: Int, device: String, method: String, params: JSONValue, oneway: Bool, promise: EventLoopPromise<ServerRPCOutcome>) {
+        self.id = id
+        self.device = device
+        self.method = method
+        self.params = params
+        self.oneway = oneway
+        self.promise = promise
+    }
+
+    var body: JSONValue { .object([("method", .string(self.method)), ("params", self.params)]) }
+}
+
+/// A client-side RPC waiting for an answer.
+struct PendingClientRPC {
+    let session: Int
+    let requestID: Int
+    let method: String
+    let params: JSONValue
+    let timeoutTask: Scheduled<Void>
+}
+
+/// The ThingsBoard device-API simulator: an MQTT listener with provisioning and device sessions, a registry of
+/// profiles and devices, an event log and a loopback control interface.
+///
+/// All mutable state lives on one event loop (the simulator runs a single-threaded group), so handlers, timers and
+/// control requests never race; public methods hop onto that loop.
+public final class Simulator: @unchecked Sendable {
+    public let configuration: SimulatorConfiguration
+    let group: MultiThreadedEventLoopGroup
+    let loop: any EventLoop
+    let eventLog: EventLog
+    let ownsGroup: Bool
+    /// Finished once the simulator has stopped (or its listener closed by itself).
+    private let stopped = AsyncStream<Void>.makeStream()
+
+    // Loop-confined state.
+    var registry: DeviceRegistry
+    var sessions: [Int: MQTTSessionHandler] = [:]
+    var sessionByDevice: [String: Int] = [:]
+    var nextSessionID = 1
+    var outageUntil: NIODeadline?
+    var provisioningGlobal: ProvisioningMode = .normal
+    var provisioningByName: [String: ProvisioningMode] = [:]
+    var telemetryByDevice: [String: [TelemetryEntry]] = [:]
+    var telemetryCount: [String: Int] = [:]
+    var queuedRPC: [String: [ServerRPC]] = [:]
+    var awaitingReply: [String: [Int: ServerRPC]] = [:]
+    var rpcSequence: [String: Int] = [:]
+    var clientRPCReplies: [String: JSONValue] = [:]
+    var rateState: [String: DeviceRateState] = [:]
+    var pendingClientRPC: [String: [PendingClientRPC]] = [:]
+    var mqttChannel: (any Channel)?
+    var stopping = false
+    var controlChannel: (any Channel)?
+
+    /// The bound MQTT port.
+    public private(set) var mqttPort: Int = 0
+    /// The bound control-interface port, or `nil` when disabled.
+    public private(set) var controlPort: Int?
+
+    /// Telemetry entries kept per device for the control interface (older ones are dropped).
+    static let telemetryKeptPerDevice = 100_000
+
+    init(configuration: SimulatorConfiguration, registry: DeviceRegistry, eventLog: EventLog) {
+        self.configuration = configuration
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.loop = self.group.next()
+        self.eventLog = eventLog
+        self.registry = registry
+        self.ownsGroup = true
+    }
+
+    /// Starts the listeners.
+    ///
+    /// - Throws: ``SimulatorError`` for a bad configuration or registry file; NIO's errors when a port cannot be bound.
+    public static func start(_ configuration: SimulatorConfiguration) async throws -> Simulator {
+        let registry = try RegistryFile.load(configuration: configuration)
+        let eventLog = try configuration.eventLogPath.map { path throws(SimulatorError) in try EventLog.open(path: path) } ?? .disabled
+        let simulator = Simulator(configuration: configuration, registry: registry, eventLog: eventLog)
+        do {
+            try await simulator.bind()
+        } catch {
+            try? await simulator.group.shutdownGracefully()
+            throw error
+        }
+        // A registry file that cannot be written is a configuration error: say so now rather than lose devices later.
+        if let path = configuration.registryPath {
+            do {
+                try RegistryFile.save(registry, to: path)
+            } catch {
+                await simulator.stop()
+                throw error
+            }
+        }
+        simulator.eventLog.record("started", [
+            ("host", .string(configuration.host)), ("mqttPort", .integer(Int64(simulator.mqttPort))),
+            ("controlPort", simulator.controlPort.map { .integer(Int64($0)) } ?? .null),
+            ("profiles", .integer(Int64(registry.profiles.count))), ("devices", .integer(Int64(registry.devices.count))),
+        ])
+        return simulator
+    }
+
+    func bind() async throws {
+        let maxPacketSize = self.configuration.maxPacketSize
+        let mqtt = try await ServerBootstrap(group: self.group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ByteToMessageHandler(MQTTDecoder(maxPacketSize: maxPacketSize)))
+                    try sync.addHandler(MessageToByteHandler(MQTTEncoder()))
+                    try sync.addHandler(MQTTSessionHandler(simulator: self))
+                }
+            }
+            .bind(host: self.configuration.host, port: self.configuration.mqttPort).get()
+        self.mqttChannel = mqtt
+        let continuation = self.stopped.continuation
+        mqtt.closeFuture.whenComplete { _ in
+            // A close that stop() did not ask for (stop() finishes the stream itself, after its last event).
+            if !self.stopping { continuation.finish() }
+        }
+        self.mqttPort = mqtt.localAddress?.port ?? self.configuration.mqttPort
+        if let port = self.configuration.controlPort {
+            let control = try await ControlServer.bind(simulator: self, host: self.configuration.host, port: port)
+            self.controlChannel = control
+            self.controlPort = control.localAddress?.port ?? port
+        }
+    }
+
+    /// Closes the listeners and every connection, then stops the event loop.
+    public func stop() async {
+        _ = try? await self.onLoop {
+            self.stopping = true
+            for session in Array(self.sessions.values) { session.closeBare(reason: "simulator stopping") }
+        }
+        try? await self.mqttChannel?.close()
+        try? await self.controlChannel?.close()
+        self.eventLog.record("stopped", [])
+        try? await self.group.shutdownGracefully()
+        self.stopped.continuation.finish()
+    }
+
+    /// Waits until the simulator has stopped (``stop()`` finished, or the MQTT listener closed by itself).
+    public func waitUntilClosed() async {
+        for await _ in self.stopped.stream {}
+    }
+
+    /// Runs `body` on the simulator's loop.
+    public func onLoop<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await self.loop.submit(body).get()
+    }
+
+    var nowMillis: Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded(.down)) }
+
+    // MARK: Sessions
+
+    func register(_ session: MQTTSessionHandler) -> Int {
+        let id = self.nextSessionID
+        self.nextSessionID += 1
+        self.sessions[id] = session
+        return id
+    }
+
+    func unregister(_ session: MQTTSessionHandler) {
+        self.sessions.removeValue(forKey: session.id)
+        if let device = session.deviceName, self.sessionByDevice[device] == session.id {
+            self.sessionByDevice.removeValue(forKey: device)
+        }
+        // Client-side RPCs of this session can no longer be answered.
+        for (device, list) in self.pendingClientRPC {
+            let kept = list.filter { pending in
+                if pending.session == session.id { pending.timeoutTask.cancel() }
+                return pending.session != session.id
+            }
+            self.pendingClientRPC[device] = kept.isEmpty ? nil : kept
+        }
+        // RPCs written but not acknowledged go back to the queue, to be sent again on the next subscription.
+        if let device = session.deviceName {
+            let unacknowledged = session.takeUnacknowledgedRPCs()
+            for rpc in unacknowledged.reversed() where !rpc.delivered {
+                rpc.sent = false
+                self.awaitingReply[device]?.removeValue(forKey: rpc.id)
+                self.queuedRPC[device, default: []].insert(rpc, at: 0)
+            }
+        }
+    }
+
+    /// Whether new connections are refused because of a simulated outage.
+    var inOutage: Bool {
+        guard let until = self.outageUntil else { return false }
+        if NIODeadline.now() < until { return true }
+        self.outageUntil = nil
+        return false
+    }
+
+    /// Attaches an authenticated session to its device; an older session of the device is closed (0x8E).
+    func attach(_ session: MQTTSessionHandler, device: String) {
+        if let oldID = self.sessionByDevice[device], oldID != session.id, let old = self.sessions[oldID] {
+            self.eventLog.record("session_taken_over", [("device", .string(device)), ("oldSession", .integer(Int64(oldID))),
+                                                        ("newSession", .integer(Int64(session.id)))])
+            old.close(reason: "session taken over by session \(session.id)", v5Reason: MQTTReasonCode.sessionTakenOver)
+        }
+        self.sessionByDevice[device] = session.id
+    }
+
+    func session(forDevice name: String) -> MQTTSessionHandler? {
+        self.sessionByDevice[name].flatMap { self.sessions[$0] }
+    }
+
+    // MARK: Provisioning
+
+    func provisioningMode(forDeviceName name: String?) -> ProvisioningMode {
+        if let name, let mode = self.provisioningByName[name] { return mode }
+        return self.provisioningGlobal
+    }
+
+    func provision(_ request: ProvisionRequest) -> ProvisionResult {
+        let result = self.registry.provision(request, now: self.nowMillis)
+        if result.status == .success { self.saveRegistry() }
+        return result
+    }
+
+    // MARK: Registry persistence
+
+    func saveRegistry() {
+        guard let path = self.configuration.registryPath else { return }
+        do {
+            try RegistryFile.save(self.registry, to: path)
+        } catch {
+            self.eventLog.record("registry_error", [("path", .string(path)), ("message", .string(error.description))])
+        }
+    }
+
+    // MARK: Rate limits
+
+    /// Counts one message of a device against the configured limits; returns the exceeded limit's name, if any.
+    func admit(device: String, telemetryDataPoints: Int?) -> String? {
+        let limits = self.configuration.rateLimits
+        guard limits.messages != nil || limits.telemetryMessages != nil || limits.telemetryDataPoints != nil else { return nil }
+        let now = Date().timeIntervalSince1970
+        var state = self.rateState[device] ?? DeviceRateState(limits, now: now)
+        let exceeded = state.admit(telemetryDataPoints: telemetryDataPoints, now: now)
+        self.rateState[device] = state
+        return exceeded
+    }
+
+    // MARK: Device data
+
+    func recordTelemetry(device: String, entries: [TelemetryEntry]) {
+        var list = self.telemetryByDevice[device, default: []]
+        list.append(contentsOf: entries)
+        if list.count > Self.telemetryKeptPerDevice { list.removeFirst(list.count - Self.telemetryKeptPerDevice) }
+        self.telemetryByDevice[device] = list
+        self.telemetryCount[device, default: 0] += entries.count
+    }
+
+    func recordClientAttributes(device: String, values: [(String, JSONValue)]) {
+        self.registry.update(deviceNamed: device) { d in
+            for (key, value) in values { upsert(&d.clientAttributes, key, value) }
+        }
+        self.saveRegistry()
+    }
+
+    /// `{"client":{..},"shared":{..}}` for an attribute request, empty sections omitted.
+    func attributeResponse(device: String, clientKeys: [String]?, sharedKeys: [String]?) -> JSONValue {
+        guard let d = self.registry.device(named: device) else { return .object([]) }
+        let all = clientKeys == nil && sharedKeys == nil
+        func pick(_ list: [(String, JSONValue)], _ keys: [String]?) -> [(String, JSONValue)] {
+            if all { return list }
+            guard let keys else { return [] }
+            return keys.compactMap { key in list.first(where: { $0.0 == key }) }
+        }
+        var members: [(String, JSONValue)] = []
+        let client = pick(d.clientAttributes, clientKeys)
+        let shared = pick(d.sharedAttributes, sharedKeys)
+        if !client.isEmpty { members.append(("client", .object(client))) }
+        if !shared.isEmpty { members.append(("shared", .object(shared))) }
+        return .object(members)
+    }
+
+    /// Sets shared attributes and pushes `{"k":v,..}` to a subscribed session.
+    func setSharedAttributes(device: String, values: [(String, JSONValue)]) throws(SimulatorError) {
+        guard self.registry.device(named: device) != nil else { throw SimulatorError("no device named \"\(device)\"") }
+        self.registry.update(deviceNamed: device) { d in
+            for (key, value) in values { upsert(&d.sharedAttributes, key, value) }
+        }
+        self.saveRegistry()
+        let pushed = self.session(forDevice: device)?.pushSharedAttributes(.object(values)) ?? false
+        self.eventLog.record("shared_attributes", [("device", .string(device)), ("values", .object(values)),
+                                                    ("pushed", .bool(pushed))])
+    }
+
+    /// Deletes shared attributes and pushes `{"deleted":[..]}` to a subscribed session.
+    func deleteSharedAttributes(device: String, keys: [String]) throws(SimulatorError) {
+        guard self.registry.device(named: device) != nil else { throw SimulatorError("no device named \"\(device)\"") }
+        self.registry.update(deviceNamed: device) { d in
+            d.sharedAttributes.removeAll { keys.contains($0.0) }
+        }
+        self.saveRegistry()
+        let body = JSONValue.object([("deleted", .array(keys.map(JSONValue.string)))])
+        let pushed = self.session(forDevice: device)?.pushSharedAttributes(body) ?? false
+        self.eventLog.record("shared_attributes_deleted", [("device", .string(device)),
+                                                            ("keys", .array(keys.map(JSONValue.string))), ("pushed", .bool(pushed))])
+    }
+
+    // MARK: Server-side RPC
+
+    /// Sends an RPC to a device now if it is subscribed to `rpc/request/+`, else queues it until it subscribes.
+    func sendServerRPC(device: String, method: String, params: JSONValue, oneway: Bool,
+                       timeout: Duration) throws(SimulatorError) -> EventLoopFuture<ServerRPCOutcome> {
+        guard self.registry.device(named: device) != nil else { throw SimulatorError("no device named \"\(device)\"") }
+        let id = self.rpcSequence[device, default: 0]
+        self.rpcSequence[device] = id + 1
+        let rpc = ServerRPC(id: id, device: device, method: method, params: params, oneway: oneway,
+                            promise: self.loop.makePromise())
+        rpc.timeoutTask = self.loop.assumeIsolated().scheduleTask(in: timeout.timeAmount) {
+            self.finishRPC(rpc, .timeout(rpc.sent ? "no reply from the device" : "the device did not subscribe to RPC in time"))
+        }
+        self.eventLog.record("rpc_request", [("device", .string(device)), ("id", .integer(Int64(id))),
+                                             ("method", .string(method)), ("params", params), ("oneway", .bool(oneway))])
+        if let session = self.session(forDevice: device), session.isSubscribedToRPC {
+            session.deliver(rpc)
+        } else {
+            self.queuedRPC[device, default: []].append(rpc)
+        }
+        return rpc.promise.futureResult
+    }
+
+    /// Delivers the RPCs queued for a device to its session (called when it subscribes to `rpc/request/+`).
+    func flushRPCs(to session: MQTTSessionHandler, device: String) {
+        let queued = self.queuedRPC.removeValue(forKey: device) ?? []
+        for rpc in queued { session.deliver(rpc) }
+    }
+
+    func rpcWritten(_ rpc: ServerRPC) {
+        rpc.sent = true
+        if !rpc.oneway { self.awaitingReply[rpc.device, default: [:]][rpc.id] = rpc }
+    }
+
+    func rpcDelivered(_ rpc: ServerRPC) {
+        rpc.delivered = true
+        self.eventLog.record("rpc_delivered", [("device", .string(rpc.device)), ("id", .integer(Int64(rpc.id)))])
+        if rpc.oneway { self.finishRPC(rpc, .delivered) }
+    }
+
+    func rpcReply(device: String, id: Int, payload: [UInt8]) {
+        self.eventLog.record("rpc_reply", [("device", .string(device)), ("id", .integer(Int64(id))),
+                                           ("payload", .string(String(decoding: payload, as: UTF8.self)))])
+        guard let rpc = self.awaitingReply[device]?[id] else { return }
+        self.finishRPC(rpc, .reply(payload))
+    }
+
+    func finishRPC(_ rpc: ServerRPC, _ outcome: ServerRPCOutcome) {
+        rpc.timeoutTask?.cancel()
+        self.awaitingReply[rpc.device]?.removeValue(forKey: rpc.id)
+        self.queuedRPC[rpc.device]?.removeAll { $0 === rpc }
+        if case .timeout(let why) = outcome {
+            self.eventLog.record("rpc_timeout", [("device", .string(rpc.device)), ("id", .integer(Int64(rpc.id))),
+                                                 ("reason", .string(why))])
+        }
+        rpc.promise.succeed(outcome)
+    }
+
+    // MARK: Client-side RPC
+
+    /// The built-in `getSessionLimits` answer: the transport's limits, `null` for rate limits not configured.
+    var sessionLimits: JSONValue {
+        .object([
+            ("maxPayloadSize", .integer(Int64(self.configuration.maxPacketSize))),
+            ("maxInflightMessages", .integer(100)),
+            ("rateLimits", self.configuration.rateLimits.json),
+        ])
+    }
+
+    func answerClientRPC(device: String, requestID: Int, response: JSONValue) throws(SimulatorError) {
+        guard var list = self.pendingClientRPC[device], let index = list.firstIndex(where: { $0.requestID == requestID }) else {
+            throw SimulatorError("no pending client-side RPC \(requestID) from device \"\(device)\"")
+        }
+        let pending = list.remove(at: index)
+        self.pendingClientRPC[device] = list.isEmpty ? nil : list
+        pending.timeoutTask.cancel()
+        self.sessions[pending.session]?.sendClientRPCResponse(requestID: requestID, body: response)
+    }
+
+    // MARK: Administration
+
+    /// Closes a device's session because of an administrative action (v5 DISCONNECT 0x98).
+    func closeSessionAdministratively(device: String, reason: String) {
+        self.session(forDevice: device)?.close(reason: reason, v5Reason: MQTTReasonCode.administrativeAction)
+    }
+
+    func revoke(device: String) throws(SimulatorError) {
+        try self.registry.setCredentials(nil, forDevice: device)
+        self.saveRegistry()
+        self.eventLog.record("credentials_revoked", [("device", .string(device))])
+        self.closeSessionAdministratively(device: device, reason: "credentials revoked")
+    }
+
+    func setCredentials(device: String, credentials: DeviceCredentials) throws(SimulatorError) {
+        try self.registry.setCredentials(credentials, forDevice: device)
+        self.saveRegistry()
+        self.eventLog.record("credentials_changed", [("device", .string(device)), ("credentials", credentials.maskedJSON)])
+        self.closeSessionAdministratively(device: device, reason: "credentials changed")
+    }
+
+    func deleteDevice(_ name: String) throws(SimulatorError) {
+        guard self.registry.removeDevice(named: name) != nil else { throw SimulatorError("no device named \"\(name)\"") }
+        self.saveRegistry()
+        self.telemetryByDevice.removeValue(forKey: name)
+        self.telemetryCount.removeValue(forKey: name)
+        self.eventLog.record("device_deleted", [("device", .string(name))])
+        self.closeSessionAdministratively(device: name, reason: "device deleted")
+        for rpc in self.queuedRPC.removeValue(forKey: name) ?? [] { self.finishRPC(rpc, .timeout("device deleted")) }
+    }
+
+    func addDevice(_ device: SimDevice) throws(SimulatorError) {
+        try self.registry.addDevice(device)
+        self.saveRegistry()
+        self.eventLog.record("device_created", [("device", .string(device.name)), ("profile", .string(device.profile)),
+                                                ("credentials", device.credentials?.maskedJSON ?? .null)])
+    }
+
+    func upsertProfile(_ profile: DeviceProfile) throws(SimulatorError) {
+        try self.registry.upsertProfile(profile)
+        self.saveRegistry()
+        self.eventLog.record("profile_saved", [("profile", .string(profile.name)), ("strategy", .string(profile.strategy.rawValue))])
+    }
+
+    /// Closes the connections of one device, or all of them, with a bare TCP close (a network drop).
+    @discardableResult
+    func dropConnections(device: String?) -> Int {
+        let targets = self.sessions.values.filter { device == nil || $0.deviceName == device }
+        for session in targets { session.closeBare(reason: "dropped through the control interface") }
+        self.eventLog.record("drop", [("device", device.map(JSONValue.string) ?? .null), ("sessions", .integer(Int64(targets.count)))])
+        return targets.count
+    }
+
+    /// Closes every connection and refuses new ones for `duration`.
+    func startOutage(_ duration: Duration) {
+        self.outageUntil = NIODeadline.now() + duration.timeAmount
+        let count = self.sessions.count
+        for session in Array(self.sessions.values) { session.closeBare(reason: "simulated outage") }
+        self.eventLog.record("outage_started", [("seconds", .double(duration.seconds)), ("closedSessions", .integer(Int64(count)))])
+        self.loop.scheduleTask(in: duration.timeAmount) {
+            if !self.inOutage { self.eventLog.record("outage_ended", []) }
+        }
+    }
+}

@@ -1,0 +1,209 @@
+import AgentBoard
+import AgentCore
+import ArgumentParser
+
+/// `tb-agent gpio`: exercise GPIO lines without a server (a technician at the board, the real-kernel test).
+struct GPIOCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gpio",
+        abstract: "Read, watch, set and list GPIO lines through the agent's own GPIO code.",
+        discussion: """
+            Lines are named as the kernel names them (GPIO17 on a Raspberry Pi), or given as offsets with \
+            --chip CHIP. The backend is the configuration's [gpio] (when --config or /etc/tb-agent/config.toml \
+            exists), else libgpiod; --backend simulated --simulated-dir DIR uses a simulated board.
+            """,
+        subcommands: [Read.self, Watch.self, Set.self, List.self])
+}
+
+extension LineBias: ExpressibleByArgument {}
+
+extension GPIOCommand {
+    struct Read: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the level of each line: LINE=0 or LINE=1.")
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var backendOptions: BackendOptions
+
+        @Option(help: "Bias to request: pull-up, pull-down, disable, as-is.")
+        var bias: LineBias = .asIs
+
+        @Flag(help: "Report the inverted level (a line that is active when low).")
+        var activeLow = false
+
+        @Argument(help: "Line names (GPIO17), or offsets with --chip.")
+        var lines: [String]
+
+        func run() async throws {
+            let addresses = try self.lines.map { try self.backendOptions.address($0) }
+            let backend = try BoardCommand.backend(self.backendOptions, self.global)
+            // Every line is tried; the exit status is the first failure's.
+            var status: Int32 = 0
+            for address in addresses {
+                do {
+                    let input = try backend.input(address, InputRequest(bias: self.bias, activeLow: self.activeLow))
+                    BoardCommand.emit("\(BoardCommand.label(address))=\(try input.read().digit)")
+                } catch {
+                    CommandOutput.error("tb-agent gpio read: \(error.message)")
+                    if status == 0 { status = BoardCommand.exitStatus(error) }
+                }
+            }
+            if status != 0 { throw ExitCode(status) }
+        }
+    }
+
+    struct Watch: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the line's debounced changes with their kernel timestamps, one per line.",
+            discussion: """
+                Output: `initial LINE=L t=SECONDS` once, then `change LINE=L t=SECONDS` for each debounced \
+                change, stamped with the time the line settled (CLOCK_MONOTONIC, the kernel's event clock). With \
+                --raw, every edge the kernel reports is printed too, as `edge LINE=L t=SECONDS`.
+                """)
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var backendOptions: BackendOptions
+
+        @Option(help: "How long a level must hold to count, like 20ms (0ms reports every edge).")
+        var debounce: String = "20ms"
+
+        @Option(help: "Bias to request: pull-up, pull-down, disable, as-is.")
+        var bias: LineBias = .asIs
+
+        @Flag(help: "Report the inverted level (a line that is active when low).")
+        var activeLow = false
+
+        @Flag(help: "Also print every raw edge.")
+        var raw = false
+
+        @Option(help: "Exit after this many debounced changes.")
+        var count: Int?
+
+        @Option(name: .customLong("for"), help: "Exit after this long, like 10s.")
+        var duration: String?
+
+        @Argument(help: "The line name (GPIO17), or its offset with --chip.")
+        var line: String
+
+        func run() async throws {
+            let address = try self.backendOptions.address(self.line)
+            let window = try BoardCommand.parseDuration(self.debounce, option: "--debounce")
+            let limit = try self.duration.map { try BoardCommand.parseDuration($0, option: "--for") }
+            let backend = try BoardCommand.backend(self.backendOptions, self.global)
+            let label = BoardCommand.label(address)
+            let watcher: LineWatcher<WatchedLine>
+            do {
+                let input = try backend.input(
+                    address, InputRequest(bias: self.bias, activeLow: self.activeLow, edges: true, consumer: "tb-agent gpio watch"))
+                let raw = self.raw
+                watcher = try LineWatcher(input: input) { level, time in
+                    WatchedLine(initial: level, at: time, debounce: window, reportRawEdges: raw)
+                }
+            } catch {
+                throw BoardCommand.fail("gpio watch", error)
+            }
+            let machine = watcher.machine
+            BoardCommand.emit("initial \(label)=\(machine.debouncer.level.digit) \(BoardCommand.stamp(machine.debouncer.rawSince))")
+            let wanted = self.count
+            let outcome: Result<Void, any Error> = await withTaskGroup(of: Result<Void, any Error>?.self) { group in
+                group.addTask {
+                    var changes = 0
+                    do {
+                        for try await output in watcher.outputs {
+                            switch output {
+                            case .edge(let edge):
+                                BoardCommand.emit("edge \(label)=\(edge.level.digit) \(BoardCommand.stamp(edge.timestamp))")
+                            case .change(let change):
+                                BoardCommand.emit("change \(label)=\(change.level.digit) \(BoardCommand.stamp(change.timestamp))")
+                                changes += 1
+                                if let wanted, changes >= wanted { return .success(()) }
+                            }
+                        }
+                        return .success(())
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+                group.addTask {
+                    await StopSignal.wait(for: limit)
+                    return nil
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first ?? .success(())
+            }
+            watcher.stop()
+            if case .failure(let error) = outcome {
+                CommandOutput.error("tb-agent gpio watch: \(error)")
+                throw ExitCode(ExitStatus.ioError)
+            }
+        }
+    }
+
+    struct Set: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Drive an output line to 0 or 1.",
+            discussion: """
+                Without --hold the line is released as soon as it is set, and the kernel may let it fall back; \
+                --hold keeps it driven (until the time is up, or Ctrl-C).
+                """)
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var backendOptions: BackendOptions
+
+        @Flag(help: "Drive the inverted level (an LED wired to 3.3 V).")
+        var activeLow = false
+
+        @Option(help: "Keep the line driven this long, like 5s.")
+        var hold: String?
+
+        @Argument(help: "The line name (GPIO22), or its offset with --chip.")
+        var line: String
+
+        @Argument(help: "0 or 1.")
+        var value: String
+
+        func run() async throws {
+            let address = try self.backendOptions.address(self.line)
+            guard let level = LineLevel(digit: self.value) else {
+                throw ValidationError("the value must be 0 or 1; got '\(self.value)'")
+            }
+            let hold = try self.hold.map { try BoardCommand.parseDuration($0, option: "--hold") }
+            let backend = try BoardCommand.backend(self.backendOptions, self.global)
+            let output: any GPIOOutput
+            do {
+                output = try backend.output(address, activeLow: self.activeLow, initial: level, consumer: "tb-agent gpio set")
+            } catch {
+                throw BoardCommand.fail("gpio set", error)
+            }
+            BoardCommand.emit("\(BoardCommand.label(address))=\(level.digit)")
+            if let hold { await StopSignal.wait(for: hold) }
+            withExtendedLifetime(output) {}
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the GPIO chips with their labels and line names.")
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var backendOptions: BackendOptions
+
+        func run() async throws {
+            let backend = try BoardCommand.backend(self.backendOptions, self.global)
+            let chips: [GPIOChipDescription]
+            do {
+                chips = try backend.describe()
+            } catch {
+                throw BoardCommand.fail("gpio list", error)
+            }
+            if chips.isEmpty { CommandOutput.error("no GPIO chips (/dev/gpiochip*) on this machine") }
+            for chip in chips {
+                BoardCommand.emit("\(chip.name) [\(chip.label)] \(chip.lineNames.count) lines")
+                for (offset, name) in chip.lineNames.enumerated() where !name.isEmpty {
+                    BoardCommand.emit("  \(offset)\t\(name)")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+import AgentConfig
+import AgentCore
+import AgentMQTT
+import AgentPlatform
+import AgentService
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import TBJSON
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the agent: provision when needed, then publish telemetry (the systemd service).",
+        discussion: """
+            SIGTERM or SIGINT flushes the spool, disconnects and exits 0; SIGHUP re-reads the configuration \
+            (sensors and intervals; an invalid file is rejected and the running one stays in force). Under systemd \
+            (Type=notify) it sends READY, STATUS and WATCHDOG notifications.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let logger = LinkCommand.logger(self.global)
+        let config = try LinkCommand.loadConfiguration(self.global)
+        let identity: DerivedIdentity
+        do {
+            identity = try HardwareIdentity.derive(config.device)
+        } catch {
+            throw LinkCommand.fail(error)
+        }
+        let warnings = try LinkCommand.run { () throws(AgentError) in try StateDirectory.ensure(config.device.stateDir) }
+        for warning in warnings { logger.warning("\(warning)") }
+        if let tls = config.server.tls, !tls.verifyHostname {
+            logger.warning("[server.tls] verify_hostname = false: the server's host name is NOT checked against its certificate; anyone with a certificate from the same CA can impersonate it")
+        }
+
+        let endpoint = ServerEndpoint(config.server)
+        let store = StoredCredentialsAdapter(
+            store: CredentialStore(directory: config.device.stateDir), server: endpoint, deviceName: identity.name, logger: logger)
+        let provisioner = try ProvisionerAdapter(configuration: config, deviceName: identity.name, logger: logger)
+        let board = try BoardSetupForRun.make(config, configurationFile: self.global.config, logger: logger)
+
+        var options = AgentRuntime.Options()
+        options.statusSocketPath = Self.statusSocketPath(config)
+        options.clientAttributes = Self.clientAttributes(identity: identity, config: config)
+        let configPath = self.global.config
+        let runtime = AgentRuntime(
+            configuration: config, deviceName: identity.name, store: store, provisioner: provisioner, board: board,
+            spoolDirectory: config.device.stateDir + "/spool", spoolSettings: config.spool,
+            notifier: SystemdNotifier(environment: ProcessInfo.processInfo.environment), logger: logger,
+            options: options,
+            reload: {
+                do throws(ConfigurationFileError) {
+                    return .success(try ConfigurationLoader.load(path: configPath))
+                } catch {
+                    return .failure(AgentError(.invalidConfiguration, error.description))
+                }
+            })
+        logger.info("starting", metadata: ["device": "\(identity.name)", "server": "\(endpoint)", "version": "\(AgentVersion.string)"])
+
+        var group = ServiceGroupConfiguration(services: [runtime], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        group.maximumGracefulShutdownDuration = Swift.Duration.seconds(8)  // systemd's TimeoutStopSec is 15 s
+        do {
+            try await ServiceGroup(configuration: group).run()
+        } catch let error as AgentError {
+            throw LinkCommand.fail(error)
+        }
+    }
+
+    static func statusSocketPath(_ config: AgentConfiguration) -> String { config.device.stateDir + "/agent.sock" }
+
+    static func clientAttributes(identity: DerivedIdentity, config: AgentConfiguration) -> [(String, JSONValue)] {
+        var out: [(String, JSONValue)] = [
+            ("agentVersion", .string(AgentVersion.string)),
+            ("deviceName", .string(identity.name)),
+            ("kernel", .string(HostFacts.kernel)),
+            ("libmosquittoVersion", .string(MosquittoClient.libraryVersion)),
+            ("ipAddresses", .array(HostFacts.ipAddresses.map { .string($0) })),
+        ]
+        if let model = identity.facts.model { out.append(("boardModel", .string(model))) }
+        if let board = config.device.board { out.append(("boardProfile", .string(board))) }
+        if let serial = identity.facts.serial { out.append(("serial", .string(serial))) }
+        if let mac = identity.facts.mac { out.append(("mac", .string(mac))) }
+        out += BoardSetupForRun.versionAttributes
+        return out
+    }
+}
+
+/// The credential store as the runtime sees it: credentials for the configured server and this device.
+struct StoredCredentialsAdapter: CredentialKeeping {
+    let store: CredentialStore
+    let server: ServerEndpoint
+    let deviceName: String
+    let logger: Logger
+
+    func load() -> DeviceCredentials? {
+        do {
+            let lookup = try self.store.load(for: self.server)
+            for warning in lookup.warnings { self.logger.warning("\(warning)") }
+            return lookup.credentials?.credentials
+        } catch {
+            self.logger.error("\(error.message)")
+            return nil
+        }
+    }
+
+    func save(_ credentials: DeviceCredentials) throws(AgentError) {
+        let record = StoredCredentials(
+            server: self.server, deviceName: self.deviceName, credentials: credentials,
+            issuedAt: UTCTimestamp(secondsSinceEpoch: Int64(Date().timeIntervalSince1970)))
+        try self.store.save(record)
+    }
+}
+
+/// One provisioning session with the configured key, secret and credentials type.
+struct ProvisionerAdapter: Provisioning {
+    let client: ProvisioningClient
+    let request: ProvisionRequest
+    let certificateFile: String?
+    let keyFile: String?
+
+    init(configuration config: AgentConfiguration, deviceName: String, logger: Logger) throws {
+        var certificatePEM: String? = nil
+        let certificateFile = config.provisioning.certFile ?? config.server.tls?.certFile
+        if config.provisioning.credentialsType == .x509Certificate, let certificateFile {
+            do {
+                certificatePEM = try String(contentsOfFile: certificateFile, encoding: .utf8)
+            } catch {
+                CommandOutput.error("tb-agent run: cannot read the certificate \(certificateFile) ([provisioning] cert_file): \(error.localizedDescription)")
+                throw ExitCode(ExitStatus.config)
+            }
+        }
+        self.request = ProvisionRequest(deviceName: deviceName, settings: config.provisioning, certificatePEM: certificatePEM)
+        let request = self.request
+        try LinkCommand.run { () throws(AgentError) in try request.validate() }
+        self.client = ProvisioningClient(server: config.server, timeout: config.provisioning.timeout, logger: logger)
+        self.certificateFile = certificateFile
+        self.keyFile = config.server.tls?.keyFile
+    }
+
+    func provision() async -> Result<DeviceCredentials, AgentError> {
+        do {
+            return .success(try await self.client.provision(self.request, certificateFile: self.certificateFile, keyFile: self.keyFile))
+        } catch {
+            return .failure(error.agentError)
+        }
+    }
+}

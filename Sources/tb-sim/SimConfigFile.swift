@@ -1,0 +1,218 @@
+import Foundation
+import TBSimulator
+import TOMLKit
+
+/// Reads tb-sim's TOML configuration file into a ``SimulatorConfiguration``.
+///
+/// ```toml
+/// [server]
+/// host = "127.0.0.1"
+/// mqtt_port = 1883          # 0 picks a free port
+/// control_port = 8090       # 0 picks a free port
+/// max_packet_size = 65536
+/// registry = "tb-sim-registry.json"
+/// event_log = "tb-sim-events.jsonl"
+///
+/// [timings]                 # seconds, or text such as "500ms", "60s", "10m"
+/// provision_close_delay = 60
+/// client_rpc_timeout = 60
+/// inactivity_timeout = 600
+/// rpc_delivery_timeout = 10
+/// server_rpc_timeout = 10
+///
+/// [rate_limits]             # optional, off by default: "cap:seconds,cap:seconds" per device
+/// messages = "20:1,600:60"
+/// telemetry_messages = "10:1"
+/// telemetry_data_points = "100:1"
+///
+/// [[profiles]]
+/// name = "sensors"
+/// provision_key = "sensors-key"
+/// provision_secret = "sensors-secret"
+/// strategy = "ALLOW_CREATE_NEW_DEVICES"   # or CHECK_PRE_PROVISIONED_DEVICES, DISABLED
+///
+/// [[devices]]
+/// name = "board-0001"
+/// profile = "sensors"
+/// credentials_type = "ACCESS_TOKEN"        # or MQTT_BASIC, X509_CERTIFICATE
+/// token = "board-0001-token"               # MQTT_BASIC: client_id, username, password; X509: certificate
+/// ```
+enum SimConfigFile {
+    static func parse(_ text: String, path: String, into configuration: inout SimulatorConfiguration) throws(SimulatorError) {
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw SimulatorError("\(path):\(error.source.begin.line):\(error.source.begin.column): \(error.description)")
+        } catch {
+            throw SimulatorError("\(path): \(error)")
+        }
+        let reader = Reader(path: path)
+        try reader.checkKeys(root, "", allowed: ["server", "timings", "rate_limits", "profiles", "devices"])
+        if let server = try reader.table(root, "server") {
+            try reader.checkKeys(server, "server.", allowed: ["host", "mqtt_port", "control_port", "max_packet_size", "registry", "event_log"])
+            if let host = try reader.string(server, "server.host") { configuration.host = host }
+            if let port = try reader.port(server, "server.mqtt_port") { configuration.mqttPort = port }
+            if let port = try reader.port(server, "server.control_port") { configuration.controlPort = port }
+            if let size = try reader.int(server, "server.max_packet_size") {
+                guard size > 0 && size <= 268_435_455 else {
+                    throw reader.problem("server.max_packet_size", "must be between 1 and 268435455 bytes")
+                }
+                configuration.maxPacketSize = size
+            }
+            if let registry = try reader.string(server, "server.registry") { configuration.registryPath = registry }
+            if let log = try reader.string(server, "server.event_log") { configuration.eventLogPath = log }
+        }
+        if let timings = try reader.table(root, "timings") {
+            try reader.checkKeys(timings, "timings.", allowed: ["provision_close_delay", "client_rpc_timeout", "inactivity_timeout",
+                                                               "rpc_delivery_timeout", "server_rpc_timeout"])
+            if let d = try reader.duration(timings, "timings.provision_close_delay") { configuration.timings.provisionCloseDelay = d }
+            if let d = try reader.duration(timings, "timings.client_rpc_timeout") { configuration.timings.clientRPCTimeout = d }
+            if let d = try reader.duration(timings, "timings.inactivity_timeout") { configuration.timings.inactivityTimeout = d }
+            if let d = try reader.duration(timings, "timings.rpc_delivery_timeout") { configuration.timings.rpcDeliveryTimeout = d }
+            if let d = try reader.duration(timings, "timings.server_rpc_timeout") { configuration.timings.serverRPCTimeout = d }
+        }
+        if let limits = try reader.table(root, "rate_limits") {
+            try reader.checkKeys(limits, "rate_limits.", allowed: ["messages", "telemetry_messages", "telemetry_data_points"])
+            func limit(_ key: String) throws(SimulatorError) -> RateLimit? {
+                guard let text = try reader.string(limits, key) else { return nil }
+                do {
+                    return try RateLimit(text)
+                } catch {
+                    throw reader.problem(key, error.description)
+                }
+            }
+            configuration.rateLimits.messages = try limit("rate_limits.messages")
+            configuration.rateLimits.telemetryMessages = try limit("rate_limits.telemetry_messages")
+            configuration.rateLimits.telemetryDataPoints = try limit("rate_limits.telemetry_data_points")
+        }
+        for (index, table) in try reader.tables(root, "profiles").enumerated() {
+            let at = "profiles[\(index)]."
+            try reader.checkKeys(table, at, allowed: ["name", "provision_key", "provision_secret", "strategy"])
+            guard let name = try reader.string(table, at + "name") else { throw reader.problem(at + "name", "is required") }
+            let strategyName = try reader.string(table, at + "strategy") ?? ProvisionStrategy.allowCreateNewDevices.rawValue
+            guard let strategy = ProvisionStrategy(rawValue: strategyName) else {
+                throw reader.problem(at + "strategy", "\"\(strategyName)\" is not one of \(ProvisionStrategy.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            configuration.profiles.append(DeviceProfile(
+                name: name, provisionKey: try reader.string(table, at + "provision_key"),
+                provisionSecret: try reader.string(table, at + "provision_secret"), strategy: strategy))
+        }
+        for (index, table) in try reader.tables(root, "devices").enumerated() {
+            let at = "devices[\(index)]."
+            try reader.checkKeys(table, at, allowed: ["name", "profile", "credentials_type", "token", "client_id", "username",
+                                                     "password", "certificate", "gateway", "provisioned"])
+            guard let name = try reader.string(table, at + "name") else { throw reader.problem(at + "name", "is required") }
+            guard let profile = try reader.string(table, at + "profile") else { throw reader.problem(at + "profile", "is required") }
+            let typeName = try reader.string(table, at + "credentials_type") ?? CredentialsType.accessToken.rawValue
+            let credentials: DeviceCredentials
+            switch CredentialsType(rawValue: typeName) {
+            case .accessToken:
+                guard let token = try reader.string(table, at + "token"), !token.isEmpty else {
+                    throw reader.problem(at + "token", "is required for ACCESS_TOKEN")
+                }
+                credentials = .accessToken(token)
+            case .mqttBasic:
+                let basic = MQTTBasicCredentials(clientID: try reader.string(table, at + "client_id"),
+                                                 userName: try reader.string(table, at + "username"),
+                                                 password: try reader.string(table, at + "password"))
+                if let problem = basic.validationProblem { throw reader.problem(at + "credentials_type", "MQTT_BASIC: \(problem)") }
+                credentials = .mqttBasic(basic)
+            case .x509Certificate:
+                guard let certificate = try reader.string(table, at + "certificate"), !certificate.isEmpty else {
+                    throw reader.problem(at + "certificate", "is required for X509_CERTIFICATE")
+                }
+                credentials = .x509Certificate(certificate)
+            default:
+                throw reader.problem(at + "credentials_type", "\"\(typeName)\" is not one of ACCESS_TOKEN, MQTT_BASIC, X509_CERTIFICATE")
+            }
+            let provisioned = try reader.bool(table, at + "provisioned") ?? false
+            configuration.devices.append(SimDevice(
+                name: name, profile: profile, credentials: credentials, provisionState: provisioned ? "provisioned" : nil,
+                gateway: try reader.bool(table, at + "gateway") ?? false, createdTime: 0))
+        }
+        let names = configuration.profiles.map(\.name)
+        for (index, device) in configuration.devices.enumerated() where !names.contains(device.profile) {
+            throw reader.problem("devices[\(index)].profile", "names profile \"\(device.profile)\", which is not defined in [[profiles]]")
+        }
+    }
+
+    /// Typed access with `FILE: key: message` errors.
+    struct Reader {
+        let path: String
+
+        func problem(_ key: String, _ message: String) -> SimulatorError {
+            SimulatorError("\(self.path): \(key): \(message)")
+        }
+
+        func last(_ key: String) -> String { String(key.split(separator: ".").last ?? Substring(key)) }
+
+        func checkKeys(_ table: TOMLTable, _ prefix: String, allowed: Set<String>) throws(SimulatorError) {
+            for key in table.keys where !allowed.contains(key) {
+                throw self.problem(prefix + key, "unknown key (known: \(allowed.sorted().joined(separator: ", ")))")
+            }
+        }
+
+        func string(_ table: TOMLTable, _ key: String) throws(SimulatorError) -> String? {
+            guard let value = table[self.last(key)] else { return nil }
+            guard let s = value.string else { throw self.problem(key, "must be a string") }
+            return s
+        }
+
+        func int(_ table: TOMLTable, _ key: String) throws(SimulatorError) -> Int? {
+            guard let value = table[self.last(key)] else { return nil }
+            guard let i = value.int else { throw self.problem(key, "must be an integer") }
+            return i
+        }
+
+        func bool(_ table: TOMLTable, _ key: String) throws(SimulatorError) -> Bool? {
+            guard let value = table[self.last(key)] else { return nil }
+            guard let b = value.bool else { throw self.problem(key, "must be true or false") }
+            return b
+        }
+
+        func port(_ table: TOMLTable, _ key: String) throws(SimulatorError) -> Int? {
+            guard let port = try self.int(table, key) else { return nil }
+            guard (0...65535).contains(port) else { throw self.problem(key, "must be between 0 and 65535 (0 picks a free port)") }
+            return port
+        }
+
+        func duration(_ table: TOMLTable, _ key: String) throws(SimulatorError) -> Duration? {
+            guard let value = table[self.last(key)] else { return nil }
+            if let i = value.int, i >= 0 { return .seconds(i) }
+            if let d = value.double, d >= 0 { return .milliseconds(Int64(d * 1000)) }
+            if let s = value.string, let d = parseDuration(s) { return d }
+            throw self.problem(key, "must be seconds (a number) or text such as \"500ms\", \"60s\", \"10m\"")
+        }
+
+        func table(_ root: TOMLTable, _ key: String) throws(SimulatorError) -> TOMLTable? {
+            guard let value = root[key] else { return nil }
+            guard let t = value.table else { throw self.problem(key, "must be a table ([\(key)])") }
+            return t
+        }
+
+        func tables(_ root: TOMLTable, _ key: String) throws(SimulatorError) -> [TOMLTable] {
+            guard let value = root[key] else { return [] }
+            guard let array = value.array else { throw self.problem(key, "must be an array of tables ([[\(key)]])") }
+            var result: [TOMLTable] = []
+            for (index, element) in array.enumerated() {
+                guard let t = element.table else { throw self.problem("\(key)[\(index)]", "must be a table") }
+                result.append(t)
+            }
+            return result
+        }
+    }
+}
+
+/// `"500ms"`, `"60s"`, `"10m"`, `"1h"` or a plain number of seconds.
+func parseDuration(_ text: String) -> Duration? {
+    let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
+        let number = trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
+        guard let value = Double(number), value >= 0, value.isFinite else { return nil }
+        return .milliseconds(Int64((value * factor * 1000).rounded()))
+    }
+    guard let value = Double(trimmed), value >= 0, value.isFinite else { return nil }
+    return .milliseconds(Int64((value * 1000).rounded()))
+}

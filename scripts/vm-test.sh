@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# The real-kernel GPIO test: boots Debian's own kernel under qemu (TCG, no KVM needed) with a small initramfs
+# holding busybox, the release `tb-agent` (built with --static-swift-stdlib) and the gpio-sim driver built out of
+# tree, then checks through the agent's own commands that levels, edges, debounce, the LED pattern and the long
+# press work against a real kernel GPIO chip. Recipe: ../shared/reference/real-kernel-gpio.md.
+#
+#   scripts/vm-test.sh             everything (installs qemu if missing; downloads are cached in .build/vm/)
+#   scripts/vm-test.sh --keep      also keep the console log path printed at the end
+#
+# The in-VM checks are in scripts/lib/vm-init.sh; each prints `VMTEST PASS|FAIL NAME DETAIL` on the serial
+# console, and this script fails unless every expected check passed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+cache="$root/.build/vm"
+mkdir -p "$cache/debs"
+started=$(date +%s)
+
+log() { printf '== vm-test: %s (%ss)\n' "$*" "$(( $(date +%s) - started ))" >&2; }
+die() { printf 'vm-test: FAILED: %s\n' "$*" >&2; exit 1; }
+
+# The checks vm-init.sh runs; every one must report PASS.
+expected_checks="read-pull-up read-pull-down read-chip-offset read-active-low read-bias-pull-up edge-event
+debounce-burst led-blink led-steady long-press short-press stuck-at-start output-set busy-names-consumer
+not-found-lists-lines permission-names-gpio-group gpio-group-suffices"
+
+# shellcheck source=scripts/lib/deps.sh
+. "$root/scripts/lib/deps.sh"
+
+# 1. Host tools: qemu (TCG), a compiler and make for the modules, the agent's build dependencies.
+ensure_apt_packages qemu-system-x86 gcc make libc6-dev $TB_BUILD_PACKAGES
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
+
+# 2. Which kernel: the one Debian's linux-image-amd64 depends on now (e.g. linux-image-6.1.0-56-amd64).
+image_package() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'; }
+image=$(image_package)
+if [ -z "$image" ]; then
+    log "refreshing the apt package lists"
+    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq >&2
+    image=$(image_package)
+fi
+[ -n "$image" ] || die "cannot tell which kernel linux-image-amd64 depends on (apt-cache depends linux-image-amd64)"
+flavour=${image#linux-image-}          # 6.1.0-56-amd64
+abi=${flavour%-amd64}                  # 6.1.0-56
+series=$(echo "$abi" | cut -d. -f1-2)  # 6.1
+log "kernel $flavour"
+
+# 3. Downloads (about 225 MB the first time), cached by package version.
+fetch() {  # package → path of its .deb in the cache
+    local package=$1 version file
+    version=$(apt-cache policy "$package" 2>/dev/null | awk '/Candidate:/ { print $2 }')
+    [ -n "$version" ] && [ "$version" != "(none)" ] || return 1
+    file=$(ls "$cache/debs/${package}_${version/:/%3a}_"*.deb 2>/dev/null | head -1 || true)
+    if [ -z "$file" ]; then
+        log "downloading $package $version"
+        # apt warns that root downloads unsandboxed into a folder _apt cannot write: expected here.
+        (cd "$cache/debs" && apt-get download "$package=$version" 2>&1) > "$cache/download.log" || {
+            cat "$cache/download.log" >&2
+            return 1
+        }
+        file=$(ls "$cache/debs/${package}_${version/:/%3a}_"*.deb 2>/dev/null | head -1 || true)
+    fi
+    [ -n "$file" ] && echo "$file"
+}
+image_deb=$(fetch "linux-image-$flavour-unsigned" || fetch "linux-image-$flavour") || die "cannot download linux-image-$flavour"
+source_deb=$(fetch "linux-source-$series") || die "cannot download linux-source-$series"
+headers_deb=$(fetch "linux-headers-$flavour") || die "cannot download linux-headers-$flavour"
+common_deb=$(fetch "linux-headers-$abi-common") || die "cannot download linux-headers-$abi-common"
+kbuild_deb=$(fetch "linux-kbuild-$series") || die "cannot download linux-kbuild-$series"
+busybox_deb=$(fetch busybox-static) || die "cannot download busybox-static"
+
+# 4. Unpack what is needed: the kernel, configfs.ko, the headers tree, three source files, busybox.
+k="$cache/$flavour"
+if [ ! -f "$k/.unpacked" ]; then
+    log "unpacking the kernel, headers and sources"
+    rm -rf "$k"
+    mkdir -p "$k/image" "$k/headers" "$k/source"
+    dpkg-deb --fsys-tarfile "$image_deb" | tar -x -C "$k/image" --wildcards './boot/vmlinuz-*' './lib/modules/*/kernel/fs/configfs/configfs.ko*'
+    for deb in "$headers_deb" "$common_deb" "$kbuild_deb"; do dpkg -x "$deb" "$k/headers"; done
+    # The headers' Makefile includes the common part by absolute path: point it into this tree.
+    sed -i "s|/usr/src/linux-headers-|$k/headers/usr/src/linux-headers-|g" "$k/headers/usr/src/linux-headers-$flavour/Makefile"
+    dpkg-deb --fsys-tarfile "$source_deb" | tar -xO "./usr/src/linux-source-$series.tar.xz" \
+        | tar -xJ -C "$k/source" "linux-source-$series/drivers/gpio/gpio-sim.c" \
+            "linux-source-$series/drivers/gpio/gpiolib.h" "linux-source-$series/kernel/irq/irq_sim.c"
+    dpkg-deb --fsys-tarfile "$busybox_deb" | tar -x -C "$k" ./bin/busybox
+    touch "$k/.unpacked"
+fi
+vmlinuz=$(ls "$k/image/boot/vmlinuz-"* | head -1)
+configfs=$(find "$k/image/lib/modules" -name 'configfs.ko*' | head -1)
+[ -f "$vmlinuz" ] && [ -f "$configfs" ] || die "the kernel package has no vmlinuz or configfs.ko"
+
+# 5. gpio-sim.ko and irq-sim.ko, out of tree (Debian builds neither). irq_sim.c calls irq_to_desc(), which
+#    modules cannot use: generic_handle_irq() does the same from a module.
+m="$k/modules"
+if [ ! -f "$m/gpio-sim.ko" ] || [ ! -f "$m/irq-sim.ko" ]; then
+    log "building gpio-sim.ko and irq-sim.ko"
+    rm -rf "$m"
+    mkdir -p "$m"
+    src="$k/source/linux-source-$series"
+    cp "$src/drivers/gpio/gpio-sim.c" "$src/drivers/gpio/gpiolib.h" "$m/"
+    cp "$src/kernel/irq/irq_sim.c" "$m/irq-sim.c"
+    grep -q 'handle_simple_irq(irq_to_desc(irqnum));' "$m/irq-sim.c" || die "irq_sim.c changed: the irq_to_desc patch no longer applies"
+    sed -i 's/handle_simple_irq(irq_to_desc(irqnum));/generic_handle_irq(irqnum);/' "$m/irq-sim.c"
+    grep -q MODULE_LICENSE "$m/irq-sim.c" || echo 'MODULE_LICENSE("GPL");' >> "$m/irq-sim.c"
+    echo 'obj-m := irq-sim.o gpio-sim.o' > "$m/Kbuild"
+    make -s -C "$k/headers/usr/src/linux-headers-$flavour" M="$m" modules > "$m/build.log" 2>&1 \
+        || { cat "$m/build.log" >&2; die "building the gpio-sim modules failed"; }
+fi
+
+# 6. The agent, as it ships: release, Swift runtime linked in.
+log "building tb-agent (release, static Swift runtime)"
+if ! swift build -c release --static-swift-stdlib --scratch-path .build-release --product tb-agent > "$cache/swift-build.log" 2>&1; then
+    grep -vE '^\[[0-9]+/[0-9]+\] ' "$cache/swift-build.log" >&2
+    die "swift build -c release failed"
+fi
+agent="$root/.build-release/release/tb-agent"
+
+# 7. The initramfs: busybox, the agent and the libraries ldd lists (at the same paths), the modules, /init.
+log "making the initramfs"
+ir="$cache/initramfs"
+rm -rf "$ir"
+mkdir -p "$ir"/{bin,dev,proc,sys,tmp,etc,lib/modules}
+cp "$k/bin/busybox" "$ir/bin/busybox"
+cp "$agent" "$ir/bin/tb-agent"
+strip "$ir/bin/tb-agent" 2>/dev/null || true
+for lib in $(ldd "$agent" | awk '/=>/ { print $3 } !/=>/ && /^\t\// { print $1 }'); do
+    mkdir -p "$ir$(dirname "$lib")"
+    cp -L "$lib" "$ir$lib"
+done
+cp "$configfs" "$ir/lib/modules/configfs.ko"
+cp "$m/irq-sim.ko" "$m/gpio-sim.ko" "$ir/lib/modules/"
+cp "$root/scripts/lib/vm-init.sh" "$ir/init"
+chmod +x "$ir/init"
+(cd "$ir" && find . | "$k/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1) > "$cache/initrd.gz"
+
+# 8. Boot. TCG (KVM hangs on these machines), -cpu max for RDRAND (else the first random read blocks for
+#    seconds), no network, a host-side timeout against a hang.
+log "booting $flavour under qemu (TCG)"
+console="$cache/console.log"
+set +e
+timeout 240 qemu-system-x86_64 -accel tcg -cpu max -m 512 -smp 1 -nographic -no-reboot -nic none \
+    -kernel "$vmlinuz" -initrd "$cache/initrd.gz" -append "console=ttyS0 quiet panic=-1" > "$console" 2>&1
+qemu_status=$?
+set -e
+tr -d '\r' < "$console" > "$console.txt"
+
+# 9. Results.
+grep '^VMTEST ' "$console.txt" | sed 's/^VMTEST /  /' >&2 || true
+failed=0
+for check in $expected_checks; do
+    if grep -q "^VMTEST PASS $check " "$console.txt"; then continue; fi
+    if grep -q "^VMTEST FAIL $check " "$console.txt"; then
+        echo "vm-test: check '$check' failed: $(grep "^VMTEST FAIL $check " "$console.txt" | cut -d' ' -f4-)" >&2
+    else
+        echo "vm-test: check '$check' did not run" >&2
+    fi
+    failed=1
+done
+if grep -q '^VMTEST FAIL ' "$console.txt"; then failed=1; fi
+if ! grep -q '^VMTEST DONE' "$console.txt"; then
+    [ $qemu_status -eq 124 ] && echo "vm-test: the VM did not finish within 240 s" >&2
+    echo "vm-test: the VM stopped early (qemu status $qemu_status); last console lines:" >&2
+    tail -20 "$console.txt" >&2
+    failed=1
+fi
+if [ $failed -ne 0 ]; then
+    die "see $console.txt"
+fi
+log "all $(echo $expected_checks | wc -w) checks passed"
