@@ -34,7 +34,7 @@ final class CallbackContext: Sendable {
         var closeWaiters: [Int: CheckedContinuation<Bool, Never>] = [:]
         var expiredCloseWaiters: Set<Int> = []
         var nextWaiterID = 0
-        var networkThreadRunning = false
+        var networkThread: pthread_t?
         var streamFinished = false
     }
 
@@ -59,15 +59,21 @@ final class CallbackContext: Sendable {
 
     var isConnected: Bool { self.state.withLock { $0.phase == .connected } }
 
-    func networkThreadStarted() { self.state.withLock { $0.networkThreadRunning = true } }
+    func networkThreadStarted(_ thread: pthread_t) { self.state.withLock { $0.networkThread = thread } }
 
-    /// True once: the caller then joins the thread.
-    func takeNetworkThread() -> Bool {
+    /// The network thread, once: the caller then joins it.
+    func takeNetworkThread() -> pthread_t? {
         self.state.withLock { state in
-            guard state.networkThreadRunning else { return false }
-            state.networkThreadRunning = false
-            return true
+            defer { state.networkThread = nil }
+            return state.networkThread
         }
+    }
+
+    /// `mosquitto_loop_forever` returned on the network thread. libmosquitto 2.0.11 returns on some errors (a TLS
+    /// handshake that fails after the CONNECT was queued, for example) without calling the disconnect callback:
+    /// the session is ended here then, so that nobody waits for a thread that is gone.
+    func networkLoopEnded(_ rc: CInt, _ savedErrno: CInt, _ mosq: OpaquePointer?) {
+        self.sessionEnded(rc, savedErrno, mosq)
     }
 
     /// The connect failed before the network thread existed: report and finish.

@@ -14,9 +14,10 @@ private let mosquittoLibraryInitialized: CInt = mosquitto_lib_init()
 /// One MQTT 3.1.1 session over libmosquitto: connect once, subscribe, publish with completion on the
 /// acknowledgement, read events, disconnect.
 ///
-/// The client owns one `struct mosquitto` handle and frees it in `deinit`. libmosquitto's network thread
-/// (`mosquitto_loop_start`) stays inside: its callbacks copy what they get, update a `Mutex`, resume continuations
-/// and yield to `events`; they never touch actors.
+/// The client owns one `struct mosquitto` handle and frees it in `deinit`. The network thread stays inside: it
+/// runs `mosquitto_loop_forever` (what `mosquitto_loop_start` does, on a thread this client starts and joins, so
+/// that it knows when the loop has ended even when libmosquitto does not call the disconnect callback). Callbacks
+/// copy what they get, update a `Mutex`, resume continuations and yield to `events`; they never touch actors.
 ///
 /// **Connect once, report the disconnect.** libmosquitto reconnects by itself after a lost connection or a
 /// refused CONNACK. This client stops that: when the session ends for any reason it reports
@@ -60,7 +61,8 @@ public final class MosquittoClient: Sendable {
             continuation.finish()
             throw .library(operation: "mosquitto_new", MosquittoError(rawValue: MosquittoError.code(MOSQ_ERR_ERRNO), systemErrno: errno))
         }
-        self.handle = handle
+        // Configured before `self.handle` is set: if this throws, `self` is not fully initialised, `deinit` does
+        // not run, and the handle is destroyed here exactly once.
         do {
             try Self.configure(handle, options)
         } catch {
@@ -69,6 +71,7 @@ public final class MosquittoClient: Sendable {
             throw error
         }
         CallbackContext.install(on: handle)
+        self.handle = handle
     }
 
     private static func configure(_ handle: OpaquePointer, _ options: MQTTConnectOptions) throws(MQTTError) {
@@ -79,6 +82,8 @@ public final class MosquittoClient: Sendable {
                 throw .library(operation: operation, error)
             }
         }
+        // The loop runs on this client's own thread: libmosquitto must lock and wake it as with loop_start.
+        try call("mosquitto_threaded_set") { mosquitto_threaded_set(handle, true) }
         // ThingsBoard and tb-sim speak MQTT 3.1.1; libmosquitto 2.0 defaults to it, but say so.
         try call("mosquitto_int_option(MOSQ_OPT_PROTOCOL_VERSION)") {
             mosquitto_int_option(handle, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311)
@@ -116,7 +121,8 @@ public final class MosquittoClient: Sendable {
 
     /// Opens the TCP (or TLS) connection, sends CONNECT and waits for the CONNACK.
     ///
-    /// The corresponding C functions are `mosquitto_connect_async` and `mosquitto_loop_start`.
+    /// The corresponding C functions are `mosquitto_connect_async` and `mosquitto_loop_forever` (on the network
+    /// thread).
     /// - Throws: `.refused` for a non-zero CONNACK, `.unreachable`, `.unresolvable`, `.tlsFailed`,
     ///   `.closedBeforeConnack` (a silent close), `.connectTimeout`, `.alreadyUsed`.
     public func connect() async throws(MQTTError) {
@@ -138,14 +144,24 @@ public final class MosquittoClient: Sendable {
             self.context.closedWithoutThread(reason: .connectFailed(error), error: failure)
             throw failure
         }
-        let loop = mosquitto_loop_start(self.handle)
-        if loop != MosquittoError.code(MOSQ_ERR_SUCCESS) {
-            let error = MosquittoError(rawValue: loop, systemErrno: errno)
-            let failure = MQTTError.library(operation: "mosquitto_loop_start", error)
+        let start = Unmanaged.passRetained(NetworkThreadStart(handle: self.handle, context: self.context)).toOpaque()
+        var thread = pthread_t()
+        let created = pthread_create(&thread, nil, { argument in
+            guard let argument else { return nil }
+            let start = Unmanaged<NetworkThreadStart>.fromOpaque(argument).takeRetainedValue()
+            let rc = mosquitto_loop_forever(start.handle, -1, 1)
+            start.context.networkLoopEnded(rc, errno, start.handle)
+            return nil
+        }, start)
+        if created != 0 {
+            Unmanaged<NetworkThreadStart>.fromOpaque(start).release()
+            let error = MosquittoError(rawValue: MosquittoError.code(MOSQ_ERR_ERRNO), systemErrno: created)
+            let failure = MQTTError.library(operation: "pthread_create (the network thread)", error)
+            _ = mosquitto_disconnect(self.handle)
             self.context.closedWithoutThread(reason: .connectFailed(error), error: failure)
             throw failure
         }
-        self.context.networkThreadStarted()
+        self.context.networkThreadStarted(thread)
 
         let timeout = self.options.connectTimeout
         let timer = Task { [context = self.context] in
@@ -213,7 +229,7 @@ public final class MosquittoClient: Sendable {
 
     /// Sends DISCONNECT, waits for the session to end and for the network thread to exit.
     ///
-    /// The corresponding C functions are `mosquitto_disconnect` and `mosquitto_loop_stop`.
+    /// The corresponding C function is `mosquitto_disconnect`.
     public func disconnect() async {
         switch self.context.requestClose(.requested) {
         case .sendDisconnect:
@@ -245,15 +261,28 @@ public final class MosquittoClient: Sendable {
 
     /// Joins the network thread once. With `force`, the session is aborted first (deinit).
     private func stopNetworkThread(force: Bool) {
-        guard self.context.takeNetworkThread() else { return }
+        guard let thread = self.context.takeNetworkThread() else { return }
         if force {
             _ = self.context.requestClose(.aborted)
             _ = mosquitto_disconnect(self.handle)
             let socket = mosquitto_socket(self.handle)
             if socket >= 0 { _ = shutdown(socket, CInt(SHUT_RDWR)) }
         }
-        // Not forced (no pthread_cancel): the thread leaves on its own once the session is marked disconnecting.
-        _ = mosquitto_loop_stop(self.handle, false)
+        // No pthread_cancel: the loop leaves on its own once the session is marked disconnecting (it wakes at
+        // least once a second).
+        _ = pthread_join(thread, nil)
+    }
+}
+
+/// What the network thread needs, retained for its lifetime.
+private final class NetworkThreadStart: Sendable {
+    // The thread only passes the handle to mosquitto_loop_forever; the client joins the thread before freeing it.
+    nonisolated(unsafe) let handle: OpaquePointer
+    let context: CallbackContext
+
+    init(handle: OpaquePointer, context: CallbackContext) {
+        self.handle = handle
+        self.context = context
     }
 }
 

@@ -53,8 +53,15 @@ import Glibc
         return Setup(directory: directory, config: config, stateDirectory: state)
     }
 
-    static func agent(_ arguments: [String], _ setup: Setup) throws -> CommandResult {
-        try TestSupport.tbAgent(arguments + ["--config", setup.config.path], timeout: .seconds(60))
+    /// Runs the binary on a thread of its own: waiting for it must not hold one of the few cooperative threads
+    /// the responder needs to answer (the machine has two cores).
+    static func agent(_ arguments: [String], _ setup: Setup) async throws -> CommandResult {
+        let config = setup.config.path
+        return try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(with: Result { try TestSupport.tbAgent(arguments + ["--config", config], timeout: .seconds(60)) })
+            }.start()
+        }
     }
 
     static func mode(_ path: String) -> mode_t {
@@ -73,12 +80,12 @@ import Glibc
         let answers = Answers()
         let responder = try await ProvisionResponder(port: broker.port) { _ in answers.take().map { Array($0.utf8) } }
         let setup = try Self.setup(port: broker.port)
-        let name = try Self.agent(["identity"], setup).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let name = try await Self.agent(["identity"], setup).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(name.hasPrefix("sim-"))
 
         // First run: asks, stores 0600 in a 0700 directory.
         answers.set([Self.token("token-AAAA-1111")])
-        let first = try Self.agent(["provision"], setup)
+        let first = try await Self.agent(["provision"], setup)
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stdout.contains("provisioned as \(name) (ACCESS_TOKEN, issued "))
         #expect(first.stdout.contains("for 127.0.0.1:\(broker.port)"))
@@ -94,13 +101,13 @@ import Glibc
         #expect(request.serialized == #"{"deviceName":"\#(name)","provisionDeviceKey":"key-123","provisionDeviceSecret":"secret-456"}"#)
 
         // Second run: says so, exits 0, does not ask.
-        let second = try Self.agent(["provision"], setup)
+        let second = try await Self.agent(["provision"], setup)
         #expect(second.status == 0)
         #expect(second.stdout.contains("already provisioned as \(name) (ACCESS_TOKEN, issued "))
         #expect(responder.received.count == 1)
 
         // Status: identity and type, secret masked.
-        let status = try Self.agent(["status"], setup)
+        let status = try await Self.agent(["status"], setup)
         #expect(status.status == 0)
         #expect(status.stdout.contains(name))
         #expect(status.stdout.contains("ACCESS_TOKEN"))
@@ -109,34 +116,34 @@ import Glibc
 
         // --force with a FAILURE answer: refused, the stored credentials stay.
         answers.set([#"{"errorMsg":"Failed to provision device!","status":"FAILURE"}"#])
-        let refused = try Self.agent(["provision", "--force"], setup)
+        let refused = try await Self.agent(["provision", "--force"], setup)
         #expect(refused.status == 69)
         #expect(refused.stderr.contains("refused to provision device \"\(name)\""))
         #expect(try String(contentsOfFile: setup.credentialsPath, encoding: .utf8) == stored)
 
         // --force with SUCCESS: replaced, the old generation kept.
         answers.set([Self.token("token-BBBB-2222")])
-        let forced = try Self.agent(["provision", "--force"], setup)
+        let forced = try await Self.agent(["provision", "--force"], setup)
         #expect(forced.status == 0, "\(forced.stderr)")
         #expect(try String(contentsOfFile: setup.credentialsPath, encoding: .utf8).contains("token-BBBB-2222"))
         #expect(try String(contentsOfFile: setup.previousPath, encoding: .utf8) == stored)
 
         // connect-test: mosquitto accepts any user name, so the token connects.
-        let connect = try Self.agent(["connect-test"], setup)
+        let connect = try await Self.agent(["connect-test"], setup)
         #expect(connect.status == 0, "\(connect.stderr)")
         #expect(connect.stdout.contains("connected to 127.0.0.1:\(broker.port) as \(name)"))
 
         // reset: refuses without --yes, then forgets and keeps the previous generation.
-        let unconfirmed = try Self.agent(["reset"], setup)
+        let unconfirmed = try await Self.agent(["reset"], setup)
         #expect(unconfirmed.status == 64)
         #expect(unconfirmed.stderr.contains("--yes"))
         #expect(FileManager.default.fileExists(atPath: setup.credentialsPath))
-        let reset = try Self.agent(["reset", "--yes"], setup)
+        let reset = try await Self.agent(["reset", "--yes"], setup)
         #expect(reset.status == 0)
         #expect(reset.stdout.contains("forgot the credentials of \(name)"))
         #expect(!FileManager.default.fileExists(atPath: setup.credentialsPath))
         #expect(try String(contentsOfFile: setup.previousPath, encoding: .utf8).contains("token-BBBB-2222"))
-        let after = try Self.agent(["status"], setup)
+        let after = try await Self.agent(["status"], setup)
         #expect(after.status == 3)
         #expect(after.stdout.contains("not provisioned"))
         await responder.stop()
@@ -149,12 +156,12 @@ import Glibc
             Array(#"{"errorMsg":"Provision data was not found!","status":"NOT_FOUND"}"#.utf8)
         }
         let setup = try Self.setup(port: broker.port)
-        let result = try Self.agent(["provision"], setup)
+        let result = try await Self.agent(["provision"], setup)
         #expect(result.status == 69)
         #expect(result.stderr.contains("did not accept the provision key or secret"))
         #expect(!result.stderr.contains("secret-456"))
         #expect(!FileManager.default.fileExists(atPath: setup.credentialsPath))
-        #expect(try Self.agent(["status"], setup).status == 3)
+        #expect(try await Self.agent(["status"], setup).status == 3)
         await responder.stop()
     }
 
@@ -163,17 +170,17 @@ import Glibc
         defer { broker.stop() }
         let responder = try await ProvisionResponder(port: broker.port) { _ in nil }
         let setup = try Self.setup(port: broker.port, timeout: "1s")
-        let result = try Self.agent(["provision"], setup)
+        let result = try await Self.agent(["provision"], setup)
         #expect(result.status == 75)
         #expect(result.stderr.contains("within 1s"))
         #expect(responder.received.count == 1)
         await responder.stop()
     }
 
-    @Test func unreachableServerNamesHostAndPort() throws {
+    @Test func unreachableServerNamesHostAndPort() async throws {
         let port = try TestSupport.freePort()
         let setup = try Self.setup(port: port)
-        let result = try Self.agent(["provision"], setup)
+        let result = try await Self.agent(["provision"], setup)
         #expect(result.status == 69)
         #expect(result.stderr.contains("127.0.0.1:\(port)"))
         #expect(result.stderr.contains("[server] host and port"))
@@ -197,7 +204,7 @@ import Glibc
         let port = broker.port
         let responder = try await ProvisionResponder(port: port) { _ in Array(Self.token("token-CCCC-3333").utf8) }
         let setup = try Self.setup(port: port)
-        #expect(try Self.agent(["provision"], setup).status == 0)
+        #expect(try await Self.agent(["provision"], setup).status == 0)
         await responder.stop()
         broker.stop()
 
@@ -211,7 +218,7 @@ import Glibc
         defer { strict.stop() }
         try #require(TestSupport.waitUntil { TestSupport.isListening(port: port) }, "mosquitto did not restart on \(port): \(strict.stderr)")
 
-        let result = try Self.agent(["connect-test"], setup)
+        let result = try await Self.agent(["connect-test"], setup)
         #expect(result.status == 77)
         #expect(result.stderr.contains("rejected the credentials"))
         #expect(result.stderr.contains("CONNACK 5"))
