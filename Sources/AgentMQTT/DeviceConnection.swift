@@ -13,14 +13,23 @@ public enum DeviceConnection {
     public static func connectOptions(
         for stored: StoredCredentials, server: ServerSettings, connectTimeout: Duration = .seconds(30)
     ) throws(AgentError) -> MQTTConnectOptions {
+        try self.connectOptions(
+            for: stored.credentials, deviceName: stored.deviceName, server: server, connectTimeout: connectTimeout)
+    }
+
+    /// The CONNECT for `credentials` issued to `deviceName` (see above).
+    public static func connectOptions(
+        for credentials: DeviceCredentials, deviceName: String, server: ServerSettings,
+        connectTimeout: Duration = .seconds(30)
+    ) throws(AgentError) -> MQTTConnectOptions {
         var tls = server.tls.map {
             MQTTTLSOptions(
                 caFile: $0.caFile, certificateFile: nil, keyFile: nil, insecureSkipHostnameCheck: !$0.verifyHostname)
         }
         var options = MQTTConnectOptions(
-            host: server.host, port: server.port, clientID: stored.deviceName, keepalive: server.keepalive,
+            host: server.host, port: server.port, clientID: deviceName, keepalive: server.keepalive,
             cleanSession: true, tls: tls, connectTimeout: connectTimeout)
-        switch stored.credentials {
+        switch credentials {
         case .accessToken(let token):
             options.username = token
         case .mqttBasic(let clientId, let username, let password):

@@ -344,7 +344,16 @@ struct Loop {
     mutating func connect(with credentials: DeviceCredentials) {
         self.session += 1
         let session = self.session
-        let options = SessionOptions.make(server: self.configuration.server, credentials: credentials, deviceName: self.runtime.deviceName)
+        let options: MQTTConnectOptions
+        do {
+            options = try DeviceConnection.connectOptions(
+                for: credentials, deviceName: self.runtime.deviceName, server: self.configuration.server)
+        } catch {
+            self.lastError = error.message
+            self.logger.error("\(error.message)")
+            self.perform(self.machine.connectFailed(.transient(error.message), now: self.now))
+            return
+        }
         let client: MosquittoClient
         do {
             client = try MosquittoClient(options, logger: self.logger)

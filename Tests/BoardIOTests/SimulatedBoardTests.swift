@@ -182,7 +182,8 @@ struct SimulatedBoardTests {
         let led = try LEDController(output: try GPIOLED(backend: board.backend, line: .name("GPIO22"), activeLow: false),
                                     initial: .online)
         defer { led.stop() }
-        let settings = ButtonSettings(line: .name("GPIO27"), debounce: .milliseconds(20), reprovisionHold: .milliseconds(400))
+        // A hold long enough that the "held" state cannot slip between two polls on a loaded machine.
+        let settings = ButtonSettings(line: .name("GPIO27"), debounce: .milliseconds(20), reprovisionHold: .seconds(2))
         let monitor = try ButtonMonitor(backend: board.backend, settings: settings, led: led)
         defer { monitor.stop() }
         #expect(monitor.startEvents.isEmpty)
