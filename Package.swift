@@ -29,6 +29,9 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // Explains TLS failures (expired, wrong CA, wrong host name): the only module importing COpenSSL.
+        .target(name: "AgentTLS", dependencies: ["COpenSSL"]),
 
         .target(name: "TBJSON"),
         .target(
@@ -49,7 +52,7 @@ let package = Package(
         ),
         .target(
             name: "AgentMQTT",
-            dependencies: ["AgentCore", "CMosquitto", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["AgentCore", "AgentTLS", "CMosquitto", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "AgentGPIO",

@@ -159,7 +159,8 @@ public enum MQTTError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The TCP connection could not be opened.
     case unreachable(ServerEndpoint, MosquittoError)
     /// The TLS handshake or TLS setup failed.
-    case tlsFailed(ServerEndpoint, MosquittoError)
+    /// `detail`: why, when a second handshake could tell (expired, wrong CA, wrong host name).
+    case tlsFailed(ServerEndpoint, MosquittoError, detail: String? = nil)
     /// The server answered CONNACK with a non-zero code.
     case refused(ServerEndpoint, ConnackCode)
     /// The server closed the connection before the CONNACK.
@@ -187,7 +188,9 @@ public enum MQTTError: Error, Sendable, Equatable, CustomStringConvertible {
             return AgentError(
                 .brokerUnavailable,
                 "cannot connect to the MQTT server at \(endpoint) (\(error)): check [server] host and port, that the server is running, and that this board can reach it")
-        case .tlsFailed(let endpoint, let error):
+        case .tlsFailed(let endpoint, let error, let detail?):
+            return AgentError(.brokerUnavailable, "the TLS connection to \(endpoint) failed (\(error)): \(detail)")
+        case .tlsFailed(let endpoint, let error, nil):
             return AgentError(
                 .brokerUnavailable,
                 "the TLS connection to \(endpoint) failed (\(error)): check [server.tls] ca_file (it must sign the server's certificate), cert_file and key_file, and that the port speaks TLS")

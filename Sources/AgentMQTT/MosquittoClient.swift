@@ -1,4 +1,5 @@
 import AgentCore
+import AgentTLS
 import CMosquitto
 import Logging
 import Synchronization
@@ -126,6 +127,21 @@ public final class MosquittoClient: Sendable {
     /// - Throws: `.refused` for a non-zero CONNACK, `.unreachable`, `.unresolvable`, `.tlsFailed`,
     ///   `.closedBeforeConnack` (a silent close), `.connectTimeout`, `.alreadyUsed`.
     public func connect() async throws(MQTTError) {
+        do {
+            try await self.connectOnce()
+        } catch {
+            guard case .tlsFailed(let endpoint, let cause, nil) = error, let tls = self.options.tls else { throw error }
+            // libmosquitto only says "certificate verify failed": one more handshake tells why.
+            let options = self.options
+            let detail = await Task.detached {
+                TLSDiagnosis.diagnose(
+                    host: options.host, port: options.port, caFile: tls.caFile, verifyHostname: !tls.insecureSkipHostnameCheck)
+            }.value
+            throw .tlsFailed(endpoint, cause, detail: detail)
+        }
+    }
+
+    private func connectOnce() async throws(MQTTError) {
         guard self.context.beginConnecting() else { throw .alreadyUsed }
         let endpoint = self.options.endpoint
         self.logger.debug(

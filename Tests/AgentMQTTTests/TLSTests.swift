@@ -31,6 +31,12 @@ import Testing
             openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 2>/dev/null
             key other.key
             openssl req -x509 -new -key other.key -out other-ca.crt -days 2 -subj /CN=some-other-ca
+            # A server certificate that expired in 2020, signed by the same CA (openssl ca sets the dates).
+            printf '[ca]\ndefault_ca=d\n[d]\ndir=.\ndatabase=index.txt\nnew_certs_dir=.\nserial=serial\ndefault_md=sha256\npolicy=p\ncopy_extensions=copy\n[p]\ncommonName=supplied\n' > ca.cnf
+            touch index.txt; echo 1000 > serial
+            openssl req -new -key server.key -out expired.csr -subj /CN=\(serverName) -addext subjectAltName=\(san)
+            openssl ca -batch -config ca.cnf -cert ca.crt -keyfile ca.key -in expired.csr -out expired.crt \
+                -startdate 20200101000000Z -enddate 20200102000000Z 2>/dev/null
             chmod 644 *.key
             """
         let result = try TestSupport.run(URL(fileURLWithPath: "/bin/sh"), ["-c", script])
@@ -38,10 +44,10 @@ import Testing
         return PKI(directory: directory)
     }
 
-    static func broker(_ pki: PKI, requireCertificate: Bool = false) throws -> MosquittoBroker {
+    static func broker(_ pki: PKI, requireCertificate: Bool = false, certificate: String = "server.crt") throws -> MosquittoBroker {
         try MosquittoBroker(extraConfig: """
             cafile \(pki.path("ca.crt"))
-            certfile \(pki.path("server.crt"))
+            certfile \(pki.path(certificate))
             keyfile \(pki.path("server.key"))
             require_certificate \(requireCertificate)
             """)
@@ -95,6 +101,34 @@ import Testing
         #expect(throws: Never.self) { try relaxed.get() }
     }
 
+    /// Each TLS failure says why, from a second handshake: libmosquitto alone only says "certificate verify failed".
+    @Test func eachTLSFailureNamesItsCauseAndFix() async throws {
+        let pki = try Self.makePKI(serverName: "127.0.0.1")
+        let good = try Self.broker(pki)
+        defer { good.stop() }
+        let expired = try Self.broker(pki, certificate: "expired.crt")
+        defer { expired.stop() }
+        let plain = try MosquittoBroker()
+        defer { plain.stop() }
+        let other = try Self.makePKI(serverName: "mqtt.example.invalid")
+        let wrongName = try Self.broker(other)
+        defer { wrongName.stop() }
+        let cases: [(String, Int, MQTTTLSOptions, String)] = [
+            ("wrong CA", good.port, MQTTTLSOptions(caFile: pki.path("other-ca.crt")), "not signed by a trusted CA"),
+            ("expired", expired.port, MQTTTLSOptions(caFile: pki.path("ca.crt")), "has expired"),
+            ("wrong host name", wrongName.port, MQTTTLSOptions(caFile: other.path("ca.crt")), "is not for 127.0.0.1"),
+            ("plain MQTT port", plain.port, MQTTTLSOptions(caFile: pki.path("ca.crt")), "probably speaks plain MQTT"),
+        ]
+        for (name, port, tls, expected) in cases {
+            let result = await Self.connect(port: port, tls: tls)
+            guard case .failure(let error) = result else {
+                Issue.record("\(name): connected")
+                continue
+            }
+            #expect(error.description.contains(expected), "\(name): \(error)")
+        }
+    }
+
     @Test func presentsTheClientCertificate() async throws {
         let pki = try Self.makePKI(serverName: "127.0.0.1")
         let broker = try Self.broker(pki, requireCertificate: true)
@@ -144,3 +178,4 @@ import Testing
         }
     }
 }
+
