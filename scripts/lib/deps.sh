@@ -1,7 +1,7 @@
 # Shared by the scripts: what the project needs from Debian and PyPI, installed only when missing.
 # shellcheck shell=bash
 
-TB_BUILD_PACKAGES="libmosquitto-dev libgpiod-dev pkg-config"
+TB_BUILD_PACKAGES="libmosquitto-dev libgpiod-dev libssl-dev pkg-config"
 TB_TEST_PACKAGES="mosquitto mosquitto-clients gpiod openssl python3-venv"
 # Two virtual environments: tb-mqtt-client depends on tb-paho-mqtt-client, whose `paho` package clashes with
 # paho-mqtt's. pytest and paho-mqtt live in the first; ThingsBoard's SDK (plus mmh3, which it would otherwise
