@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
         --out=*) out=${1#--out=}; shift ;;
         --no-build) build=false; shift ;;
         --lintian) run_lintian=true; shift ;;
-        -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "package-deb.sh: unknown argument '$1' (see --help)" >&2; exit 64 ;;
     esac
 done
@@ -208,7 +208,8 @@ if $run_lintian; then
     fi
     log "lintian"
     # Overrides with reasons: board/deb/lintian-overrides (shipped in the package, where lintian reads them).
-    lintian --info --display-info --tag-display-limit 0 "$deb" >&2 || die "lintian reported errors"
+    lintian --info --display-info --tag-display-limit 0 --fail-on error,warning "$deb" >&2 \
+        || die "lintian reported errors or warnings (above); fix them or add an override with its reason"
 fi
 
 echo "$deb"

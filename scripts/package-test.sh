@@ -61,7 +61,7 @@ t0=$(date +%s)
 debs=$work/debs
 rm -rf "$debs"
 if deb1=$(scripts/package-deb.sh --out "$debs" --lintian 2> "$work/package-deb.log" | tail -1) && [ -f "$deb1" ]; then
-    ok "package-deb.sh builds $(basename "$deb1") and lintian reports no errors"
+    ok "package-deb.sh builds $(basename "$deb1") and lintian reports no errors or warnings"
 else
     tail -30 "$work/package-deb.log" >&2
     die "package-deb.sh failed (log: $work/package-deb.log)"
@@ -320,4 +320,4 @@ cleanup
 trap - EXIT
 echo "   (package test took $(($(date +%s) - started)) s)"
 echo "package-test: $passed passed, $failed failed"
-[ "$failed" -eq 0 ] || { echo "package test: some checks failed (details above)" >&2; exit 1; }
+[ "$failed" -eq 0 ] || { echo "package-test: some checks failed (details above)" >&2; exit 1; }
