@@ -112,6 +112,8 @@ if [ ! -f "$base_tar" ]; then
     rm -rf "$fresh"
     echo "   (debootstrap --variant=minbase bookworm took $(($(date +%s) - t0)) s; cached in $base_tar)"
 fi
+# A run that was killed may have left /proc mounted in the old root.
+for m in $(mounts_below "$chroot_dir"); do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
 [ -z "$(mounts_below "$chroot_dir")" ] || die "$chroot_dir has file systems mounted below it; unmount them first"
 rm -rf "$chroot_dir"
 mkdir -p "$chroot_dir"
@@ -124,8 +126,10 @@ echo "   (chroot ready in $(($(date +%s) - t0)) s)"
 
 # --- install ---------------------------------------------------------------------------------------------------
 log "installing $(basename "$deb1") with apt"
-if in_root apt-get install -y -q --no-install-recommends "/tmp/$(basename "$deb1")" > "$work/install.log" 2>&1 \
-    </dev/null; then
+install_v1() { in_root apt-get install -y -q --no-install-recommends "/tmp/$(basename "$deb1")" </dev/null; }
+# The cached root's package lists may have gone stale (a dependency updated in the archive): refresh once and retry.
+if install_v1 > "$work/install.log" 2>&1 \
+    || { in_root apt-get update -q > "$work/apt-update.log" 2>&1 && install_v1 > "$work/install.log" 2>&1; }; then
     ok "apt-get install resolves the Depends from Debian and configures tb-agent $v1"
 else
     tail -20 "$work/install.log" >&2
