@@ -45,6 +45,10 @@ if ! $only_swift; then
         log "real-kernel GPIO test under qemu"
         scripts/vm-test.sh || status=1
     fi
+    if [ -x scripts/package-test.sh ]; then
+        log "Debian package: build, install, run, upgrade and purge in a throwaway bookworm chroot"
+        scripts/package-test.sh || status=1
+    fi
 fi
 
 if [ $status -ne 0 ]; then echo "some tests failed" >&2; fi
