@@ -305,7 +305,7 @@ final class ConfigurationParser {
                     r.report(
                         "device_secret_file",
                         "cannot read \"\(file)\" (\(reason)); write the provision device secret into it "
-                            + "(`install -m 600 /dev/null \(file)`, then edit it) or set device_secret instead")
+                            + "(`install -m 0640 -g tb-agent /dev/null \(file)`, then edit it) or set device_secret instead")
                 case .success(let content):
                     var value = content
                     if value.hasSuffix("\r\n") {

@@ -13,7 +13,7 @@ public enum ConfigurationFileWriter {
     /// when it throws, the temporary file is removed and the target is left as it was.
     /// - Parameter overwrite: when false, an existing `path` is an error.
     public static func save(
-        _ text: String, to path: String, mode: mode_t = 0o600, overwrite: Bool,
+        _ text: String, to path: String, mode: mode_t = 0o600, group: gid_t? = nil, overwrite: Bool,
         check: (String) throws(AgentError) -> Void = { _ throws(AgentError) in }
     ) throws(AgentError) {
         let folder = Self.folder(of: path)
@@ -23,7 +23,7 @@ public enum ConfigurationFileWriter {
         try Self.makeFolder(folder)
         let temporary = "\(folder)/.\(Self.fileName(of: path)).tmp-\(getpid())"
         // O_EXCL: never write through a link someone left at the temporary name.
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode & 0o700)
         guard fd >= 0 else { throw Self.failure("could not create \(temporary)", errno) }
         var closed = false
         defer {
@@ -39,6 +39,10 @@ public enum ConfigurationFileWriter {
                     throw Self.failure("could not write \(temporary)", errno)
                 }
                 offset += n
+            }
+            // Group first, then the mode: the file is never readable by a group it was not meant for.
+            if let group, fchown(fd, uid_t.max, group) != 0 {
+                throw Self.failure("could not give \(temporary) to group \(group)", errno)
             }
             // The umask may have narrowed the mode at creation; set it exactly.
             guard fchmod(fd, mode) == 0 else { throw Self.failure("could not set the mode of \(temporary)", errno) }

@@ -133,7 +133,13 @@ struct Setup: AsyncParsableCommand {
             host: host, port: port, deviceKey: deviceKey, secret: secret, nameTemplate: template, derivedNote: note,
             sysroot: sysroot, board: board)
         do throws(AgentError) {
-            try ConfigurationFileWriter.save(answers.render(), to: path, mode: 0o600, overwrite: self.force) {
+            // The service runs as user tb-agent: when its group exists, it may read the file (it holds the secret,
+            // so nobody else may).
+            let serviceGroup = getgrnam("tb-agent").map { $0.pointee.gr_gid }
+            try ConfigurationFileWriter.save(
+                answers.render(), to: path, mode: serviceGroup == nil ? 0o600 : 0o640, group: serviceGroup,
+                overwrite: self.force
+            ) {
                 (candidate: String) throws(AgentError) in
                 do throws(ConfigurationFileError) {
                     _ = try ConfigurationLoader.load(path: candidate)
