@@ -39,6 +39,19 @@ func eventually(_ timeout: Duration = .seconds(15), every interval: Duration = .
     return try condition()
 }
 
+/// `eventually` for a condition that has to await (a status query, an RPC).
+@discardableResult
+func eventuallyAsync(_ timeout: Duration = .seconds(15), every interval: Duration = .milliseconds(250),
+                     _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let clock = ContinuousClock()
+    let deadline = clock.now + timeout
+    while clock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: interval)
+    }
+    return try await condition()
+}
+
 /// Lets time pass (the time a button is held, an outage lasts): never used as an assertion.
 func pause(_ duration: Duration) async { try? await Task.sleep(for: duration) }
 
