@@ -90,8 +90,8 @@ struct RemoteControlTests {
             #expect(sim.readings(of: "humidity").count >= 2)
 
             // identify: the LED shows the identify pattern for the time asked, then online again.
-            let identify = try await sim.rpc("identify", params: #"{"seconds":2}"#)
-            #expect(identify["identify"]?.stringValue == "2s", "\(identify.serialized)")
+            let identify = try await sim.rpc("identify", params: #"{"seconds":4}"#)
+            #expect(identify["identify"]?.stringValue == "4s", "\(identify.serialized)")
             #expect(try await sim.rpc("getStatus")["led"]?.stringValue == "identify")
             try #require(await eventuallyAsync(.seconds(15)) { try await sim.rpc("getStatus")["led"]?.stringValue == "online" },
                          "the identify pattern did not end")

@@ -98,8 +98,9 @@ struct ReprovisionTests {
             let refusedAt = Self.ts(decision)
 
             // The error pattern shows for a while, then the LED says online again.
-            let status = try await agent.status()
-            #expect(status["led"]?.stringValue == "attention", "\(status.serialized)")
+            #expect(await eventuallyAsync(.seconds(5), every: .milliseconds(100)) {
+                (try? await agent.status())?["led"]?.stringValue == "attention"
+            }, "no error pattern after the refusal")
             try #require(await eventuallyAsync(.seconds(20), every: .milliseconds(500)) {
                 (try? await agent.status())?["led"]?.stringValue == "online"
             }, "the LED did not return to online")
