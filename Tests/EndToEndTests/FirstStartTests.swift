@@ -68,8 +68,9 @@ struct FirstStartTests {
                 sim.readings(of: "cpu_temperature").contains { $0.value.doubleValue == 51.25 }
             }, "the changed thermal zone never showed in telemetry")
 
-            // Restart: the stored credentials are used; no second provisioning.
-            #expect(await agent.terminate() == 0, "agent log:\n\(agent.log)")
+            // Restart (after Ctrl-C: SIGINT stops it like SIGTERM): the stored credentials are used; no second
+            // provisioning.
+            #expect(await agent.terminate(SIGINT) == 0, "agent log:\n\(agent.log)")
             let connectsBefore = sim.deviceConnects().count
             let readingsBefore = sim.readings().count
             let restarted = wallClockMilliseconds()

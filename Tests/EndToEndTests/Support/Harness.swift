@@ -328,9 +328,10 @@ final class AgentProcess: Sendable {
     var isRunning: Bool { self.child.isRunning }
     var log: String { self.child.stderr + self.child.stdout }
 
-    /// SIGTERM; waits up to `timeout` for the exit and returns the exit status (nil: still running, then killed).
-    func terminate(timeout: Duration = .seconds(10)) async -> Int32? {
-        self.child.signal(SIGTERM)
+    /// SIGTERM (or `signal`); waits up to `timeout` for the exit and returns the exit status (nil: still running,
+    /// then killed).
+    func terminate(_ signal: Int32 = SIGTERM, timeout: Duration = .seconds(10)) async -> Int32? {
+        self.child.signal(signal)
         let exited = await eventually(timeout, every: .milliseconds(20)) { !self.child.isRunning }
         if !exited { self.child.signal(SIGKILL) }
         let child = self.child
