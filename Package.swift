@@ -120,7 +120,7 @@ let package = Package(
         .testTarget(name: "AgentPlatformTests", dependencies: ["AgentPlatform", "AgentCore", "AgentTestSupport"]),
         .testTarget(name: "AgentMQTTTests", dependencies: ["AgentMQTT", "AgentCore", "AgentTestSupport"]),
         .testTarget(name: "TBSimulatorTests", dependencies: ["TBSimulator", "TBJSON", "AgentTestSupport", .product(name: "NIOCore", package: "swift-nio")]),
-        // .testTarget(name: "EndToEndTests", dependencies: ["AgentTestSupport", "TBJSON"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["AgentTestSupport", "TBJSON", "AgentCore"]),
     ],
     swiftLanguageModes: [.v6]
 )

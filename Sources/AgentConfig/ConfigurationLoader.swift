@@ -243,7 +243,7 @@ final class ConfigurationParser {
     // MARK: sections
 
     func readServer(_ r: TableReader) {
-        r.rejectUnknownKeys(["host", "port", "keepalive", "tls"], section: "[server]")
+        r.rejectUnknownKeys(["host", "port", "keepalive", "max_backoff", "tls"], section: "[server]")
         let host = r.requiredString("host", expected: "the ThingsBoard host name, like host = \"thingsboard.example.com\"")
         if let host {
             if host.contains("://") {
@@ -254,6 +254,7 @@ final class ConfigurationParser {
         }
         let port = r.integer("port", range: 1...65535, expected: "a port number from 1 to 65535 (1883, or 8883 with TLS)")
         let keepalive = r.duration("keepalive", range: .seconds(1) ... .seconds(65535))
+        let maxBackoff = r.duration("max_backoff", range: .seconds(1) ... .seconds(3600))
         var tls: TLSSettings? = nil
         if let t = r.table("tls", expected: "a table [server.tls]") {
             t.rejectUnknownKeys(["ca_file", "cert_file", "key_file", "verify_hostname"], section: "[server.tls]")
@@ -267,7 +268,8 @@ final class ConfigurationParser {
             tls = TLSSettings(caFile: ca, certFile: cert, keyFile: key, verifyHostname: t.bool("verify_hostname") ?? true)
         }
         guard let host else { return }
-        self.server = ServerSettings(host: host, port: port, tls: tls, keepalive: keepalive ?? .seconds(60))
+        self.server = ServerSettings(
+            host: host, port: port, tls: tls, keepalive: keepalive ?? .seconds(60), maxBackoff: maxBackoff ?? .seconds(300))
     }
 
     func readProvisioning(_ r: TableReader) {

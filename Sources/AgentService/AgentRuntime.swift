@@ -84,8 +84,10 @@ enum RuntimeEvent: Sendable {
     case subscribed(session: Int)
     case provisioned(Result<DeviceCredentials, AgentError>)
     case timer(AgentStateMachine<SystemRandomNumberGenerator>.Timer, generation: Int)
-    case sampled([(String, JSONValue)])
-    case board(BoardEvent)
+    /// Readings and the (monotonic) time they were taken, captured where they were taken: the loop may get to
+    /// them later.
+    case sampled([(String, JSONValue)], at: ContinuousClock.Instant)
+    case board(BoardEvent, at: ContinuousClock.Instant)
     case identifyOver(generation: Int)
     case watchdog
     case reload
@@ -153,7 +155,7 @@ struct Loop {
         let emit = self.emit
         if let board = self.runtime.board {
             do {
-                try board.start(emit: { emit.yield(.board($0)) })
+                try board.start(emit: { emit.yield(.board($0, at: ContinuousClock.now)) })
             } catch {
                 self.logger.error("the board could not be set up; sensors that need it will report failures", metadata: ["error": "\(error)"])
                 self.lastError = error.description
@@ -239,12 +241,12 @@ struct Loop {
             guard self.timerGenerations[timer] == generation else { return }
             self.timerTasks[timer] = nil
             self.perform(self.machine.timerFired(timer, now: self.now))
-        case .sampled(let values):
-            self.record(values)
-        case .board(let boardEvent):
+        case .sampled(let values, let takenAt):
+            self.record(values, at: takenAt)
+        case .board(let boardEvent, let takenAt):
             switch boardEvent {
             case .reading(let key, let value):
-                self.record([(key, value)])
+                self.record([(key, value)], at: takenAt)
             case .reprovisionRequested:
                 self.logger.notice("long press: re-provisioning requested with the button")
                 self.perform(self.machine.reprovisionRequested(.button, now: self.now))
@@ -263,7 +265,7 @@ struct Loop {
         case .spoolSync:
             do { try self.spool.syncIfDue() } catch { self.storageProblem(error) }
         case .figures:
-            self.record(self.figures())
+            self.record(self.figures(), at: ContinuousClock.now)
         }
     }
 
@@ -465,14 +467,23 @@ struct Loop {
     func sampleInBackground(_ names: [String]?) {
         guard let board = self.runtime.board else { return }
         let emit = self.emit
-        Task { emit.yield(.sampled(await board.sample(names))) }
+        Task {
+            let values = await board.sample(names)
+            emit.yield(.sampled(values, at: ContinuousClock.now))
+        }
     }
 
     /// Stamps values with the time they were taken, spools them, and publishes when online.
-    mutating func record(_ values: [(String, JSONValue)]) {
+    ///
+    /// The stamp is the wall clock now less the readings' age on the monotonic clock: a loop that gets to readings
+    /// late (busy for half a second, say) must not give five rounds of a 100 ms sensor one timestamp, since
+    /// ThingsBoard keeps one value per key and timestamp; and a wall clock set between taking and recording
+    /// (NTP's first answer) is not trusted before it is.
+    mutating func record(_ values: [(String, JSONValue)], at instant: ContinuousClock.Instant) {
         guard !values.isEmpty else { return }
         let wall = Self.wallClockMilliseconds()
-        let taken = self.now
+        let now = self.now
+        let taken = min(instant - self.started, now)
         guard self.clock.isPlausible(wall) else {
             // No trustworthy time yet (no RTC, no NTP): hold the readings with their monotonic time.
             if self.heldReadings.isEmpty {
@@ -487,12 +498,13 @@ struct Loop {
             let held = self.heldReadings
             self.heldReadings = []
             for group in Dictionary(grouping: held, by: { $0.taken }).sorted(by: { $0.key < $1.key }) {
-                let ts = ClockSanity.rebase(monotonicTaken: group.key, monotonicNow: taken, wallNow: wall)
+                let ts = ClockSanity.rebase(monotonicTaken: group.key, monotonicNow: now, wallNow: wall)
                 self.append(group.value.map { Reading(key: $0.key, value: $0.value, timestamp: ts) })
             }
         }
-        self.append(values.map { Reading(key: $0.0, value: $0.1, timestamp: wall) })
-        self.clock.observeStored(wall)
+        let ts = ClockSanity.rebase(monotonicTaken: taken, monotonicNow: now, wallNow: wall)
+        self.append(values.map { Reading(key: $0.0, value: $0.1, timestamp: ts) })
+        self.clock.observeStored(ts)
         self.pump()
     }
 
@@ -563,7 +575,8 @@ struct Loop {
                 let clock = ContinuousClock()
                 var next = clock.now
                 while !Task.isCancelled {
-                    emit.yield(.sampled(await board.sample(names)))
+                    let values = await board.sample(names)
+                    emit.yield(.sampled(values, at: ContinuousClock.now))
                     // On a fixed grid, so readings keep their rhythm whatever a read costs.
                     next = next.advanced(by: interval)
                     if next < clock.now { next = clock.now.advanced(by: interval) }

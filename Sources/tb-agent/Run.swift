@@ -43,6 +43,7 @@ struct Run: AsyncParsableCommand {
 
         var options = AgentRuntime.Options()
         options.statusSocketPath = Self.statusSocketPath(config)
+        options.machine.backoffCap = config.server.maxBackoff
         options.clientAttributes = Self.clientAttributes(identity: identity, config: config)
         let configPath = self.global.config
         let runtime = AgentRuntime(

@@ -97,6 +97,16 @@ import Testing
         #expect(config.server.tls?.verifyHostname == false)
     }
 
+    @Test func maxBackoffCapsTheRetriesAndIsBounded() throws {
+        let defaults = try ConfigurationLoader.parse(Self.minimal, path: "/etc/tb-agent/config.toml")
+        #expect(defaults.server.maxBackoff == .seconds(300))
+        let withCap = Self.minimal.replacingOccurrences(of: "host = \"tb.example.com\"", with: "host = \"tb.example.com\"\nmax_backoff = \"2s\"")
+        #expect(try ConfigurationLoader.parse(withCap, path: "/etc/tb-agent/config.toml").server.maxBackoff == .seconds(2))
+        let tooLong = Self.minimal.replacingOccurrences(of: "host = \"tb.example.com\"", with: "host = \"tb.example.com\"\nmax_backoff = \"2h\"")
+        let problem = try #require(self.only(tooLong))
+        #expect(problem.keyPath == "server.max_backoff")
+    }
+
     @Test func parseErrorHasTheParsersPositionAndTheKey() throws {
         let problem = try #require(self.only("[server]\nhost = \"x\"\nport = 18 83\n"))
         #expect(problem.line == 3)

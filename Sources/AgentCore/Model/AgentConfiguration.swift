@@ -46,12 +46,19 @@ public struct ServerSettings: Sendable, Equatable {
     public var tls: TLSSettings?
     /// `keepalive` (duration, default 60s). ThingsBoard closes a session after 600 s without any packet.
     public var keepalive: Duration
+    /// `max_backoff` (duration, default 5m): the cap of the exponential backoff (full jitter) between connection
+    /// and provisioning attempts.
+    public var maxBackoff: Duration
 
-    public init(host: String, port: Int? = nil, tls: TLSSettings? = nil, keepalive: Duration = .seconds(60)) {
+    public init(
+        host: String, port: Int? = nil, tls: TLSSettings? = nil, keepalive: Duration = .seconds(60),
+        maxBackoff: Duration = .seconds(300)
+    ) {
         self.host = host
         self.port = port ?? (tls == nil ? 1883 : 8883)
         self.tls = tls
         self.keepalive = keepalive
+        self.maxBackoff = maxBackoff
     }
 }
 
