@@ -224,21 +224,26 @@ public final class MosquittoClient: Sendable {
     public func publish(_ topic: String, payload: [UInt8], qos: MQTTQoS = .atLeastOnce, retain: Bool = false)
         async throws(MQTTError)
     {
+        try await self.submit(topic, payload: payload, qos: qos, retain: retain).acknowledged()
+    }
+
+    /// Hands a message to libmosquitto now, before returning, so that messages go out in the order of the calls
+    /// (separate `publish` tasks could start in any order); await the receipt for the acknowledgement.
+    ///
+    /// The corresponding C function is `mosquitto_publish`.
+    /// - Throws: `.notConnected`, `.library` (payload too large…).
+    public func submit(_ topic: String, payload: [UInt8], qos: MQTTQoS = .atLeastOnce, retain: Bool = false)
+        throws(MQTTError) -> PublishReceipt
+    {
         guard self.context.isConnected else { throw .notConnected }
-        let result: Result<Void, MQTTError> = await withCheckedContinuation { continuation in
-            var mid: CInt = 0
-            let rc = payload.withUnsafeBytes { bytes in
-                mosquitto_publish(
-                    self.handle, &mid, topic, CInt(bytes.count), bytes.baseAddress, CInt(qos.rawValue), retain)
-            }
-            guard rc == MosquittoError.code(MOSQ_ERR_SUCCESS) else {
-                continuation.resume(
-                    returning: .failure(.library(operation: "mosquitto_publish", MosquittoError(rawValue: rc, systemErrno: errno))))
-                return
-            }
-            self.context.registerPublish(mid: mid, continuation)
+        var mid: CInt = 0
+        let rc = payload.withUnsafeBytes { bytes in
+            mosquitto_publish(self.handle, &mid, topic, CInt(bytes.count), bytes.baseAddress, CInt(qos.rawValue), retain)
         }
-        try result.get()
+        guard rc == MosquittoError.code(MOSQ_ERR_SUCCESS) else {
+            throw .library(operation: "mosquitto_publish", MosquittoError(rawValue: rc, systemErrno: errno))
+        }
+        return PublishReceipt(context: self.context, mid: mid)
     }
 
     // MARK: - Ending
@@ -299,6 +304,22 @@ private final class NetworkThreadStart: Sendable {
     init(handle: OpaquePointer, context: CallbackContext) {
         self.handle = handle
         self.context = context
+    }
+}
+
+/// A message handed to libmosquitto; `acknowledged()` waits until it is done: for QoS 0 written to the socket,
+/// for QoS 1 acknowledged by the server (PUBACK). Await it exactly once.
+public struct PublishReceipt: Sendable {
+    let context: CallbackContext
+    /// The message id libmosquitto gave the message.
+    public let mid: CInt
+
+    /// - Throws: `.connectionLost` when the session ends first.
+    public func acknowledged() async throws(MQTTError) {
+        let result: Result<Void, MQTTError> = await withCheckedContinuation { continuation in
+            self.context.registerPublish(mid: self.mid, continuation)
+        }
+        try result.get()
     }
 }
 

@@ -546,9 +546,17 @@ struct Loop {
             self.inFlight += 1
             let session = self.session
             let emit = self.emit
+            // Submitted here, on the loop, so batches leave in spool order; only the wait for the PUBACK is a task.
+            let receipt: PublishReceipt
+            do {
+                receipt = try client.submit(TelemetryEncoder.topic, payload: payload, qos: .atLeastOnce)
+            } catch {
+                emit.yield(.published(session: session, sequences: sequences, ok: false))
+                return
+            }
             Task {
                 do {
-                    try await client.publish(TelemetryEncoder.topic, payload: payload, qos: .atLeastOnce)
+                    try await receipt.acknowledged()
                     emit.yield(.published(session: session, sequences: sequences, ok: true))
                 } catch {
                     emit.yield(.published(session: session, sequences: sequences, ok: false))
