@@ -160,6 +160,7 @@ struct Loop {
             }
         }
         self.startStatusSocket()
+        for note in self.spool.recoveryNotes { self.logger.warning("\(note)") }
         self.startBackgroundTicks()
         self.restartSamplers()
         self.perform(self.machine.start(hasStoredCredentials: self.runtime.store.load() != nil))

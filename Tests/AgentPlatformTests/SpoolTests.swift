@@ -76,6 +76,54 @@ import Testing
         #expect(left == (100 - left.count..<100).map(self.payload))
     }
 
+    /// Found by the fault suite: damage in a segment before the last one left a hole in the sequence, the
+    /// watermark stopped below it, and every later reading was re-sent after each restart and never trimmed.
+    @Test func damageInAnEarlierSegmentDoesNotStopTheWatermark() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("spool")
+        let settings = SpoolSettings(segmentBytes: 600, syncInterval: .zero)
+        do {
+            let spool = try Spool(directory: dir.path, settings: settings)
+            for i in 0..<40 { try spool.append(self.payload(i)) }
+        }
+        let segments = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".seg") }.sorted()
+        try #require(segments.count >= 3)
+        let url = dir.appendingPathComponent(segments[0])
+        var bytes = [UInt8](try Data(contentsOf: url))
+        bytes[bytes.count / 2] ^= 0xFF
+        try Data(bytes).write(to: url)
+
+        let spool = try Spool(directory: dir.path, settings: settings)
+        #expect(spool.recoveryNotes.count == 1)
+        #expect(spool.recoveryNotes.first?.contains(segments[0]) == true)
+        let pending = try spool.pending(limit: 1000)
+        try spool.acknowledge(pending.map(\.sequence))
+        #expect(spool.acknowledgedThrough == pending.last?.sequence)
+        #expect(spool.status.depth == 0)
+        try spool.sync()
+        let reopened = try Spool(directory: dir.path, settings: settings)
+        #expect(try reopened.pending(limit: 1000).isEmpty)
+        #expect(reopened.recoveryNotes.isEmpty)
+    }
+
+    /// A crash after a trim and before the watermark reached state.json leaves the same kind of hole.
+    @Test func segmentsTrimmedBeforeACrashDoNotStopTheWatermark() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("spool")
+        let settings = SpoolSettings(segmentBytes: 600, syncInterval: .zero)
+        do {
+            let spool = try Spool(directory: dir.path, settings: settings)
+            for i in 0..<40 { try spool.append(self.payload(i)) }
+            try spool.sync()
+        }
+        // The oldest segment acknowledged and trimmed, state.json not yet updated.
+        let segments = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".seg") }.sorted()
+        try FileManager.default.removeItem(at: dir.appendingPathComponent(segments[0]))
+        let spool = try Spool(directory: dir.path, settings: settings)
+        let pending = try spool.pending(limit: 1000)
+        try spool.acknowledge(pending.map(\.sequence))
+        #expect(spool.status.depth == 0)
+        #expect(spool.acknowledgedThrough == pending.last?.sequence)
+    }
+
     @Test func randomDamageNeverLosesRecordsBeforeIt() throws {
         var rng = SplitMix64(seed: 99)
         for round in 0..<40 {

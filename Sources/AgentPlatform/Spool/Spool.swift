@@ -44,8 +44,13 @@ public final class Spool {
     public private(set) var acknowledgedThrough: UInt64 = 0
     /// Acknowledged sequences above the watermark (PUBACKs can arrive out of order).
     private var acknowledgedAbove: Set<UInt64> = []
+    /// Sequences above the watermark that no segment holds (found when the spool was opened), oldest first: the
+    /// watermark steps over them.
+    private var holes: [ClosedRange<UInt64>] = []
     private var dropped: UInt64 = 0
     private var recoveredDamage = 0
+    /// What opening the spool found and cut off, one sentence per damaged segment (for the log).
+    public private(set) var recoveryNotes: [String] = []
     private var unsyncedSince: ContinuousClock.Instant? = nil
     private var stateDirtySince: ContinuousClock.Instant? = nil
     private let clock = ContinuousClock()
@@ -154,13 +159,27 @@ public final class Spool {
     /// The server acknowledged these records (PUBACK): they are trimmed once every older one is acknowledged too.
     public func acknowledge(_ sequences: some Sequence<UInt64>) throws(AgentError) {
         for s in sequences where s > self.acknowledgedThrough { self.acknowledgedAbove.insert(s) }
-        while self.acknowledgedAbove.remove(self.acknowledgedThrough + 1) != nil { self.acknowledgedThrough += 1 }
+        self.advanceWatermark()
         if self.stateDirtySince == nil { self.stateDirtySince = self.clock.now }
         try self.trim()
         try self.syncIfDue()
     }
 
     // MARK: internals
+
+    /// Moves the watermark over every acknowledged sequence and every hole that follows it.
+    private func advanceWatermark() {
+        while true {
+            if self.acknowledgedAbove.remove(self.acknowledgedThrough + 1) != nil {
+                self.acknowledgedThrough += 1
+            } else if let hole = self.holes.first, hole.lowerBound <= self.acknowledgedThrough + 1 {
+                self.holes.removeFirst()
+                self.acknowledgedThrough = max(self.acknowledgedThrough, hole.upperBound)
+            } else {
+                return
+            }
+        }
+    }
 
     private func rotate(firstSequence: UInt64) throws(AgentError) {
         if let fd = self.active {
@@ -205,6 +224,7 @@ public final class Spool {
                 self.dropped += unacked - UInt64(ackedAbove.count)
                 self.acknowledgedAbove.subtract(ackedAbove)
                 self.acknowledgedThrough = oldest.lastSequence
+                self.advanceWatermark()
             }
             _ = unlink(oldest.path.string)
             if self.stateDirtySince == nil { self.stateDirtySince = self.clock.now }
@@ -225,6 +245,9 @@ public final class Spool {
                 // A torn tail (or damage): keep what is before it, cut the rest so appends stay readable.
                 self.recoveredDamage += scan.damagedBytes
                 _ = truncate(path.string, off_t(scan.validLength))
+                let kept = scan.records.last.map { "after reading \($0.sequence)" } ?? "(no intact reading in it)"
+                self.recoveryNotes.append(
+                    "the spool segment \(path) was damaged (a power cut during a write, or a flash error): \(scan.damagedBytes) bytes \(kept) were cut off; every complete reading before the damage is kept")
             }
             let last = scan.records.last?.sequence ?? (first &- 1)
             if scan.records.isEmpty || last <= self.acknowledgedThrough {
@@ -235,6 +258,16 @@ public final class Spool {
             self.nextSequence = max(self.nextSequence, last + 1)
         }
         self.nextSequence = max(self.nextSequence, self.acknowledgedThrough + 1)
+        // Sequences no segment holds: readings cut off by damage in a segment before the last, or a segment
+        // trimmed just before a crash, before the watermark reached state.json. Nobody will acknowledge them, so
+        // without this the watermark would stop below them for good: nothing trimmed any more, and every later
+        // reading sent again after each restart.
+        var expected = self.acknowledgedThrough + 1
+        for segment in self.segments {
+            if segment.firstSequence > expected { self.holes.append(expected...(segment.firstSequence - 1)) }
+            expected = max(expected, segment.lastSequence + 1)
+        }
+        self.advanceWatermark()
     }
 
     private var statePath: FilePath { self.directory.appending("state.json") }
