@@ -130,6 +130,9 @@ public enum AtomicFile {
         try step(.directorySynced, cleanup: {})
     }
 
+    /// `read` refuses larger files.
+    public static let maxReadBytes = 1 << 20
+
     /// The file's bytes, or nil if it does not exist.
     static func read(_ path: String) throws(IOError) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -149,7 +152,7 @@ public enum AtomicFile {
             if count == 0 { return result }
             result.append(contentsOf: chunk[0..<count])
             // Credentials are a few kilobytes; a huge file is not ours.
-            if result.count > 1 << 20 { throw IOError(operation: "reading (larger than 1 MiB)", path: path, errno: EFBIG) }
+            if result.count > Self.maxReadBytes { throw IOError(operation: "reading (larger than 1 MiB)", path: path, errno: EFBIG) }
         }
     }
 
