@@ -10,6 +10,7 @@ Prints one line per scenario with what happened, and exits 1 if any scenario fai
 import argparse
 import importlib
 import os
+import signal
 import sys
 import time
 import traceback
@@ -36,6 +37,8 @@ def main():
     parser.add_argument("--only", nargs="*", default=None, choices=sorted(SCENARIOS))
     args = parser.parse_args()
     binaries = Binaries(args.bin)
+    # Stopped from outside (a CI timeout): unwind, so that every scenario stops its processes and unmounts.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     # One seed for every random choice, printed so that a failure can be repeated.
     seed = os.environ.setdefault("TB_FAULTS_SEED", str(time.time_ns() % 1_000_000_007))
     print(f"fault suite ({'long' if args.long else 'short'} form), TB_FAULTS_SEED={seed}", flush=True)
