@@ -43,6 +43,8 @@ if ! $only_swift; then
     fi
     log "the README's demo, non-interactively"
     scripts/demo.sh --check || status=1
+    log "fault suite, short form (scripts/faults.sh --long for release)"
+    scripts/faults.sh || status=1
     if [ -x scripts/vm-test.sh ]; then
         log "real-kernel GPIO test under qemu"
         scripts/vm-test.sh || status=1

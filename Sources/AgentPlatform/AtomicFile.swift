@@ -130,6 +130,9 @@ public enum AtomicFile {
         try step(.directorySynced, cleanup: {})
     }
 
+    /// `read` refuses larger files.
+    public static let maxReadBytes = 1 << 20
+
     /// The file's bytes, or nil if it does not exist.
     static func read(_ path: String) throws(IOError) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -149,7 +152,7 @@ public enum AtomicFile {
             if count == 0 { return result }
             result.append(contentsOf: chunk[0..<count])
             // Credentials are a few kilobytes; a huge file is not ours.
-            if result.count > 1 << 20 { throw IOError(operation: "reading (larger than 1 MiB)", path: path, errno: EFBIG) }
+            if result.count > Self.maxReadBytes { throw IOError(operation: "reading (larger than 1 MiB)", path: path, errno: EFBIG) }
         }
     }
 
@@ -172,6 +175,22 @@ public enum AtomicFile {
 
 /// The agent's state directory (`[device] state_dir`): created 0700, parents 0755.
 public enum StateDirectory {
+    /// What stops the agent from writing in `path`, in a sentence naming the fix: a read-only or full file
+    /// system. Nil when it is writable and has space (or does not exist yet).
+    public static func problem(_ path: String) -> String? {
+        var info = statvfs()
+        guard statvfs(path, &info) == 0 else { return nil }
+        if info.f_flag & UInt(ST_RDONLY) != 0 {
+            return "the state directory \(path) is on a read-only file system: readings cannot be spooled and state cannot be saved; remount it read-write"
+        }
+        // root may use the blocks reserved for it; anyone else only what is available.
+        let free = geteuid() == 0 ? info.f_bfree : info.f_bavail
+        if free == 0 {
+            return "the file system holding the state directory \(path) is full: readings cannot be spooled and state cannot be saved; free space on it"
+        }
+        return nil
+    }
+
     /// Creates the directory if needed and tightens its mode to 0700 if others may look inside.
     ///
     /// - Returns: warnings to log (a mode that could not be tightened).

@@ -129,6 +129,13 @@ public struct CredentialStore: Sendable {
         -> SaveOutcome
     {
         try StateDirectory.ensure(self.directory)
+        // Never write what `load` will not read back: the store would stay unreadable until someone deletes it.
+        let document = record.document
+        guard document.count <= AtomicFile.maxReadBytes else {
+            throw AgentError(
+                .storageFailure,
+                "the credentials of \(record.deviceName) are \(document.count) bytes, more than the \(AtomicFile.maxReadBytes) the store reads back; they were not stored (what the server sent is not usable credentials)")
+        }
         return try self.withLock { () throws(AgentError) -> SaveOutcome in
             let currentBytes = try self.read(self.currentPath)
             let current = currentBytes.flatMap { try? StoredCredentials(document: $0) }
@@ -142,7 +149,7 @@ public struct CredentialStore: Sendable {
                 if let currentBytes, current != nil {
                     try AtomicFile.write(currentBytes, to: self.previousPath) { step in try afterStep?(.previous(step)) }
                 }
-                try AtomicFile.write(record.document, to: self.currentPath) { step in try afterStep?(.current(step)) }
+                try AtomicFile.write(document, to: self.currentPath) { step in try afterStep?(.current(step)) }
             } catch let error as AtomicFile.IOError {
                 throw self.writeError(error)
             } catch let error as AtomicFile.Interrupted {

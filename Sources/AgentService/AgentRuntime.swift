@@ -129,6 +129,10 @@ struct Loop {
     var reconnects = 0
     var published = 0
     var lastError: String? = nil
+    /// Storage problems logged and when: a full or read-only file system fails every write, and each problem is
+    /// logged once (again every 10 minutes), not once per reading.
+    var storageLogged: [String: Duration] = [:]
+    var spoolFailing = false
 
     let spool: Spool
 
@@ -162,6 +166,7 @@ struct Loop {
             }
         }
         self.startStatusSocket()
+        for note in self.spool.recoveryNotes { self.logger.warning("\(note)") }
         self.startBackgroundTicks()
         self.restartSamplers()
         self.perform(self.machine.start(hasStoredCredentials: self.runtime.store.load() != nil))
@@ -512,6 +517,13 @@ struct Loop {
         for payload in TelemetryEncoder.payloads(readings).payloads {
             do { try self.spool.append(payload) } catch { self.storageProblem(error) }
         }
+        if self.spool.problem != nil {
+            self.spoolFailing = true
+        } else if self.spoolFailing {
+            self.spoolFailing = false
+            self.storageLogged = [:]
+            self.logger.notice("the spool works again: readings are written to flash again")
+        }
     }
 
     /// Sends spooled records, oldest first, while the in-flight window has room.
@@ -675,6 +687,9 @@ struct Loop {
         if case .needsPerson(let message) = self.machine.state { members.append(("problem", .string(message))) }
         if let reprovisioning = self.machine.reprovisioning { members.append(("reprovisioning", .string(reprovisioning.rawValue))) }
         if let lastError = self.lastError { members.append(("lastError", .string(lastError))) }
+        if let problem = self.spool.problem {
+            members.append(("storage", .string("\(problem.message); readings are kept in memory and still sent (\(spool.inMemory) now)")))
+        }
         members.append(("sensors", self.runtime.board?.health() ?? .object([])))
         return .object(members)
     }
@@ -710,7 +725,10 @@ struct Loop {
 
     mutating func storageProblem(_ error: AgentError) {
         self.lastError = error.message
-        self.logger.error("\(error.message)")
+        let now = self.now
+        if let logged = self.storageLogged[error.message], now - logged < .seconds(600) { return }
+        self.storageLogged[error.message] = now
+        self.logger.error("\(error.description)")
     }
 
     // MARK: shutdown

@@ -25,14 +25,18 @@ struct Status: AsyncParsableCommand {
             print((running ?? ["state": "not running"]).serialized)
             return
         }
+        let storage = StateDirectory.problem(config.device.stateDir)
         if let running {
             print("agent:       running, \(running["state"]?.stringValue ?? "?") (LED: \(running["led"]?.stringValue ?? "?"))")
             if let problem = running["problem"]?.stringValue { print("problem:     \(problem)") }
             if let error = running["lastError"]?.stringValue { print("last error:  \(error)") }
+            if let storage = running["storage"]?.stringValue ?? storage { print("storage:     \(storage)") }
             print("spool:       \(running["spoolDepth"]?.int64Value ?? 0) readings waiting, \(running["dropped"]?.int64Value ?? 0) dropped")
             print("uptime:      \(running["uptimeSeconds"]?.int64Value ?? 0) s, \(running["reconnects"]?.int64Value ?? 0) reconnects")
         } else {
-            print("agent:       not running (no answer on \(Run.statusSocketPath(config)))")
+            // A read-only state directory also stops a running agent from creating its socket there.
+            print("agent:       not running (no answer on \(Run.statusSocketPath(config)))\(storage == nil ? "" : "; an agent running now could not create its status socket there: see its log")")
+            if let storage { print("storage:     \(storage)") }
         }
         let store = CredentialStore(directory: config.device.stateDir)
         let endpoint = ServerEndpoint(config.server)

@@ -102,6 +102,8 @@ import Testing
         var reprovisionAt: Duration? = nil
         for _ in 0..<3 {
             let a = m.connectFailed(.credentialsRejected, now: t)
+            // Every rejection is logged (the fault suite found the first ones silent).
+            #expect(a.contains { if case .log(.warning, _) = $0 { return true } else { return false } })
             if a.contains(.provision(reprovision: true)) {
                 reprovisionAt = t
                 break

@@ -217,6 +217,25 @@ import Testing
         }
     }
 
+    /// Found by the fault suite: a 2 MiB "token" was accepted and stored, and the store could not be read back.
+    @Test func credentialsTooLongForAnMQTTConnectAreRefused() throws {
+        let long = String(repeating: "T", count: ProvisionResponse.maxMQTTStringBytes + 1)
+        for text in [
+            #"{"credentialsValue":"\#(long)","credentialsType":"ACCESS_TOKEN","status":"SUCCESS"}"#,
+            #"{"credentialsValue":{"clientId":"c","userName":"u","password":"\#(long)"},"credentialsType":"MQTT_BASIC","status":"SUCCESS"}"#,
+        ] {
+            #expect {
+                try Self.decode(text)
+            } throws: { error in
+                guard let error = error as? ProvisioningError, case .successWithoutCredentials = error else { return false }
+                return error.description.contains("65535")
+            }
+        }
+        let longest = String(repeating: "T", count: ProvisionResponse.maxMQTTStringBytes)
+        #expect(try Self.decode(#"{"credentialsValue":"\#(longest)","credentialsType":"ACCESS_TOKEN","status":"SUCCESS"}"#)
+            == .success(.accessToken(Secret(longest))))
+    }
+
     @Test func unsupportedType() {
         #expect(throws: ProvisioningError.unsupportedCredentialsType("LWM2M_CREDENTIALS")) {
             try Self.decode(#"{"credentialsValue":"x","credentialsType":"LWM2M_CREDENTIALS","status":"SUCCESS"}"#)

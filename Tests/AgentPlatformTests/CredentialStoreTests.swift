@@ -76,6 +76,19 @@ import Glibc
         #expect(text.hasSuffix("}\n"))
     }
 
+    /// Found by the fault suite: credentials larger than `load` reads were written, and the store could not be
+    /// read back until someone deleted the file.
+    @Test func neverWritesWhatItCannotReadBack() throws {
+        let store = try Self.freshStore()
+        try store.save(Self.old)
+        let huge = StoredCredentials(
+            server: Self.server, deviceName: "rpi-0001",
+            credentials: .x509Certificate(certificate: String(repeating: "C", count: 2 << 20), certificateFile: nil, keyFile: nil),
+            issuedAt: UTCTimestamp(secondsSinceEpoch: 1_780_003_600))
+        #expect(throws: AgentError.self) { try store.save(huge) }
+        #expect(try store.load().credentials == Self.old)
+    }
+
     @Test func unchangedCredentialsAreNotRewritten() throws {
         let store = try Self.freshStore()
         try store.save(Self.old)

@@ -209,7 +209,11 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
                     ]
                 }
             } else {
-                actions.append(.startTimer(.retry, after: self.settings.rejectionRetryDelay))
+                // Said every time: otherwise nothing in the log tells why the agent is not online.
+                actions += [
+                    .log(.warning, "the server rejected the stored credentials (\(self.consecutiveRejections) time(s) in a row; at \(self.settings.rejectionsBeforeReprovision) the agent provisions again): the device may have been deleted or its credentials changed on the server; trying again in \(DurationText.format(self.settings.rejectionRetryDelay))"),
+                    .startTimer(.retry, after: self.settings.rejectionRetryDelay),
+                ]
             }
         case .transient(let reason):
             self.consecutiveRejections = 0

@@ -79,6 +79,7 @@ public enum ProvisionResponse: Sendable, Equatable {
                 throw .successWithoutCredentials(detail: "the ACCESS_TOKEN credentialsValue is not a string")
             }
             guard !token.isEmpty else { throw .successWithoutCredentials(detail: "the access token is empty") }
+            try Self.fitsMQTT(token, "the access token")
             return .accessToken(Secret(token))
         case CredentialsType.mqttBasic.rawValue:
             var object = credentialsValue
@@ -101,6 +102,9 @@ public enum ProvisionResponse: Sendable, Equatable {
             guard clientId != nil || username != nil else {
                 throw .successWithoutCredentials(detail: "MQTT_BASIC credentials without clientId and userName")
             }
+            try Self.fitsMQTT(clientId ?? "", "the MQTT_BASIC clientId")
+            try Self.fitsMQTT(username ?? "", "the MQTT_BASIC userName")
+            try Self.fitsMQTT(password ?? "", "the MQTT_BASIC password")
             return .mqttBasic(clientId: clientId, username: username, password: password.map(Secret.init))
         case CredentialsType.x509Certificate.rawValue:
             guard let certificate = credentialsValue.stringValue, !certificate.isEmpty else {
@@ -109,6 +113,18 @@ public enum ProvisionResponse: Sendable, Equatable {
             return .x509Certificate(certificate: certificate, certificateFile: certificateFile, keyFile: keyFile)
         default:
             throw .unsupportedCredentialsType(type)
+        }
+    }
+
+    /// The largest string an MQTT CONNECT carries (a two-byte length).
+    public static let maxMQTTStringBytes = 65535
+
+    /// Credentials that cannot go into a CONNECT are no credentials: refusing them here keeps them off flash.
+    private static func fitsMQTT(_ text: String, _ what: String) throws(ProvisioningError) {
+        let count = text.utf8.count
+        guard count <= self.maxMQTTStringBytes else {
+            throw .successWithoutCredentials(
+                detail: "\(what) is \(count) bytes long, more than the \(self.maxMQTTStringBytes) an MQTT CONNECT can carry")
         }
     }
 }

@@ -15,6 +15,11 @@ import Glibc
 /// and cut off; nothing before it is lost. When the spool would exceed its size, the oldest segment is dropped
 /// and its unacknowledged records are counted as dropped.
 ///
+/// When flash cannot take a record (the file system is full or read-only, the directory cannot be created), the
+/// record is kept in memory instead (up to `memoryLimit` bytes, the oldest dropped and counted past it) and sent
+/// from there: the agent keeps publishing, `problem` says what is wrong, and the next write that works clears
+/// it. Records kept in memory are lost if the agent stops before they are acknowledged.
+///
 /// Not thread-safe: one task owns it.
 public final class Spool {
     public struct Status: Sendable, Equatable {
@@ -25,6 +30,8 @@ public final class Spool {
         public var dropped: UInt64
         /// Damage found and cut off when the spool was opened (bytes).
         public var recoveredDamage: Int
+        /// Records kept in memory because flash could not take them (part of `depth`).
+        public var inMemory: Int = 0
     }
 
     struct Segment {
@@ -44,8 +51,23 @@ public final class Spool {
     public private(set) var acknowledgedThrough: UInt64 = 0
     /// Acknowledged sequences above the watermark (PUBACKs can arrive out of order).
     private var acknowledgedAbove: Set<UInt64> = []
+    /// Sequences above the watermark that no segment holds (found when the spool was opened), oldest first: the
+    /// watermark steps over them.
+    private var holes: [ClosedRange<UInt64>] = []
     private var dropped: UInt64 = 0
     private var recoveredDamage = 0
+    /// What opening the spool found and cut off, one sentence per damaged segment (for the log).
+    public private(set) var recoveryNotes: [String] = []
+    /// Why flash does not take the spool's writes (records are then kept in memory); nil while it does.
+    public var problem: AgentError? { self.appendProblem ?? self.syncProblem }
+    /// The last append or sync failure, each cleared by the next one that works.
+    private var appendProblem: AgentError? = nil
+    private var syncProblem: AgentError? = nil
+    /// Records flash could not take, oldest first, and their total payload bytes.
+    private var memory: [SpoolRecord] = []
+    private var memoryBytes = 0
+    /// At most this many payload bytes are kept in memory (1 MiB, or `max_size` if smaller).
+    public var memoryLimit: Int { min(self.settings.maxBytes, 1 << 20) }
     private var unsyncedSince: ContinuousClock.Instant? = nil
     private var stateDirtySince: ContinuousClock.Instant? = nil
     private let clock = ContinuousClock()
@@ -54,7 +76,13 @@ public final class Spool {
     public init(directory: String, settings: SpoolSettings = .init()) throws(AgentError) {
         self.directory = FilePath(directory)
         self.settings = settings
-        try Self.makeDirectory(self.directory)
+        do {
+            try Self.makeDirectory(self.directory)
+        } catch {
+            // A read-only or full file system: run from memory rather than not at all.
+            self.appendProblem = error
+            return
+        }
         try self.loadState()
         try self.recoverSegments()
     }
@@ -67,9 +95,9 @@ public final class Spool {
 
     public var status: Status {
         Status(
-            depth: self.segments.reduce(0) { $0 + $1.count } - self.acknowledgedCountInSegments,
+            depth: self.segments.reduce(0) { $0 + $1.count } + self.memory.count - self.acknowledgedCountInSegments,
             bytes: self.segments.reduce(0) { $0 + $1.bytes }, dropped: self.dropped,
-            recoveredDamage: self.recoveredDamage)
+            recoveredDamage: self.recoveredDamage, inMemory: self.memory.count)
     }
 
     private var acknowledgedCountInSegments: Int {
@@ -88,12 +116,33 @@ public final class Spool {
 
     /// Appends a record and returns its sequence number. The record is on flash after the next `sync()`, which
     /// happens by itself once `syncInterval` has passed (immediately when it is zero).
+    ///
+    /// - Throws: `AgentError.storageFailure` when flash did not take the record (it is then kept in memory and
+    ///   still sent: the error is for reporting) or when a sync failed.
     @discardableResult
     public func append(_ payload: [UInt8]) throws(AgentError) -> UInt64 {
         let sequence = self.nextSequence
-        let bytes = SpoolRecord(sequence: sequence, payload: payload).encoded
+        self.nextSequence += 1
+        let record = SpoolRecord(sequence: sequence, payload: payload)
+        do {
+            try self.write(record)
+        } catch {
+            self.keepInMemory(record)
+            self.appendProblem = error
+            throw error
+        }
+        self.appendProblem = nil
+        if self.unsyncedSince == nil { self.unsyncedSince = self.clock.now }
+        try self.enforceLimit()
+        try self.syncIfDue()
+        return sequence
+    }
+
+    /// Writes a record at the end of the active segment (a new one when needed).
+    private func write(_ record: SpoolRecord) throws(AgentError) {
+        let bytes = record.encoded
         if self.active == nil || (self.segments.last?.bytes ?? 0) + bytes.count > self.settings.segmentBytes {
-            try self.rotate(firstSequence: sequence)
+            try self.rotate(firstSequence: record.sequence)
         }
         guard let fd = self.active else {
             throw AgentError(.storageFailure, "the spool in \(self.directory) has no open segment")
@@ -105,26 +154,56 @@ public final class Spool {
             // next append does not land behind the damage.
             try? fd.close()
             self.active = nil
+            if let last = self.segments.last, last.count == 0 {
+                // Nothing in it: remove it, or a full disk would get one more empty file per reading.
+                _ = unlink(last.path.string)
+                self.segments.removeLast()
+            }
             throw Self.storageError("could not append a reading to the spool in \(self.directory)", error)
         }
-        self.nextSequence += 1
-        self.segments[self.segments.count - 1].lastSequence = sequence
+        self.segments[self.segments.count - 1].lastSequence = record.sequence
         self.segments[self.segments.count - 1].bytes += bytes.count
-        if self.unsyncedSince == nil { self.unsyncedSince = self.clock.now }
-        try self.enforceLimit()
-        try self.syncIfDue()
-        return sequence
+    }
+
+    private func keepInMemory(_ record: SpoolRecord) {
+        self.memory.append(record)
+        self.memoryBytes += record.payload.count
+        while self.memoryBytes > self.memoryLimit, self.memory.count > 1 {
+            let oldest = self.memory.removeFirst()
+            self.memoryBytes -= oldest.payload.count
+            guard oldest.sequence > self.acknowledgedThrough else { continue }
+            if self.acknowledgedAbove.remove(oldest.sequence) == nil { self.dropped += 1 }
+            // Gone for good: the watermark steps over it.
+            if let last = self.holes.last, last.upperBound &+ 1 == oldest.sequence {
+                self.holes[self.holes.count - 1] = last.lowerBound...oldest.sequence
+            } else {
+                self.holes.append(oldest.sequence...oldest.sequence)
+            }
+        }
+        self.advanceWatermark()
     }
 
     /// Makes every appended record durable (fsync), and writes the acknowledgement state if it changed.
     public func sync() throws(AgentError) {
         if let fd = self.active, self.unsyncedSince != nil {
             guard fsync(fd.rawValue) == 0 else {
-                throw AgentError(.storageFailure, "could not flush the spool in \(self.directory) to flash (\(String(cString: strerror(errno))))")
+                let code = errno
+                let error = Self.storageError(
+                    "could not flush the spool in \(self.directory) to flash (\(String(cString: strerror(code))))", Errno(rawValue: code))
+                self.syncProblem = error
+                throw error
             }
         }
         self.unsyncedSince = nil
-        if self.stateDirtySince != nil { try self.writeState() }
+        if self.stateDirtySince != nil {
+            do {
+                try self.writeState()
+            } catch {
+                self.syncProblem = error
+                throw error
+            }
+        }
+        self.syncProblem = nil
     }
 
     /// Syncs when the sync interval has passed since the oldest unsynced write; call it from a timer too.
@@ -140,27 +219,49 @@ public final class Spool {
     public func pending(after: UInt64 = 0, limit: Int = 256) throws(AgentError) -> [SpoolRecord] {
         var out: [SpoolRecord] = []
         let floor = max(after, self.acknowledgedThrough)
-        for segment in self.segments where segment.count > 0 && segment.lastSequence > floor {
+        segments: for segment in self.segments where segment.count > 0 && segment.lastSequence > floor {
             let bytes = try Self.readAll(segment.path)
             for record in SpoolRecord.scan(bytes).records
             where record.sequence > floor && !self.acknowledgedAbove.contains(record.sequence) {
                 out.append(record)
-                if out.count >= limit { return out }
+                if out.count >= limit { break segments }
             }
         }
-        return out
+        guard !self.memory.isEmpty else { return out }
+        out += self.memory.lazy.filter { $0.sequence > floor && !self.acknowledgedAbove.contains($0.sequence) }.prefix(limit)
+        out.sort { $0.sequence < $1.sequence }
+        return Array(out.prefix(limit))
     }
 
     /// The server acknowledged these records (PUBACK): they are trimmed once every older one is acknowledged too.
     public func acknowledge(_ sequences: some Sequence<UInt64>) throws(AgentError) {
         for s in sequences where s > self.acknowledgedThrough { self.acknowledgedAbove.insert(s) }
-        while self.acknowledgedAbove.remove(self.acknowledgedThrough + 1) != nil { self.acknowledgedThrough += 1 }
+        self.advanceWatermark()
         if self.stateDirtySince == nil { self.stateDirtySince = self.clock.now }
         try self.trim()
         try self.syncIfDue()
     }
 
     // MARK: internals
+
+    /// Moves the watermark over every acknowledged sequence and every hole that follows it, and forgets the records
+    /// kept in memory that it passed.
+    private func advanceWatermark() {
+        while true {
+            if self.acknowledgedAbove.remove(self.acknowledgedThrough + 1) != nil {
+                self.acknowledgedThrough += 1
+            } else if let hole = self.holes.first, hole.lowerBound <= self.acknowledgedThrough + 1 {
+                self.holes.removeFirst()
+                self.acknowledgedThrough = max(self.acknowledgedThrough, hole.upperBound)
+            } else {
+                break
+            }
+        }
+        if let first = self.memory.first, first.sequence <= self.acknowledgedThrough {
+            self.memory.removeAll { $0.sequence <= self.acknowledgedThrough }
+            self.memoryBytes = self.memory.reduce(0) { $0 + $1.payload.count }
+        }
+    }
 
     private func rotate(firstSequence: UInt64) throws(AgentError) {
         if let fd = self.active {
@@ -171,6 +272,7 @@ public final class Spool {
         }
         let name = String(firstSequence)
         let path = self.directory.appending(String(repeating: "0", count: max(0, 20 - name.count)) + name + ".seg")
+        if self.appendProblem != nil { try Self.makeDirectory(self.directory) }  // it may not have existed at start
         do {
             self.active = try FileDescriptor.open(
                 path, .writeOnly, options: [.create, .append, .closeOnExec], permissions: [.ownerReadWrite])
@@ -205,6 +307,7 @@ public final class Spool {
                 self.dropped += unacked - UInt64(ackedAbove.count)
                 self.acknowledgedAbove.subtract(ackedAbove)
                 self.acknowledgedThrough = oldest.lastSequence
+                self.advanceWatermark()
             }
             _ = unlink(oldest.path.string)
             if self.stateDirtySince == nil { self.stateDirtySince = self.clock.now }
@@ -225,6 +328,9 @@ public final class Spool {
                 // A torn tail (or damage): keep what is before it, cut the rest so appends stay readable.
                 self.recoveredDamage += scan.damagedBytes
                 _ = truncate(path.string, off_t(scan.validLength))
+                let kept = scan.records.last.map { "after reading \($0.sequence)" } ?? "(no intact reading in it)"
+                self.recoveryNotes.append(
+                    "the spool segment \(path) was damaged (a power cut during a write, or a flash error): \(scan.damagedBytes) bytes \(kept) were cut off; every complete reading before the damage is kept")
             }
             let last = scan.records.last?.sequence ?? (first &- 1)
             if scan.records.isEmpty || last <= self.acknowledgedThrough {
@@ -235,6 +341,16 @@ public final class Spool {
             self.nextSequence = max(self.nextSequence, last + 1)
         }
         self.nextSequence = max(self.nextSequence, self.acknowledgedThrough + 1)
+        // Sequences no segment holds: readings cut off by damage in a segment before the last, or a segment
+        // trimmed just before a crash, before the watermark reached state.json. Nobody will acknowledge them, so
+        // without this the watermark would stop below them for good: nothing trimmed any more, and every later
+        // reading sent again after each restart.
+        var expected = self.acknowledgedThrough + 1
+        for segment in self.segments {
+            if segment.firstSequence > expected { self.holes.append(expected...(segment.firstSequence - 1)) }
+            expected = max(expected, segment.lastSequence + 1)
+        }
+        self.advanceWatermark()
     }
 
     private var statePath: FilePath { self.directory.appending("state.json") }
@@ -250,6 +366,7 @@ public final class Spool {
     private func writeState() throws(AgentError) {
         let text = "{\"acked\":\(self.acknowledgedThrough),\"dropped\":\(self.dropped)}\n"
         let temp = self.directory.appending("state.json.tmp")
+        if self.appendProblem != nil { try Self.makeDirectory(self.directory) }  // it may not have existed at start
         do {
             let fd = try FileDescriptor.open(
                 temp, .writeOnly, options: [.create, .truncate, .closeOnExec], permissions: [.ownerReadWrite])
@@ -270,6 +387,7 @@ public final class Spool {
         var fix = ""
         if errno == .noSpace { fix = ": the file system is full; free space on it" }
         if errno == .readOnlyFileSystem { fix = ": the file system is read-only; remount it read-write" }
+        if errno == .fileTooLarge { fix = ": a file size limit was reached (ulimit -f, systemd's LimitFSIZE=); raise it" }
         if errno == .permissionDenied { fix = ": permission denied; the service user must own the state directory" }
         let cause: any Error & Sendable = errno ?? error
         return AgentError(.storageFailure, "\(what)\(fix)", cause: cause)
