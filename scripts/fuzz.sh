@@ -9,34 +9,40 @@
 #   sensors      w1_slave, temperature, thermal zone temp and IIO channel files (SensorParsers)
 #   spool        the spool record format (SpoolRecord.scan; torn and damaged segments keep every record before)
 #   config       config.toml (ConfigurationLoader.parse over TOMLKit, whose C++ parser is instrumented too)
+#   mqtt         tb-sim's MQTT packet decoder (not in the default set: it first builds swift-nio's NIOCore with
+#                SwiftPM and the same instrumentation, a minute or two)
 #
-#   scripts/fuzz.sh [--seconds N] [TARGET...]   build, then run each target N seconds (default 10)
+#   scripts/fuzz.sh [--seconds N] [--seed S] [TARGET...]   build, then run each target N seconds (default 10);
+#                                                          a fixed seed repeats the same mutations (the test run's)
 #   scripts/fuzz.sh --build-only [TARGET...]
 #
 # Each target is built with swiftc straight from the module sources it needs (`-sanitize=fuzzer,address`, no
-# SwiftPM target), into .build/fuzz/bin. Runs start from the seeds in Tests/Fuzz/corpus/TARGET and keep what they
-# learn in .build/fuzz/corpus/TARGET (with the dictionary Tests/Fuzz/dict/TARGET.dict, if any); an input that crashes or breaks a property is written to
-# .build/fuzz/crashes/TARGET-crash-… and the script exits 1. Reproduce one with
+# SwiftPM target), into .build/fuzz/bin. Runs start from the seeds in Tests/Fuzz/corpus/TARGET (with the dictionary
+# Tests/Fuzz/dict/TARGET.dict, if any) and keep what they learn in .build/fuzz/corpus/TARGET; an input that crashes
+# or breaks a property is written to .build/fuzz/crashes/TARGET-crash-… and the script exits 1. Replay one with
 # `.build/fuzz/bin/TARGET FILE`. Logs: .build/fuzz/logs/TARGET.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-all_targets=(json provision credentials rpc attributes sensors spool config)
+default_targets=(json provision credentials rpc attributes sensors spool config)
+all_targets=("${default_targets[@]}" mqtt)
 seconds=10
 build_only=false
+seed=()
 targets=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) seconds="$2"; shift 2 ;;
         --seconds=*) seconds="${1#*=}"; shift ;;
+        --seed) seed=(-seed="$2"); shift 2 ;;
         --build-only) build_only=true; shift ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
+[ ${#targets[@]} -gt 0 ] || targets=("${default_targets[@]}")
 for t in "${targets[@]}"; do
     [[ " ${all_targets[*]} " == *" $t "* ]] || { echo "fuzz.sh: unknown target $t (known: ${all_targets[*]})" >&2; exit 2; }
 done
@@ -104,10 +110,23 @@ build_config_modules() {
     extra_module_flags=()
 }
 
+# NIOCore (for tb-sim's MQTT decoder) through SwiftPM in its own scratch path, instrumented; the decoder's sources
+# are then compiled into the target itself.
+spm=$out/spm
+build_nio() {
+    if [ ! -f "$spm/debug/Modules/NIOCore.swiftmodule" ]; then
+        echo "fuzz: building NIOCore with SwiftPM" >&2
+        swift build --scratch-path "$spm" --target NIOCore -Xswiftc -sanitize=fuzzer,address -Xswiftc -O \
+            -Xcc -fsanitize=fuzzer-no-link,address > "$out/logs/nio-build.log" 2>&1 \
+            || { tail -20 "$out/logs/nio-build.log" >&2; echo "fuzz: building NIOCore failed" >&2; return 1; }
+    fi
+}
+
 target_file() {
     case "$1" in
         json) echo Tests/Fuzz/JSON.swift ;;
         rpc) echo Tests/Fuzz/RPC.swift ;;
+        mqtt) echo Tests/Fuzz/MQTT.swift ;;
         *) echo "Tests/Fuzz/$(tr '[:lower:]' '[:upper:]' <<<"${1:0:1}")${1:1}.swift" ;;
     esac
 }
@@ -116,9 +135,21 @@ build_target() {
     local t=$1
     local objects=("$out/obj/TBJSON.o")
     local link=()
-    build_core
+    case "$t" in
+        mqtt) build_nio ;;
+        *) build_core ;;
+    esac
     case "$t" in
         json) ;;
+        mqtt)
+            local m
+            objects=()
+            for m in "$spm"/debug/C*.build/module.modulemap "$spm"/checkouts/swift-atomics/Sources/_AtomicsShims/include/module.modulemap; do
+                link+=(-Xcc -fmodule-map-file="$root/$m")
+            done
+            link+=(-I "$spm/debug/Modules" Sources/TBSimulator/MQTT/*.swift)
+            mapfile -t objects < <(find "$spm"/debug/{Atomics,CNIOAtomics,CNIODarwin,CNIOFreeBSD,CNIOLinux,CNIOOpenBSD,CNIOWASI,CNIOWindows,ContainersPreview,DequeModule,InternalCollectionsUtilities,NIOConcurrencyHelpers,NIOCore,_AtomicsShims,_NIOBase64,_NIODataStructures}.build -name '*.o' 2>/dev/null)
+            ;;
         config)
             build_config_modules
             objects+=("$out/obj/AgentCore.o" "$out"/obj/CTOML-*.o "$out/obj/TOMLKit.o" "$out/obj/AgentConfig.o")
@@ -128,7 +159,9 @@ build_target() {
         *) objects+=("$out/obj/AgentCore.o") ;;
     esac
     local file; file=$(target_file "$t")
-    if stale "$out/bin/$t" "$file" Tests/Fuzz/FuzzSupport.swift "${objects[@]}"; then
+    local inputs=("$file" Tests/Fuzz/FuzzSupport.swift "${objects[@]}")
+    [ "$t" = mqtt ] && inputs+=(Sources/TBSimulator/MQTT)
+    if stale "$out/bin/$t" "${inputs[@]}"; then
         echo "fuzz: linking $t" >&2
         swiftc "${swift_flags[@]}" -swift-version 6 "${link[@]}" -module-name "Fuzz_$t" Tests/Fuzz/FuzzSupport.swift "$file" \
             "${objects[@]}" -o "$out/bin/$t" 2>&1 | quiet
@@ -144,7 +177,8 @@ status=0
 # The Swift runtime's own crash reporter would sit on a crashing input for half a minute; libFuzzer and ASan
 # report crashes themselves.
 export SWIFT_BACKTRACE=enable=no
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+# A smaller quarantine keeps an hour's run of the config target well under the RSS limit.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:quarantine_size_mb=64}
 # Board profiles named in fuzzed configurations come from this checkout.
 export TB_AGENT_BOARDS_DIR="$root/board"
 for t in "${targets[@]}"; do
@@ -153,8 +187,8 @@ for t in "${targets[@]}"; do
     dict=()
     [ -f "Tests/Fuzz/dict/$t.dict" ] && dict=(-dict="Tests/Fuzz/dict/$t.dict")
     rc=0
-    "$out/bin/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=16384 -print_final_stats=1 \
-        "${dict[@]}" -artifact_prefix="$out/crashes/$t-" "$out/corpus/$t" "Tests/Fuzz/corpus/$t" > "$log" 2>&1 || rc=$?
+    "$out/bin/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=3072 -max_len=16384 -print_final_stats=1 \
+        "${dict[@]}" "${seed[@]}" -artifact_prefix="$out/crashes/$t-" "$out/corpus/$t" "Tests/Fuzz/corpus/$t" > "$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)
     if [ $rc -ne 0 ]; then
