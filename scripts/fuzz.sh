@@ -96,7 +96,7 @@ build_config_modules() {
         local obj="$out/obj/CTOML-$(basename "$f" .cpp | tr -c 'A-Za-z0-9\n' '_').o"
         if stale "$obj" "$f" "$ctoml/Sources/toml.hpp" "$ctoml/include"; then
             echo "fuzz: compiling CTOML/$(basename "$f")" >&2
-            "$cxx" -fsanitize=address,fuzzer-no-link -O1 -g -std=c++17 -DTOML_EXCEPTIONS=1 -I "$ctoml/include" \
+            "$cxx" -fsanitize=address,fuzzer-no-link -O1 -g -w -std=c++17 -DTOML_EXCEPTIONS=1 -I "$ctoml/include" \
                 -c "$f" -o "$obj"
         fi
     done
