@@ -326,7 +326,15 @@ struct TOMLKeyLocator {
             }
         }
 
-        mutating func skipValue(_ path: KeyPath) {
+        /// toml++ refuses values nested deeper than this (`TOML_MAX_NESTED_VALUES`): no position deeper is needed.
+        static let maxDepth = 256
+
+        mutating func skipValue(_ path: KeyPath, depth: Int = 0) {
+            // Without a bound, `a = [[[[…` a few thousand deep overflowed the stack (found by fuzzing).
+            guard depth < Self.maxDepth else {
+                self.skipToLineEnd()
+                return
+            }
             guard let c = self.current else { return }
             switch c {
             case "\"", "'":
@@ -344,7 +352,7 @@ struct TOMLKeyLocator {
                     let before = self.index
                     let elementPath = path.appending(index: element)
                     self.record(elementPath, self.position)
-                    self.skipValue(elementPath)
+                    self.skipValue(elementPath, depth: depth + 1)
                     self.skipBlank()
                     if self.current == "," {
                         self.advance()
@@ -376,7 +384,7 @@ struct TOMLKeyLocator {
                     if self.current == "=" {
                         self.advance()
                         self.skipSpaces()
-                        self.skipValue(inner)
+                        self.skipValue(inner, depth: depth + 1)
                     }
                     self.skipSpaces()
                     if self.current == "," { self.advance() }

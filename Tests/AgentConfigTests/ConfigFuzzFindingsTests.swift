@@ -67,6 +67,16 @@ import Testing
         #expect(found.contains { $0.message.contains("unknown table") }, "\(found)")
     }
 
+    /// The key locator recursed once per nesting level, so a few thousand `[` overflowed the stack; toml++ refuses
+    /// more than 256 levels with a parse error of its own.
+    @Test(arguments: ["[", "{b="])
+    func deeplyNestedValuesAreAnErrorNotACrash(_ opening: String) throws {
+        let text = "a = " + String(repeating: opening, count: 20_000) + "\n"
+        let problem = try #require(self.problems(text).first)
+        #expect(problem.line == 1)
+        #expect(problem.message.contains("TOML syntax error"), "\(problem.message)")
+    }
+
     /// A board profile goes through the same parser.
     @Test func aBoardProfileThatAbortedTOMLKitIsASyntaxError() throws {
         #expect {
