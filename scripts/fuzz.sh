@@ -24,6 +24,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=scripts/lib/deps.sh
+. "$root/scripts/lib/deps.sh"
+ensure_swift
 
 default_targets=(json provision credentials rpc attributes sensors spool config)
 all_targets=("${default_targets[@]}" mqtt)
