@@ -68,6 +68,9 @@ public enum BoardProfiles {
 
     public static func parse(_ text: String, path: String, name: String) throws(ConfigurationFileError) -> BoardProfile {
         let problems = ProblemCollector(file: path, locator: TOMLKeyLocator(text: text))
+        if let problem = problems.locator.unsafeForTOMLKitProblem(file: path) {
+            throw ConfigurationFileError(problems: [problem])
+        }
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)

@@ -164,6 +164,10 @@ final class ConfigurationParser {
     }
 
     func validate() {
+        if let problem = self.problems.locator.unsafeForTOMLKitProblem(file: self.path) {
+            self.problems.append(problem)
+            return
+        }
         let root: TOMLTable
         do {
             root = try TOMLTable(string: self.text)

@@ -8,15 +8,38 @@ struct SourcePosition: Hashable, Sendable {
 ///
 /// A small scanner of the TOML text: it follows `[table]` and `[[array]]` headers, dotted and quoted keys, and
 /// (best effort) inline tables and arrays, and records the position of the first character of every key path
-/// (`sensors[2].debounce`, `device.identity_sources[1]`). It only runs on text that TOMLKit has already parsed, so
-/// it can be lenient about malformed input.
+/// (`sensors[2].debounce`, `device.identity_sources[1]`). It is lenient about malformed input, which TOMLKit reports;
+/// it also runs before TOMLKit, to find the mistakes toml++ cannot be given (`unsafeForTOMLKit`).
 struct TOMLKeyLocator {
     private(set) var positions: [String: SourcePosition] = [:]
+    /// The first mistake on which toml++ 3.4.0 (inside TOMLKit) fails an internal assertion instead of reporting a
+    /// parse error: the process aborts (in a release build it is undefined behaviour). Callers report it as a syntax
+    /// error and do not hand the text to TOMLKit. Found by fuzzing (`scripts/fuzz.sh config`):
+    /// - a table header whose name starts with a character no key can start with: `[é]`, `[[[x]]]`, `[=` (fixed in
+    ///   toml++ after 3.4.0: "Fix precondition violation in parse_key");
+    /// - a date with `T` but no time after it: `1979-05-27T:00`, `2026-01-01Tx:1`.
+    private(set) var unsafeForTOMLKit: (position: SourcePosition, message: String)?
 
     init(text: String) {
         var scanner = Scanner(text: text)
         scanner.run()
         self.positions = scanner.positions
+        self.unsafeForTOMLKit = scanner.unsafeForTOMLKit
+    }
+
+    /// The syntax error to report instead of parsing, when the text is `unsafeForTOMLKit`.
+    func unsafeForTOMLKitProblem(file: String) -> ConfigurationProblem? {
+        guard let (position, message) = self.unsafeForTOMLKit else { return nil }
+        return ConfigurationProblem(
+            file: file, line: position.line, column: position.column, keyPath: "", message: "TOML syntax error: " + message)
+    }
+
+    /// `'x'`, or `'é' (U+00E9)`, or `U+0001` for an invisible one: a character as a message shows it.
+    static func shown(_ c: Unicode.Scalar) -> String {
+        let hex = String(c.value, radix: 16, uppercase: true)
+        let code = "U+" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+        if c.value < 0x20 || c.value == 0x7F { return code }
+        return c.value < 0x80 ? "'\(c)'" : "'\(c)' (\(code))"
     }
 
     /// The position of `path`, else of its nearest ancestor that is written in the file (a missing key is reported
@@ -38,8 +61,13 @@ struct TOMLKeyLocator {
         var positions: [String: SourcePosition] = [:]
         /// How many `[[x]]` tables each array-of-tables path has so far.
         var arrayCounts: [String: Int] = [:]
+        var unsafeForTOMLKit: (position: SourcePosition, message: String)?
 
-        init(text: String) { self.chars = Array(text.unicodeScalars) }
+        init(text: String) {
+            self.chars = Array(text.unicodeScalars)
+            // A byte order mark is not part of the document (toml++ skips it too).
+            if self.chars.first == "\u{FEFF}" { self.index = 1 }
+        }
 
         var atEnd: Bool { self.index >= self.chars.count }
         var current: Unicode.Scalar? { self.atEnd ? nil : self.chars[self.index] }
@@ -92,6 +120,7 @@ struct TOMLKeyLocator {
                 self.skipBlank()
                 guard let c = self.current else { break }
                 if c == "[" {
+                    self.checkTableHeader()
                     let isArray = self.peek(1) == "["
                     self.advance()
                     if isArray { self.advance() }
@@ -123,6 +152,52 @@ struct TOMLKeyLocator {
                 self.skipValue(path)
                 self.skipToLineEnd()
             }
+        }
+
+        /// At a header's `[`: notes a key that toml++ 3.4.0 would take to `parse_key` with a character no key can
+        /// start with, following its `parse_table_header` (a blank name, `[ [` and the end of the text are errors it
+        /// reports itself; anything else that is not a key's first character is caught here).
+        mutating func checkTableHeader() {
+            guard self.unsafeForTOMLKit == nil else { return }
+            var i = self.index + 1
+            func skipSpaces() -> Bool {
+                let start = i
+                while i < self.chars.count, self.chars[i] == " " || self.chars[i] == "\t" { i += 1 }
+                return i > start
+            }
+            let spaced = skipSpaces()
+            if i < self.chars.count, self.chars[i] == "[" {
+                guard !spaced else { return }
+                i += 1
+                _ = skipSpaces()
+            }
+            guard i < self.chars.count else { return }
+            let c = self.chars[i]
+            let startsKey = ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c)
+                || c == "_" || c == "-" || c == "\"" || c == "'"
+            guard !startsKey, c != "]" else { return }
+            // Only spaces, tabs and brackets lie between: the same line.
+            self.unsafeForTOMLKit = (
+                SourcePosition(line: self.line, column: self.column + (i - self.index)),
+                "a table name must start with a letter, a digit, _, - or a quote, saw \(TOMLKeyLocator.shown(c)) "
+                    + "(quote names with other characters: [\"name\"])"
+            )
+        }
+
+        /// At the start of a bare value: notes a date followed by `T` and no digit, which toml++ 3.4.0 takes to
+        /// `parse_time` without a digit to start it. Valid TOML never has it (`T` starts the time of a date-time).
+        mutating func checkBareValue() {
+            guard self.unsafeForTOMLKit == nil, self.index + 11 <= self.chars.count else { return }
+            let digit: (Unicode.Scalar) -> Bool = { ("0"..."9").contains($0) }
+            let shape: [(Unicode.Scalar) -> Bool] = [
+                digit, digit, digit, digit, { $0 == "-" }, digit, digit, { $0 == "-" }, digit, digit, { $0 == "T" || $0 == "t" },
+            ]
+            for (offset, matches) in shape.enumerated() where !matches(self.chars[self.index + offset]) { return }
+            if let next = self.peek(11), digit(next) { return }
+            self.unsafeForTOMLKit = (
+                SourcePosition(line: self.line, column: self.column + 11),
+                "a date-time needs a time after '\(self.chars[self.index + 10])', like 1979-05-27T07:32:00Z"
+            )
         }
 
         /// The table path a header opens, with the index of every array of tables on the way.
@@ -251,7 +326,15 @@ struct TOMLKeyLocator {
             }
         }
 
-        mutating func skipValue(_ path: KeyPath) {
+        /// toml++ refuses values nested deeper than this (`TOML_MAX_NESTED_VALUES`): no position deeper is needed.
+        static let maxDepth = 256
+
+        mutating func skipValue(_ path: KeyPath, depth: Int = 0) {
+            // Without a bound, `a = [[[[…` a few thousand deep overflowed the stack (found by fuzzing).
+            guard depth < Self.maxDepth else {
+                self.skipToLineEnd()
+                return
+            }
             guard let c = self.current else { return }
             switch c {
             case "\"", "'":
@@ -269,7 +352,7 @@ struct TOMLKeyLocator {
                     let before = self.index
                     let elementPath = path.appending(index: element)
                     self.record(elementPath, self.position)
-                    self.skipValue(elementPath)
+                    self.skipValue(elementPath, depth: depth + 1)
                     self.skipBlank()
                     if self.current == "," {
                         self.advance()
@@ -301,12 +384,13 @@ struct TOMLKeyLocator {
                     if self.current == "=" {
                         self.advance()
                         self.skipSpaces()
-                        self.skipValue(inner)
+                        self.skipValue(inner, depth: depth + 1)
                     }
                     self.skipSpaces()
                     if self.current == "," { self.advance() }
                 }
             default:
+                self.checkBareValue()
                 while let ch = self.current, ch != ",", ch != "]", ch != "}", ch != "\n", ch != "#" {
                     self.advance()
                 }

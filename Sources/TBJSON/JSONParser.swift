@@ -160,7 +160,8 @@ private struct Parser {
             try self.skipWhitespace()
             guard self.index < self.bytes.count,
                 self.bytes[self.index] == UInt8(ascii: ":") || (self.lenient && self.bytes[self.index] == UInt8(ascii: "="))
-            else { throw self.fail("expected ':' after key \"\(key)\"") }
+            // The key is not quoted back: in a torn or edited credentials file it can be a secret.
+            else { throw self.fail("expected ':' after an object key") }
             self.index += 1
             try self.skipWhitespace()
             let value = try self.parseValue(depth: depth + 1)

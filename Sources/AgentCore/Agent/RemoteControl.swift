@@ -38,9 +38,11 @@ public enum RemoteControl {
 
     /// Parses an RPC request; nil when the topic is not an RPC request at all.
     public static func parseRPC(topic: String, payload: [UInt8]) -> RPC? {
-        guard topic.hasPrefix(self.rpcRequestPrefix) else { return nil }
-        let id = String(topic.dropFirst(self.rpcRequestPrefix.count))
-        guard !id.isEmpty, !id.contains("/") else { return nil }
+        // Topic levels are bytes: compared as Characters, an id starting with a combining mark would merge with
+        // the prefix's last "/" and the request would go unanswered.
+        guard topic.utf8.starts(with: self.rpcRequestPrefix.utf8) else { return nil }
+        let id = String(decoding: topic.utf8.dropFirst(self.rpcRequestPrefix.utf8.count), as: UTF8.self)
+        guard !id.isEmpty, !id.utf8.contains(UInt8(ascii: "/")) else { return nil }
         func fail(_ message: String) -> RPC { RPC(id: id, result: .failure(RPCError(message: message))) }
         guard let body = try? JSONValue.parse(payload, lenient: true), body.objectMembers != nil else {
             return fail("the request is not a JSON object with \"method\" and \"params\"")
@@ -57,8 +59,8 @@ public enum RemoteControl {
             let duration: Duration?
             switch value {
             case .null: duration = .seconds(30)
-            case .string(let s): duration = DurationText.parse(s) ?? Double(s).map { .milliseconds(Int64($0 * 1000)) }
-            default: duration = value.doubleValue.map { .milliseconds(Int64($0 * 1000)) }
+            case .string(let s): duration = DurationText.parse(s) ?? Double(s).flatMap(Self.duration(seconds:))
+            default: duration = value.doubleValue.flatMap(Self.duration(seconds:))
             }
             guard let duration, duration > .zero, duration <= .seconds(3600) else {
                 return fail("identify takes a duration between 0 and 1 hour, e.g. {\"seconds\": 30}")
@@ -67,6 +69,13 @@ public enum RemoteControl {
         default:
             return fail("unknown method \"\(method)\"; this agent knows \(self.methods.joined(separator: ", "))")
         }
+    }
+
+    /// A number of seconds from the server as a duration (to the millisecond); nil when it is not finite or so large
+    /// that no duration can hold it (`1e300`, `nan`: converting those to an integer would trap).
+    static func duration(seconds: Double) -> Duration? {
+        guard seconds.isFinite, abs(seconds) < 1e12 else { return nil }
+        return .milliseconds(Int64(seconds * 1000))
     }
 
     /// Telemetry intervals set on the server as shared attributes: `interval` for every sensor and
@@ -105,8 +114,8 @@ public enum RemoteControl {
                 guard key == "interval" || key.hasPrefix("interval_") else { continue }
                 let duration: Duration?
                 switch value {
-                case .string(let s): duration = DurationText.parse(s) ?? Double(s).map { .milliseconds(Int64($0 * 1000)) }
-                default: duration = value.doubleValue.map { .milliseconds(Int64($0 * 1000)) }
+                case .string(let s): duration = DurationText.parse(s) ?? Double(s).flatMap(RemoteControl.duration(seconds:))
+                default: duration = value.doubleValue.flatMap(RemoteControl.duration(seconds:))
                 }
                 guard let duration, duration >= Self.minimum, duration <= Self.maximum else {
                     problems.append("shared attribute \(key) = \(value.serialized) ignored: use a duration from 100ms to 24h, like \"30s\" or 30")

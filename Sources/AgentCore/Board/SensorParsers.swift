@@ -100,16 +100,23 @@ public enum SensorParsers {
         guard let raw = ExactDecimal(String(trimmed)) else {
             throw SensorFailure(.malformed, "\(file): expected a number, got \(Self.quote(text))")
         }
+        let value: Double
         if let offsetDecimal = ExactDecimal("\(offset)"), let scaleDecimal = ExactDecimal("\(scale)"),
            let sum = raw.adding(offsetDecimal), let product = sum.multiplied(by: scaleDecimal),
-           let value = product.doubleValue
+           let exact = product.doubleValue
         {
-            return value
+            value = exact
+        } else {
+            guard let rawValue = Double(trimmed) else {
+                throw SensorFailure(.malformed, "\(file): expected a number, got \(Self.quote(text))")
+            }
+            value = (rawValue + offset) * scale
         }
-        guard let rawValue = Double(trimmed) else {
-            throw SensorFailure(.malformed, "\(file): expected a number, got \(Self.quote(text))")
+        // `1e999`, or a huge raw value times the scale: infinity is not a reading.
+        guard value.isFinite else {
+            throw SensorFailure(.malformed, "\(file): \(Self.quote(text)) (+ offset \(offset), × scale \(scale)) is out of range")
         }
-        return (rawValue + offset) * scale
+        return value
     }
 
     /// (value + offset) × scale, in decimal; the value itself when scale is 1 and offset 0.
