@@ -1,3 +1,4 @@
+import AgentTestSupport
 import Foundation
 import TBJSON
 @testable import TBSimulator
@@ -87,32 +88,7 @@ struct Harness {
     /// One HTTP request to the control interface; returns status and parsed JSON body.
     static func control(_ sim: Simulator, _ method: String, _ path: String, _ body: String = "") throws -> (Int, JSONValue) {
         guard let port = sim.controlPort else { throw TestFailure("control interface disabled") }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else { throw TestFailure("cannot reach the control port") }
-        var timeout = timeval(tv_sec: 30, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        let request = Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
-        _ = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        var response: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n <= 0 { break }
-            response += chunk[0..<n]
-        }
-        let text = String(decoding: response, as: UTF8.self)
-        guard let split = text.range(of: "\r\n\r\n") else { throw TestFailure("bad HTTP response: \(text)") }
-        let statusLine = text[..<split.lowerBound].split(separator: "\r\n").first ?? ""
-        let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") ?? 0
-        let json = try JSONValue.parse(String(text[split.upperBound...]))
-        return (status, json)
+        let (status, text) = try TestSupport.httpRequest(port: port, method, path, body, timeoutSeconds: 30)
+        return (status, try JSONValue.parse(text))
     }
 }
