@@ -55,6 +55,23 @@ struct BackendOptions: ParsableArguments {
 
 /// Shared by the board commands.
 enum BoardCommand {
+    /// Runs `watch` until it returns, a stop signal arrives or `limit` passes, whichever is first; the result of
+    /// `watch` when it finished, success otherwise.
+    static func watchUntilStopped(
+        for limit: Duration?, _ watch: @escaping @Sendable () async -> Result<Void, any Error>
+    ) async -> Result<Void, any Error> {
+        await withTaskGroup(of: Result<Void, any Error>?.self) { group in
+            group.addTask { await watch() }
+            group.addTask {
+                await StopSignal.wait(for: limit)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first ?? .success(())
+        }
+    }
+
     /// The configuration at `--config`, or nil when the default path does not exist (the commands then work from
     /// their options alone). A configuration that exists but is invalid stops the command (exit 78).
     static func optionalConfiguration(_ global: GlobalOptions) throws -> AgentConfiguration? {

@@ -79,26 +79,17 @@ struct ButtonCommand: AsyncParsableCommand {
         BoardCommand.emit("watching \(label) (\(settings.activeLow ? "active-low" : "active-high"), bias \(settings.bias.rawValue), debounce \(DurationText.format(settings.debounce)), hold \(DurationText.format(settings.reprovisionHold)))")
         for event in monitor.startEvents { BoardCommand.emit(Self.line(for: event)) }
         let exitOnRequest = self.exitOnRequest
-        let outcome: Result<Void, any Error> = await withTaskGroup(of: Result<Void, any Error>?.self) { group in
-            group.addTask {
-                do {
-                    for try await output in monitor.outputs {
-                        guard case .button(let event) = output else { continue }
-                        BoardCommand.emit(Self.line(for: event))
-                        if exitOnRequest, case .reprovisionRequested = event { return .success(()) }
-                    }
-                    return .success(())
-                } catch {
-                    return .failure(error)
+        let outcome = await BoardCommand.watchUntilStopped(for: limit) {
+            do {
+                for try await output in monitor.outputs {
+                    guard case .button(let event) = output else { continue }
+                    BoardCommand.emit(Self.line(for: event))
+                    if exitOnRequest, case .reprovisionRequested = event { return .success(()) }
                 }
+                return .success(())
+            } catch {
+                return .failure(error)
             }
-            group.addTask {
-                await StopSignal.wait(for: limit)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first ?? .success(())
         }
         monitor.stop()
         led?.stop()

@@ -105,32 +105,23 @@ extension GPIOCommand {
             let machine = watcher.machine
             BoardCommand.emit("initial \(label)=\(machine.debouncer.level.digit) \(BoardCommand.stamp(machine.debouncer.rawSince))")
             let wanted = self.count
-            let outcome: Result<Void, any Error> = await withTaskGroup(of: Result<Void, any Error>?.self) { group in
-                group.addTask {
-                    var changes = 0
-                    do {
-                        for try await output in watcher.outputs {
-                            switch output {
-                            case .edge(let edge):
-                                BoardCommand.emit("edge \(label)=\(edge.level.digit) \(BoardCommand.stamp(edge.timestamp))")
-                            case .change(let change):
-                                BoardCommand.emit("change \(label)=\(change.level.digit) \(BoardCommand.stamp(change.timestamp))")
-                                changes += 1
-                                if let wanted, changes >= wanted { return .success(()) }
-                            }
+            let outcome = await BoardCommand.watchUntilStopped(for: limit) {
+                var changes = 0
+                do {
+                    for try await output in watcher.outputs {
+                        switch output {
+                        case .edge(let edge):
+                            BoardCommand.emit("edge \(label)=\(edge.level.digit) \(BoardCommand.stamp(edge.timestamp))")
+                        case .change(let change):
+                            BoardCommand.emit("change \(label)=\(change.level.digit) \(BoardCommand.stamp(change.timestamp))")
+                            changes += 1
+                            if let wanted, changes >= wanted { return .success(()) }
                         }
-                        return .success(())
-                    } catch {
-                        return .failure(error)
                     }
+                    return .success(())
+                } catch {
+                    return .failure(error)
                 }
-                group.addTask {
-                    await StopSignal.wait(for: limit)
-                    return nil
-                }
-                let first = await group.next() ?? nil
-                group.cancelAll()
-                return first ?? .success(())
             }
             watcher.stop()
             if case .failure(let error) = outcome {
