@@ -89,8 +89,14 @@ def timed(argv, **kwargs):
 
 
 def proc_cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    """CPU time of every thread of a running process, in nanosecond resolution (schedstat), as seconds."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            total += int(open(f"/proc/{pid}/task/{task}/schedstat").read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that just ended
+    return total / 1e9
 
 
 def proc_rss_kib(pid, key="VmRSS"):
@@ -98,6 +104,13 @@ def proc_rss_kib(pid, key="VmRSS"):
         if line.startswith(key + ":"):
             return int(line.split()[1])
     return None
+
+
+def proc_pss_kib(pid):
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -401,10 +414,12 @@ def idle(args, work, results):
                 for who, p, device in (("tb-agent", agent, name), ("sdk", sdk, "bench-sdk-idle")):
                     row = {"cpu": (proc_cpu_seconds(p.pid) - before[p.pid]) / elapsed * 100,
                            "rss": peak[p.pid] / 1024, "hwm": proc_rss_kib(p.pid, "VmHWM") / 1024,
+                           "anon": proc_rss_kib(p.pid, "RssAnon") / 1024,
                            "messages": telemetry_count(sim, device) - sent_before[device]}
                     results.setdefault("idle", {}).setdefault(who, []).append(row)
                     log(f"idle round {r + 1} {who}: {row['cpu']:.3f} % CPU, RSS {row['rss']:.1f} MB "
-                        f"(peak {row['hwm']:.1f} MB), {row['messages']} messages in {elapsed:.0f} s")
+                        f"(peak {row['hwm']:.1f} MB, anonymous {row['anon']:.1f} MB), {row['messages']} messages in "
+                        f"{elapsed:.0f} s")
             finally:
                 stop(agent)
                 stop(sdk)
@@ -688,7 +703,10 @@ def fleet(args, work, results):
         wait_for(lambda: all_publishing(0), 120, "every agent to publish", interval=1)
         time.sleep(5)
         rss = [proc_rss_kib(p.pid) / 1024 for p in agents if p.poll() is None]
-        log(f"fleet: all {n} online; RSS median {median(rss):.1f} MB, total {sum(rss):.0f} MB; outage {outage} s")
+        anon = [proc_rss_kib(p.pid, "RssAnon") / 1024 for p in agents if p.poll() is None]
+        pss = sum(proc_pss_kib(p.pid) for p in agents if p.poll() is None) / 1024
+        log(f"fleet: all {n} online; RSS median {median(rss):.1f} MB (anonymous {median(anon):.1f} MB), PSS total "
+            f"{pss:.0f} MB; outage {outage} s")
         sim.request("POST", "/outage", {"seconds": outage})
         start_ms = None
         for e in sim.read_events():
@@ -737,7 +755,7 @@ def fleet(args, work, results):
         "peak_reconnects": max(connects_per_second.values() or [0]),
         "peak_attempts": max(attempts.values() or [0]),
         "all_back": max(back.values()) if len(back) == n else None, "back": len(back),
-        "provisions_after": provisions_after, "rss_median": median(rss), "rss_total": sum(rss),
+        "provisions_after": provisions_after, "rss_median": median(rss), "anon_median": median(anon), "pss_total": pss,
     }
     log(f"fleet: all back after {results['fleet']['all_back']} s; peak {results['fleet']['peak_reconnects']} "
         f"reconnects/s; {provisions_after} provisioned again")
@@ -777,10 +795,10 @@ def report(args, results, started, load_before, load_after):
         out.append(f"| throughput, messages/s (one reading per PUBLISH) | {fmt(a1, 0)} | {fmt(s, 0)} | {fmt(m, 0)} | "
                    f"{ratio(a1, s)} | {ratio(a1, m)} |")
         c, c1, cs, cm = (med(w, "cpu10k") for w in ("tb-agent", "tb-agent-1", "sdk", "mosquitto_pub"))
-        out.append(f"| CPU-seconds per 10 000 readings (batched / one per PUBLISH) | {fmt(c, 3)} / {fmt(c1, 3)} | "
+        out.append(f"| CPU-seconds per 10 000 readings (batched / one per PUBLISH; ratios for the latter) | {fmt(c, 3)} / {fmt(c1, 3)} | "
                    f"{fmt(cs, 3)} | {fmt(cm, 3)} | {ratio(c1, cs)} | {ratio(c1, cm)} |")
         r, r1, rs, rm = (med(w, "rss") for w in ("tb-agent", "tb-agent-1", "sdk", "mosquitto_pub"))
-        out.append(f"| peak RSS while publishing, MB (batched / one per PUBLISH) | {fmt(r)} / {fmt(r1)} | {fmt(rs)} | "
+        out.append(f"| peak RSS while publishing, MB (batched / one per PUBLISH; ratios for the larger) | {fmt(r)} / {fmt(r1)} | {fmt(rs)} | "
                    f"{fmt(rm)} | {ratio(max(r, r1), rs)} | {ratio(max(r, r1), rm)} |")
         targets.append(("throughput ≥ 0.8 × mosquitto_pub (one reading per PUBLISH)", a1 >= 0.8 * m,
                         f"{a1 / m:.2f}× ({fmt(a1, 0)} vs {fmt(m, 0)} messages/s)"))
@@ -795,6 +813,8 @@ def report(args, results, started, load_before, load_after):
         out.append(f"| idle: CPU, % of one core (5 sensors at 1 s, {window} s window) | {fmt(ac, 3)} | {fmt(sc, 3)} | — | "
                    f"{ratio(ac, sc)} | — |")
         out.append(f"| idle: peak RSS, MB | {fmt(ar)} | {fmt(sr)} | — | {ratio(ar, sr)} | — |")
+        aa, sa = med("tb-agent", "anon", i), med("sdk", "anon", i)
+        out.append(f"| idle: … of which anonymous (heap, stacks), MB | {fmt(aa)} | {fmt(sa)} | — | {ratio(aa, sa)} | — |")
         targets.append(("idle CPU ≤ 0.5 % of one core", ac <= 0.5, f"{fmt(ac, 3)} %"))
         targets.append(("peak RSS ≤ 10 MB idle", ar <= 10, f"{fmt(ar)} MB"))
     p = results.get("provision")
@@ -803,7 +823,10 @@ def report(args, results, started, load_before, load_after):
         sw, sp = median(p.get("sdk", {}).get("wall", [])), median(p.get("sdk", {}).get("protocol", []))
         out.append(f"| provisioning, ms ({args.provision_runs} runs; whole command / SDK call) | {fmt(aw)} | {fmt(sw)} | — | "
                    f"{ratio(aw, sw, 3)} | — |")
-        out.append(f"| provisioning, ms, protocol part (tb-sim: CONNECT → response) | {fmt(ap, 0)} | {fmt(sp, 0)} | — | — | — |")
+        def ms(v):
+            return "< 1" if v is not None and v < 1 else fmt(v, 0)
+        out.append(f"| provisioning, ms, protocol part (tb-sim's log, 1 ms steps: CONNECT → response) | {ms(ap)} | "
+                   f"{ms(sp)} | — | — | — |")
         out.append(f"| provisioning p95, ms (command / SDK call) | {fmt(percentile(p['tb-agent']['wall'], 95))} | "
                    f"{fmt(percentile(p.get('sdk', {}).get('wall', []), 95))} | — | — | — |")
         targets.append(("provisioning < 20 ms on loopback (whole command)", aw < 20, f"{fmt(aw)} ms"))
@@ -827,8 +850,9 @@ def report(args, results, started, load_before, load_after):
     if f:
         n = f["agents"]
         out.append("")
-        out.append(f"Fleet: {n} `tb-agent run` processes (RSS median {fmt(f['rss_median'])} MB, total "
-                   f"{fmt(f['rss_total'], 0)} MB) against one tb-sim, then a {f['outage']} s outage:\n")
+        out.append(f"Fleet: {n} `tb-agent run` processes (RSS median {fmt(f['rss_median'])} MB, of which anonymous "
+                   f"{fmt(f['anon_median'])} MB; all together {fmt(f['pss_total'], 0)} MB PSS, the binary's pages being "
+                   f"shared) against one tb-sim, then a {f['outage']} s outage:\n")
         out.append("| fleet measure | value |")
         out.append("|---|---:|")
         hist = ", ".join(f"{b}–{b + 5} s: {c}" for b, c in sorted(f["bins"].items()))
