@@ -35,6 +35,7 @@ done
 . "$root/scripts/lib/deps.sh"
 ensure_swift
 # time: /usr/bin/time -f for CPU and peak RSS of each client; binutils: strip.
+# shellcheck disable=SC2086  # the package lists are word lists
 ensure_apt_packages $TB_BUILD_PACKAGES mosquitto mosquitto-clients python3 python3-venv time binutils
 sdk_venv=$(ensure_sdk_venv)
 
