@@ -173,9 +173,16 @@ struct Loop {
         self.runtime.notifier.ready(status: "starting as \(self.runtime.deviceName)")
         self.publishStatus()
 
-        for await event in self.events.cancelOnGracefulShutdown() {
-            await self.handle(event)
-            self.publishStatus()
+        // Graceful shutdown finishes the stream: the loop handles what is already queued, then stops. (Not
+        // `cancelOnGracefulShutdown()`: its merge with the shutdown signal cost more per event than the event itself,
+        // a third of the CPU when publishing fast.)
+        await withGracefulShutdownHandler {
+            for await event in self.events {
+                await self.handle(event)
+                self.publishStatus()
+            }
+        } onGracefulShutdown: {
+            emit.finish()
         }
         await self.shutdown()
     }
@@ -268,7 +275,7 @@ struct Loop {
         case .reload:
             self.reloadConfiguration()
         case .spoolSync:
-            do { try self.spool.syncIfDue() } catch { self.storageProblem(error) }
+            do { try self.spool.sync() } catch { self.storageProblem(error) }
         case .figures:
             self.record(self.figures(), at: ContinuousClock.now)
         }
@@ -617,7 +624,10 @@ struct Loop {
                 }
             })
         }
-        let syncInterval = max(self.spool.settings.syncInterval, .milliseconds(200))
+        // A full sync a little more often than the sync interval: the spool's own check when a reading is appended
+        // then never finds one due, so a reading (a door that just opened) does not wait for fsyncs before it is
+        // published. Readings still reach flash within the interval.
+        let syncInterval = max(self.spool.settings.syncInterval * 9 / 10, .milliseconds(200))
         self.background.append(Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: syncInterval)

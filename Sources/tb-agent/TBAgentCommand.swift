@@ -21,6 +21,7 @@ struct TBAgentCommand: AsyncParsableCommand {
             SensorsCommand.self,
             LEDCommand.self,
             ButtonCommand.self,
+            BenchPublish.self,
         ]
     )
 }

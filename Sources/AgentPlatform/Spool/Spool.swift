@@ -220,8 +220,7 @@ public final class Spool {
         var out: [SpoolRecord] = []
         let floor = max(after, self.acknowledgedThrough)
         segments: for segment in self.segments where segment.count > 0 && segment.lastSequence > floor {
-            let bytes = try Self.readAll(segment.path)
-            for record in SpoolRecord.scan(bytes).records
+            for record in try self.records(in: segment, after: floor, limit: limit - out.count)
             where record.sequence > floor && !self.acknowledgedAbove.contains(record.sequence) {
                 out.append(record)
                 if out.count >= limit { break segments }
@@ -284,15 +283,13 @@ public final class Spool {
     }
 
     private func trim() throws(AgentError) {
-        while let first = self.segments.first {
+        // The newest segment stays, acknowledged or not, until it is full and a new one begins: removing it would
+        // mean a new file (and a directory fsync on flash) for every reading while the agent keeps up. Acknowledged
+        // records in it are skipped by `pending` and by the recovery after a restart (they are below the watermark).
+        while let first = self.segments.first, self.segments.count > 1 {
             let fullyAcknowledged = first.count > 0 && first.lastSequence <= self.acknowledgedThrough
-            let emptyAndOld = first.count == 0 && self.segments.count > 1
-            guard fullyAcknowledged || emptyAndOld else { break }
-            if self.segments.count == 1 {
-                try? self.active?.close()
-                self.active = nil
-                self.unsyncedSince = nil
-            }
+            let empty = first.count == 0
+            guard fullyAcknowledged || empty else { break }
             _ = unlink(first.path.string)
             self.segments.removeFirst()
         }
@@ -380,6 +377,91 @@ public final class Spool {
         }
         Self.syncDirectory(self.directory)
         self.stateDirtySince = nil
+    }
+
+    // MARK: reading records in order
+
+    /// Where the last read of a segment stopped: the file offset after the last record decoded, and the records
+    /// decoded beyond those returned (oldest first). Replaying a backlog then decodes each record once, instead of
+    /// reading and checksumming the whole segment for every batch (which made a long replay quadratic).
+    private struct ReadPosition {
+        var path: FilePath
+        var offset: Int
+        var ahead: ArraySlice<SpoolRecord>
+        /// The sequence of the first record not returned yet (in `ahead`, or at `offset`).
+        var next: UInt64
+    }
+
+    private var readPosition: ReadPosition? = nil
+
+    /// How many bytes one read of a segment takes at most (more when a single record is larger).
+    static let readChunk = 16 << 10
+
+    /// The unacknowledged records of `segment` with a sequence above `floor`, oldest first, at most `limit` of them
+    /// (fewer only when the segment has no more), continuing from the last read when it stopped at or before `floor`.
+    private func records(in segment: Segment, after floor: UInt64, limit: Int) throws(AgentError) -> [SpoolRecord] {
+        var position: ReadPosition
+        if let last = self.readPosition, last.path == segment.path, last.next <= floor &+ 1 {
+            position = last
+        } else {
+            // Another segment, or a step back (a reconnect replays what was sent but not acknowledged).
+            position = ReadPosition(path: segment.path, offset: 0, ahead: [], next: 0)
+        }
+        defer { self.readPosition = position }
+        var out: [SpoolRecord] = []
+        while out.count < limit {
+            if position.ahead.isEmpty {
+                var chunk = try Self.read(segment.path, at: position.offset, count: Self.readChunk)
+                var scan = SpoolRecord.scan(chunk)
+                if scan.records.isEmpty, let size = Self.recordSize(chunk), size > chunk.count, chunk.count == Self.readChunk {
+                    // One record larger than a chunk.
+                    chunk = try Self.read(segment.path, at: position.offset, count: size)
+                    scan = SpoolRecord.scan(chunk)
+                }
+                // Nothing more (the end of the file, or damage the scan of a whole segment would stop at too).
+                guard !scan.records.isEmpty else { break }
+                position.offset += scan.validLength
+                position.ahead = scan.records[...]
+            }
+            while out.count < limit, let record = position.ahead.first {
+                position.ahead = position.ahead.dropFirst()
+                position.next = record.sequence &+ 1
+                if record.sequence > floor && !self.acknowledgedAbove.contains(record.sequence) { out.append(record) }
+            }
+        }
+        if let first = position.ahead.first { position.next = first.sequence }
+        return out
+    }
+
+    /// The size of the record starting at the beginning of `bytes`, from its header; nil without a valid header.
+    static func recordSize(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= SpoolRecord.headerSize, Array(bytes[0..<2]) == SpoolRecord.magic, bytes[2] == SpoolRecord.version
+        else { return nil }
+        let length = (0..<4).reduce(0) { $0 | Int(bytes[3 + $1]) << (8 * $1) }
+        guard length <= SpoolRecord.maxPayloadSize else { return nil }
+        return SpoolRecord.headerSize + length
+    }
+
+    /// Up to `count` bytes of the file at `offset` (fewer at its end).
+    static func read(_ path: FilePath, at offset: Int, count: Int) throws(AgentError) -> [UInt8] {
+        do {
+            let fd = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec])
+            return try fd.closeAfter {
+                var out = [UInt8](repeating: 0, count: count)
+                var filled = 0
+                while filled < count {
+                    let n = try out.withUnsafeMutableBytes { buffer in
+                        try fd.read(fromAbsoluteOffset: Int64(offset + filled), into: UnsafeMutableRawBufferPointer(rebasing: buffer[filled...]))
+                    }
+                    if n == 0 { break }
+                    filled += n
+                }
+                out.removeLast(count - filled)
+                return out
+            }
+        } catch {
+            throw storageError("could not read \(path)", error)
+        }
     }
 
     static func storageError(_ what: String, _ error: any Error) -> AgentError {

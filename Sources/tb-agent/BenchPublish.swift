@@ -1,0 +1,209 @@
+import AgentCore
+import AgentMQTT
+import AgentPlatform
+import AgentService
+import ArgumentParser
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TBJSON
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `tb-agent bench-publish`: the telemetry path of `run`, driven as fast as it goes, for `scripts/bench.sh`.
+///
+/// It runs the real `AgentRuntime` (readings → `TelemetryEncoder` → `Spool` → `MosquittoClient`, with the same
+/// in-flight window and batching) against the `[server]` of the configuration, with fixed credentials instead of
+/// provisioning (any MQTT broker that accepts a user name will do) and a board that hands over `--readings`
+/// readings at once as soon as the agent is online. It waits until the agent reports every one of them
+/// acknowledged (PUBACK), then prints one JSON line with the time and CPU that took.
+struct BenchPublish: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-publish",
+        abstract: "Benchmark: publish N readings through the agent's telemetry path and wait for every PUBACK.",
+        discussion: """
+            Uses [server] and [spool] of the configuration and a fresh spool in [device] state_dir/bench-spool; \
+            no provisioning (the user name is --token). Prints {"readings":N,"seconds":S,"readingsPerSecond":R,\
+            "cpuSeconds":C,"maxRSSKiB":K} on standard output. Used by scripts/bench.sh.
+            """,
+        shouldDisplay: false)
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "How many readings to publish.")
+    var readings = 20_000
+
+    @Option(help: "PUBLISHes awaiting their PUBACK at most (the agent's default).")
+    var inFlight = AgentRuntime.Options().inFlightWindow
+
+    @Option(help: "Spooled records per PUBLISH at most (the agent's default; 1 sends every reading on its own).")
+    var recordsPerPublish = AgentRuntime.Options().recordsPerPublish
+
+    @Option(help: "The MQTT user name (an access token for ThingsBoard; anything for a plain broker).")
+    var token = "bench-token"
+
+    @Option(help: "Seconds to wait for every acknowledgement before giving up.")
+    var timeout = 300
+
+    func validate() throws {
+        guard self.readings > 0, self.inFlight > 0, self.recordsPerPublish > 0 else {
+            throw ValidationError("--readings, --in-flight and --records-per-publish must be positive")
+        }
+    }
+
+    func run() async throws {
+        let logger = LinkCommand.logger(self.global)
+        var config = try LinkCommand.loadConfiguration(self.global)
+        config.sensors = []
+        config.button = nil
+        config.led = nil
+        let spoolDirectory = config.device.stateDir + "/bench-spool"
+        let socketPath = config.device.stateDir + "/bench.sock"
+        _ = try LinkCommand.run { () throws(AgentError) in try StateDirectory.ensure(config.device.stateDir) }
+
+        let board = BurstBoard()
+        var options = AgentRuntime.Options()
+        options.inFlightWindow = self.inFlight
+        options.recordsPerPublish = self.recordsPerPublish
+        options.statusSocketPath = socketPath
+        options.figuresInterval = .seconds(3600)
+        let runtime = AgentRuntime(
+            configuration: config, deviceName: "bench-publish", store: FixedCredentials(token: Secret(self.token)),
+            provisioner: NoProvisioning(), board: board, spoolDirectory: spoolDirectory, spoolSettings: config.spool,
+            notifier: SystemdNotifier(environment: [:]), logger: logger, options: options)
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(services: [runtime], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+
+        let count = self.readings
+        let deadline = ContinuousClock.now + .seconds(self.timeout)
+        let outcome = try await withThrowingTaskGroup(of: Result<BenchResult, BenchFailure>?.self) { tasks in
+            tasks.addTask {
+                try await group.run()
+                return nil
+            }
+            tasks.addTask {
+                let result = await Self.drive(board: board, socketPath: socketPath, readings: count, deadline: deadline)
+                await group.triggerGracefulShutdown()
+                return result
+            }
+            var outcome: Result<BenchResult, BenchFailure>? = nil
+            for try await value in tasks where value != nil { outcome = value }
+            return outcome
+        }
+        switch outcome {
+        case .success(let result):
+            print(result.json.serialized)
+        case .failure(let failure):
+            CommandOutput.error("tb-agent bench-publish: \(failure.message)")
+            throw ExitCode(ExitStatus.unavailable)
+        case nil:
+            CommandOutput.error("tb-agent bench-publish: stopped before the readings were acknowledged")
+            throw ExitCode(ExitStatus.software)
+        }
+    }
+
+    /// Waits until the agent is online, hands over the readings, and waits until all are acknowledged.
+    static func drive(board: BurstBoard, socketPath: String, readings: Int, deadline: ContinuousClock.Instant) async
+        -> Result<BenchResult, BenchFailure>
+    {
+        // Online: connected, subscribed and announced; the spool is empty.
+        while true {
+            if let status = StatusSocketServer.query(path: socketPath), status["state"]?.stringValue == "online" { break }
+            if ContinuousClock.now > deadline { return .failure(BenchFailure(message: "the agent did not get online (is the broker running?)")) }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        let start = ContinuousClock.now
+        let cpuBefore = ProcessCPU.seconds()
+        board.burst(readings)
+        // The status socket answers from the loop's latest snapshot; a short poll keeps its cost out of the figures.
+        while true {
+            if let status = StatusSocketServer.query(path: socketPath),
+                let published = status["published"]?.int64Value, published >= Int64(readings)
+            {
+                break
+            }
+            if ContinuousClock.now > deadline {
+                return .failure(BenchFailure(message: "not every reading was acknowledged within the timeout"))
+            }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        let elapsed = ContinuousClock.now - start
+        let cpu = ProcessCPU.seconds() - cpuBefore
+        return .success(BenchResult(readings: readings, elapsed: elapsed, cpuSeconds: cpu, maxRSSKiB: ProcessCPU.maxRSSKiB()))
+    }
+}
+
+struct BenchResult: Sendable {
+    var readings: Int
+    var elapsed: Duration
+    var cpuSeconds: Double
+    var maxRSSKiB: Int
+
+    var json: JSONValue {
+        let seconds = Double(self.elapsed.components.seconds) + Double(self.elapsed.components.attoseconds) / 1e18
+        return [
+            "readings": .integer(Int64(self.readings)),
+            "seconds": .double(seconds),
+            "readingsPerSecond": .double(seconds > 0 ? Double(self.readings) / seconds : 0),
+            "cpuSeconds": .double(self.cpuSeconds),
+            "maxRSSKiB": .integer(Int64(self.maxRSSKiB)),
+        ]
+    }
+}
+
+struct BenchFailure: Error, Sendable {
+    var message: String
+}
+
+/// The process's CPU time (user + system, every thread) and peak resident set size, from getrusage.
+enum ProcessCPU {
+    static func seconds() -> Double {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        return Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+            + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    }
+
+    static func maxRSSKiB() -> Int {
+        var usage = rusage()
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
+        return Int(usage.ru_maxrss)
+    }
+}
+
+/// A board with no sensors that hands over a burst of readings when told: the same `.reading` events a digital
+/// input sends, so each one takes the agent's path for a reading (stamp, encode, spool, publish).
+final class BurstBoard: BoardIO {
+    private let emit = Mutex<(@Sendable (BoardEvent) -> Void)?>(nil)
+
+    func start(emit: @escaping @Sendable (BoardEvent) -> Void) throws(AgentError) {
+        self.emit.withLock { $0 = emit }
+    }
+
+    func burst(_ count: Int) {
+        guard let emit = self.emit.withLock({ $0 }) else { return }
+        for i in 0..<count {
+            emit(.reading(key: "bench", value: .integer(Int64(i))))
+        }
+    }
+
+    func sample(_ names: [String]?) async -> [(String, JSONValue)] { [] }
+    func show(_ state: LEDState) {}
+    func health() -> JSONValue { .object([]) }
+    func stop() {}
+}
+
+/// Credentials that are simply there: the benchmark never provisions.
+struct FixedCredentials: CredentialKeeping {
+    let token: Secret
+    func load() -> DeviceCredentials? { .accessToken(self.token) }
+    func save(_ credentials: DeviceCredentials) throws(AgentError) {}
+}
+
+struct NoProvisioning: Provisioning {
+    func provision() async -> Result<DeviceCredentials, AgentError> {
+        .failure(AgentError(.invalidConfiguration, "bench-publish does not provision: it connects with --token"))
+    }
+}
