@@ -17,7 +17,8 @@ struct TOMLKeyLocator {
     /// error and do not hand the text to TOMLKit. Found by fuzzing (`scripts/fuzz.sh config`):
     /// - a table header whose name starts with a character no key can start with: `[é]`, `[[[x]]]`, `[=` (fixed in
     ///   toml++ after 3.4.0: "Fix precondition violation in parse_key");
-    /// - a date with `T` but no time after it: `1979-05-27T:00`, `2026-01-01Tx:1`.
+    /// - a date with `T` but no time after it: `1979-05-27T:00`, `2026-01-01Tx:1`;
+    /// - an array element starting with `}` or a Unicode line separator: `a = [}`, `a = [1, }`.
     private(set) var unsafeForTOMLKit: (position: SourcePosition, message: String)?
 
     init(text: String) {
@@ -348,6 +349,12 @@ struct TOMLKeyLocator {
                     if ch == "]" {
                         self.advance()
                         return
+                    }
+                    // toml++ 3.4.0 hands these to parse_value, which asserts that a value does not start with them.
+                    if self.unsafeForTOMLKit == nil, ch == "}" || ch == "\u{85}" || ch == "\u{2028}" || ch == "\u{2029}" {
+                        self.unsafeForTOMLKit = (
+                            self.position, "expected a value or ']' in the array, saw \(TOMLKeyLocator.shown(ch))"
+                        )
                     }
                     let before = self.index
                     let elementPath = path.appending(index: element)

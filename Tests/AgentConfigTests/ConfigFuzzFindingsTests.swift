@@ -35,6 +35,10 @@ import Testing
         // A date with T and no time after it.
         ("[device]\nname_template = 1979-05-27T:00:00\n", 2, 28, "needs a time after 'T'"),
         ("x = [1, 2026-01-01tx:1]\n", 1, 20, "needs a time after 't'"),
+        // An array element starting with '}' or a Unicode line separator.
+        ("a = [}\n", 1, 6, "saw '}'"),
+        ("a = {b = [1,\n  }]}\n", 2, 3, "saw '}'"),
+        ("a = [\u{2028}]\n", 1, 6, "saw '\u{2028}' (U+2028)"),
     ])
     func textThatAbortedTOMLKitIsASyntaxError(_ text: String, _ line: Int, _ column: Int, _ message: String) throws {
         let found = self.problems(text)
