@@ -84,7 +84,13 @@ final class SimulatedInput: GPIOInput {
         if request.edges {
             fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
             guard fd >= 0 else {
-                throw AgentError(.hardwareUnavailable, "inotify is unavailable (\(String(cString: strerror(errno)))): cannot watch \(self.path)")
+                let code = errno
+                // Each watched simulated line takes one inotify instance; many agents on one machine (a simulated
+                // fleet) run out of the per-user limit, 128 by default.
+                let fix = code == EMFILE
+                    ? "; too many inotify instances for this user: raise the limit (`sysctl fs.inotify.max_user_instances=1024`)"
+                    : ""
+                throw AgentError(.hardwareUnavailable, "inotify is unavailable (\(String(cString: strerror(code)))): cannot watch \(self.path)\(fix)")
             }
             let mask = UInt32(IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_CREATE)
             guard inotify_add_watch(fd, directory, mask) >= 0 else {
