@@ -57,7 +57,7 @@ public struct ConnackCode: RawRepresentable, Hashable, Sendable, CustomStringCon
 public enum MQTTDisconnectReason: Sendable, Equatable, CustomStringConvertible {
     /// `disconnect()` was called.
     case requested
-    /// `abort()` was called (or a timeout did it): closed without DISCONNECT.
+    /// `closeNow()` was called (or a timeout did it): closed without DISCONNECT.
     case aborted
     /// The server answered the CONNECT with a non-zero CONNACK.
     case refused(ConnackCode)

@@ -183,12 +183,12 @@ public final class MosquittoClient: Sendable {
         let timer = Task { [context = self.context] in
             try? await Task.sleep(for: timeout)
             guard !Task.isCancelled else { return }
-            if context.connectTimedOut(after: timeout) { self.abort() }
+            if context.connectTimedOut(after: timeout) { self.closeNow() }
         }
         let result = await withTaskCancellationHandler {
             await self.context.awaitConnectOutcome()
         } onCancel: {
-            self.abort()
+            self.closeNow()
         }
         timer.cancel()
         try result.get()
@@ -255,14 +255,14 @@ public final class MosquittoClient: Sendable {
         switch self.context.requestClose(.requested) {
         case .sendDisconnect:
             let rc = mosquitto_disconnect(self.handle)
-            if rc != MosquittoError.code(MOSQ_ERR_SUCCESS) { self.abort() }
+            if rc != MosquittoError.code(MOSQ_ERR_SUCCESS) { self.closeNow() }
         case .abort:
-            self.abort()
+            self.closeNow()
         case .nothing:
             break
         }
         if !(await self.context.awaitClosed(timeout: .seconds(5))) {
-            self.abort()
+            self.closeNow()
             _ = await self.context.awaitClosed(timeout: .seconds(5))
         }
         self.stopNetworkThread(force: false)
@@ -270,7 +270,7 @@ public final class MosquittoClient: Sendable {
 
     /// Closes the connection now, without DISCONNECT (for timeouts and cancellation). Returns at once; the session
     /// reports `.disconnected(.aborted)` (or what ended it first).
-    public func abort() {
+    public func closeNow() {
         guard self.context.markAborting() else { return }
         // Marks the session disconnecting, so that libmosquitto's loop does not reconnect.
         _ = mosquitto_disconnect(self.handle)

@@ -90,7 +90,7 @@ public struct ProvisioningClient: Sendable {
                         var timedOut = session
                         if case .finish(let outcome) = timedOut.timedOut(after: timeout) { result = outcome }
                         // Ends the exchange: its waits fail and the event stream finishes.
-                        client.abort()
+                        client.closeNow()
                     }
                 case .timerCancelled:
                     break
