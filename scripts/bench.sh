@@ -4,7 +4,7 @@
 # fleet through a tb-sim outage. Prints a Markdown table (medians over the rounds, ratios to each peer, PASS/MISS
 # per target). Everything stays on 127.0.0.1, on free ports.
 #
-#   scripts/bench.sh                     the full run (3 rounds, 60 s idle windows, 200 agents): about 15 minutes
+#   scripts/bench.sh                     the full run (3 rounds, 60 s idle windows, 200 agents): about 10 minutes
 #   scripts/bench.sh --quick             15 s idle windows, 50 agents, 200 edges
 #   scripts/bench.sh --rounds 5          more rounds
 #   scripts/bench.sh --only throughput,edge   some sections: throughput idle provision cold edge size fleet

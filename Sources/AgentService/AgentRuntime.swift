@@ -557,7 +557,7 @@ struct Loop {
             var payload: [UInt8] = [UInt8(ascii: "[")]
             for (i, record) in batch.enumerated() {
                 if i > 0 { payload.append(UInt8(ascii: ",")) }
-                payload += record.payload.dropFirst().dropLast()
+                payload += record.payload.count >= 2 ? record.payload[1..<(record.payload.count - 1)] : []
             }
             payload.append(UInt8(ascii: "]"))
             let sequences = batch.map(\.sequence)

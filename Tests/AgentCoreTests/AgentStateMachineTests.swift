@@ -227,6 +227,28 @@ import Testing
         #expect(seen == readings.map(\.timestamp))
     }
 
+    @Test func payloadIsExactlyTheJSONOfItsEntries() throws {
+        var rng = SplitMix64(seed: 7)
+        let keys = ["t", "door_closed", "quote\"d", "back\\slash", "line\nbreak", "tab\t", "ctl\u{01}", "ünï", "emoji🙂"]
+        let values: [JSONValue] = [
+            .integer(-3), .double(23.125), .bool(true), .null, .string("a \"b\" \\ c\n"), .array([1, .string("x")]),
+            .object([("k", .integer(1))]),
+        ]
+        for _ in 0..<50 {
+            let readings = (0..<Int.random(in: 1...12, using: &rng)).map { _ in
+                Reading(
+                    key: keys[Int.random(in: 0..<keys.count, using: &rng)],
+                    value: values[Int.random(in: 0..<values.count, using: &rng)],
+                    timestamp: 1_700_000_000_000 + Int64.random(in: 0...2, using: &rng))
+            }
+            let (payloads, rejected) = TelemetryEncoder.payloads(readings)
+            #expect(rejected.isEmpty)
+            let expected = "[" + TelemetryEncoder.entries(readings).map(\.json.serialized).joined(separator: ",") + "]"
+            #expect(payloads.map { String(decoding: $0, as: UTF8.self) } == [expected])
+            #expect(try JSONValue.parse(payloads[0]) == JSONValue.parse(Array(expected.utf8)))
+        }
+    }
+
     @Test func oversizedSingleValueIsRejectedNotSent() {
         let big = Reading(key: "blob", value: .string(String(repeating: "x", count: 5000)), timestamp: 1)
         let small = Reading(key: "t", value: 1, timestamp: 1)

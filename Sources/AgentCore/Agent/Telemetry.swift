@@ -36,6 +36,19 @@ public enum TelemetryEncoder {
     /// Groups readings by timestamp (stable: the order of keys within a timestamp is the order they came in;
     /// a later reading of the same key at the same timestamp replaces the earlier one, as ThingsBoard would).
     public static func entries(_ readings: [Reading]) -> [Entry] {
+        if let first = readings.first, readings.allSatisfy({ $0.timestamp == first.timestamp }) {
+            // One sampling round (the usual case): no grouping needed.
+            var values: [(String, JSONValue)] = []
+            values.reserveCapacity(readings.count)
+            for reading in readings {
+                if let i = values.firstIndex(where: { $0.0 == reading.key }) {
+                    values[i].1 = reading.value
+                } else {
+                    values.append((reading.key, reading.value))
+                }
+            }
+            return [Entry(timestamp: first.timestamp, values: values)]
+        }
         var order: [Int64] = []
         var byTimestamp: [Int64: [(String, JSONValue)]] = [:]
         for reading in readings {
@@ -52,6 +65,24 @@ public enum TelemetryEncoder {
         return order.sorted().map { Entry(timestamp: $0, values: byTimestamp[$0] ?? []) }
     }
 
+    /// `Entry(timestamp:values:).json.serialized`, as bytes, written directly (encoding is on the path of every
+    /// reading; building the JSON tree and growing a string piece by piece cost more than the rest of that path).
+    static func serialize(timestamp: Int64, values: [(String, JSONValue)]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(24 + 24 * values.count)
+        out.append(contentsOf: #"{"ts":"#.utf8)
+        out.append(contentsOf: String(timestamp).utf8)
+        out.append(contentsOf: #","values":{"#.utf8)
+        for (i, (key, value)) in values.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: JSONValue.string(key).serialized.utf8)
+            out.append(UInt8(ascii: ":"))
+            out.append(contentsOf: value.serialized.utf8)
+        }
+        out.append(contentsOf: "}}".utf8)
+        return out
+    }
+
     /// Payloads, each a JSON array under `maxPayloadBytes`. An entry too large on its own is split by keys; a
     /// single value too large to send at all is left out and returned in `rejected`.
     public static func payloads(_ readings: [Reading], maxPayloadBytes: Int = defaultMaxPayloadBytes)
@@ -59,33 +90,36 @@ public enum TelemetryEncoder {
     {
         var payloads: [[UInt8]] = []
         var rejected: [Reading] = []
-        var current: [String] = []
-        var currentBytes = 2  // "[" and "]"
+        // The payload being filled: "[" and the entries so far, comma-separated ("]" is added when it is done).
+        var current: [UInt8] = [UInt8(ascii: "[")]
+        var count = 0
 
         func flush() {
-            if !current.isEmpty {
-                payloads.append(Array(("[" + current.joined(separator: ",") + "]").utf8))
+            if count > 0 {
+                current.append(UInt8(ascii: "]"))
+                payloads.append(current)
             }
-            current = []
-            currentBytes = 2
+            current = [UInt8(ascii: "[")]
+            count = 0
         }
-        func add(_ text: String) {
-            let cost = text.utf8.count + (current.isEmpty ? 0 : 1)
-            if currentBytes + cost > maxPayloadBytes { flush() }
-            current.append(text)
-            currentBytes += text.utf8.count + (current.count > 1 ? 1 : 0)
+        func add(_ text: [UInt8]) {
+            let cost = text.count + (count == 0 ? 0 : 1)
+            if current.count + 1 + cost > maxPayloadBytes { flush() }
+            if count > 0 { current.append(UInt8(ascii: ",")) }
+            current += text
+            count += 1
         }
 
         for entry in entries(readings) {
-            let text = entry.json.serialized
-            if text.utf8.count + 2 <= maxPayloadBytes {
+            let text = self.serialize(timestamp: entry.timestamp, values: entry.values)
+            if text.count + 2 <= maxPayloadBytes {
                 add(text)
                 continue
             }
             // Split the entry by keys.
             for (key, value) in entry.values {
-                let single = Entry(timestamp: entry.timestamp, values: [(key, value)]).json.serialized
-                if single.utf8.count + 2 <= maxPayloadBytes {
+                let single = self.serialize(timestamp: entry.timestamp, values: [(key, value)])
+                if single.count + 2 <= maxPayloadBytes {
                     add(single)
                 } else {
                     rejected.append(Reading(key: key, value: value, timestamp: entry.timestamp))
