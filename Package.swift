@@ -60,12 +60,14 @@ let package = Package(
         ),
         .target(
             name: "AgentSimulated",
-            dependencies: ["AgentCore", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["AgentCore", "AgentPlatform", .product(name: "SystemPackage", package: "swift-system")]
         ),
         // Board I/O: sensor readers, line watchers, the status LED and the button, over AgentGPIO or AgentSimulated.
         .target(
             name: "AgentBoard",
-            dependencies: ["AgentCore", "AgentGPIO", "AgentSimulated", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "AgentCore", "AgentGPIO", "AgentSimulated", "AgentPlatform", .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // The service: the run loop that carries out the core's decisions.
         .target(

@@ -1,4 +1,5 @@
 import AgentCore
+import AgentPlatform
 
 #if canImport(Glibc)
 import Glibc
@@ -22,37 +23,19 @@ public struct DiskBoardFiles: BoardFiles {
 
     public func readText(_ path: String) throws(BoardFileError) -> String {
         let full = self.displayPath(path)
-        let fd = open(full, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Self.error(errno, full) }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw Self.error(errno, full)
-            }
-            if n == 0 { break }
-            bytes += chunk[0..<n]
-            // sysfs attributes fit in one page; a runaway file is not a sensor.
-            if bytes.count > 1 << 20 { break }
+        // sysfs attributes fit in one page; a runaway file is not a sensor.
+        switch POSIXFile.read(full, limit: 1 << 20) {
+        case .success(let bytes): return String(decoding: bytes, as: UTF8.self)
+        case .failure(let error): throw Self.error(error.code, full)
         }
-        return String(decoding: bytes, as: UTF8.self)
     }
 
     public func list(_ directory: String) throws(BoardFileError) -> [String] {
         let full = self.displayPath(directory)
-        guard let dir = opendir(full) else { throw Self.error(errno, full) }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
+        switch POSIXFile.list(full) {
+        case .success(let names): return names
+        case .failure(let error): throw Self.error(error.code, full)
         }
-        return names.sorted()
     }
 
     public func writeText(_ text: String, to path: String) throws(BoardFileError) {

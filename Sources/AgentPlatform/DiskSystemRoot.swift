@@ -31,36 +31,17 @@ public struct DiskSystemRoot: SystemRoot {
     }
 
     public func readFile(_ relative: String) throws(SystemRootError) -> [UInt8] {
-        let fd = open(self.absolute(relative), O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw Self.error(relative, errno) }
-        defer { close(fd) }
-        var result: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            // sysfs files report a size of 4096 whatever they hold: read until end of file.
-            let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                let code = errno
-                if code == EINTR { continue }
-                throw Self.error(relative, code)
-            }
-            if count == 0 { break }
-            result.append(contentsOf: buffer[0..<count])
+        switch POSIXFile.read(self.absolute(relative), limit: .max) {
+        case .success(let bytes): return bytes
+        case .failure(let error): throw Self.error(relative, error.code)
         }
-        return result
     }
 
     public func listDirectory(_ relative: String) throws(SystemRootError) -> [String] {
-        guard let dir = opendir(self.absolute(relative)) else { throw Self.error(relative, errno) }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
+        switch POSIXFile.list(self.absolute(relative)) {
+        case .success(let names): return names
+        case .failure(let error): throw Self.error(relative, error.code)
         }
-        return names.sorted()
     }
 
     public func readSymbolicLink(_ relative: String) throws(SystemRootError) -> String? {

@@ -1,4 +1,5 @@
 import AgentCore
+import AgentPlatform
 import Synchronization
 
 #if canImport(Glibc)
@@ -175,33 +176,11 @@ final class SimulatedOutput: GPIOOutput {
 enum SimulatedFiles {
     /// The file's text; nil when it cannot be read.
     static func read(_ path: String) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 256)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { break }
-            bytes += chunk[0..<n]
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        (try? POSIXFile.read(path, limit: 4096).get()).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// The names in a directory, sorted; nil when it cannot be read.
-    static func list(_ path: String) -> [String]? {
-        guard let dir = opendir(path) else { return nil }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
-    }
+    static func list(_ path: String) -> [String]? { try? POSIXFile.list(path).get() }
 
     struct WriteError: Error, CustomStringConvertible {
         let description: String

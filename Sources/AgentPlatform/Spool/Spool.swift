@@ -489,18 +489,11 @@ public final class Spool {
     }
 
     static func listDirectory(_ path: FilePath) throws(AgentError) -> [String] {
-        guard let dir = opendir(path.string) else {
-            throw storageError("could not read the spool directory \(path)", Errno(rawValue: errno))
+        switch POSIXFile.list(path.string) {
+        case .success(let names): return names
+        case .failure(let error):
+            throw storageError("could not read the spool directory \(path)", Errno(rawValue: error.code))
         }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names
     }
 
     static func readAll(_ path: FilePath) throws(AgentError) -> [UInt8] {
