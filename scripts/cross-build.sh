@@ -72,16 +72,10 @@ fi
 . "$root/scripts/lib/deps.sh"
 ensure_apt_packages debootstrap qemu-user-static binfmt-support binutils file
 
-# The Debian mirror this machine's apt already uses (the same archive serves bookworm, trixie and sid).
-debian_mirror() {
-    if [ -n "${TB_DEBIAN_MIRROR:-}" ]; then echo "$TB_DEBIAN_MIRROR"; return; fi
-    local policy
-    policy=$(apt-cache policy 2>/dev/null)
-    echo "$policy" | awk '$2 ~ /^https?:/ && $3 ~ /^bookworm\/main$/ { print $2; found = 1 } END { exit !found }' \
-        | sed -n 1p
-}
+# The Debian mirror this machine's apt already uses (scripts/lib/deps.sh; the same archive serves bookworm, trixie
+# and sid).
 mirror=$(debian_mirror) || true
-[ -n "$mirror" ] || die "cannot tell which Debian mirror apt uses (apt-cache policy shows no bookworm/main); set TB_DEBIAN_MIRROR"
+[ -n "$mirror" ] || die "cannot tell which Debian mirror apt uses (apt-cache policy shows no main suite of this release); set TB_DEBIAN_MIRROR"
 
 # Runs a command inside the sid chroot, in a private mount namespace: /proc, /dev, this repository (at the same
 # path) and the local Swift package mirror are mounted there for the command's lifetime only, so nothing stays
@@ -146,14 +140,40 @@ fi
 
 # 3. The target's sysroot: the C libraries tb-agent links (libmosquitto, libgpiod, OpenSSL, glibc, libstdc++),
 #    unpacked from the target release's arm64 packages; no emulation needed.
+sysroot_packages="libc6-dev,libgcc-$gcc_major-dev,libstdc++-$gcc_major-dev,libmosquitto-dev,libgpiod-dev,libssl-dev,linux-libc-dev"
+# What dpkg would know of the sysroot had it installed the packages: their status, file lists and shared library
+# metadata (shlibs, symbols), from which scripts/package-deb.sh computes an arm64 package's Depends.
+record_package_database() {   # SYSROOT DEB...
+    local s=$1 deb name control f
+    shift
+    local db=$s/var/lib/dpkg
+    control=$(mktemp -d)
+    mkdir -p "$db/info"
+    : > "$db/status.tb-new"
+    for deb in "$@"; do
+        name=$(dpkg-deb -f "$deb" Package)
+        # dpkg names the files of a Multi-Arch: same package with its architecture.
+        if [ "$(dpkg-deb -f "$deb" Multi-Arch)" = same ]; then name="$name:$(dpkg-deb -f "$deb" Architecture)"; fi
+        { dpkg-deb -f "$deb" | sed '/^Package:/a Status: install ok installed'; echo; } >> "$db/status.tb-new"
+        dpkg-deb --fsys-tarfile "$deb" | tar -t | sed -e 's|^\./|/|' -e 's|/$||' -e 's|^$|/.|' > "$db/info/$name.list"
+        rm -rf "$control" && dpkg-deb -e "$deb" "$control"
+        for f in shlibs symbols; do
+            if [ -f "$control/$f" ]; then cp "$control/$f" "$db/info/$name.$f"; fi
+        done
+    done
+    mv "$db/status.tb-new" "$db/status"
+    echo 1 > "$db/info/format"   # the multiarch layout: files named package:arch
+    rm -rf "$control"
+    touch "$db/.tb-recorded"
+}
 if [ "$(cat "$sysroot/.version" 2>/dev/null)" != "$swift_version" ]; then
     log "making the $target arm64 sysroot"
     rm -rf "$sysroot"
-    debootstrap --arch=arm64 --foreign --variant=minbase \
-        --include="libc6-dev,libgcc-$gcc_major-dev,libstdc++-$gcc_major-dev,libmosquitto-dev,libgpiod-dev,libssl-dev,linux-libc-dev" \
+    debootstrap --arch=arm64 --foreign --variant=minbase --include="$sysroot_packages" \
         "$target" "$sysroot" "$mirror" > "$cache/debootstrap-$target.log" 2>&1 \
         || { tail -20 "$cache/debootstrap-$target.log" >&2; die "debootstrap --foreign $target arm64 failed"; }
     for deb in "$sysroot"/var/cache/apt/archives/*.deb; do dpkg-deb -x "$deb" "$sysroot"; done
+    record_package_database "$sysroot" "$sysroot"/var/cache/apt/archives/*.deb
     rm -rf "$sysroot"/var/cache/apt/archives/*.deb "$sysroot/debootstrap"
     # Absolute symlinks (libm.so -> /lib/aarch64-linux-gnu/libm.so.6) would resolve into this machine's own
     # libraries: make every one relative to the sysroot.
@@ -172,6 +192,17 @@ if [ "$(cat "$sysroot/.version" 2>/dev/null)" != "$swift_version" ]; then
         cp "$root/scripts/lib/glibc-compat.c" "$sysroot/usr/lib/tb-glibc-compat/"
     fi
     echo "$swift_version" > "$sysroot/.version"
+fi
+if [ ! -f "$sysroot/var/lib/dpkg/.tb-recorded" ]; then
+    # A sysroot made before its package database was kept: download the same packages again (nothing unpacked).
+    log "recording the package database of the $target arm64 sysroot"
+    debs="$cache/debs-$target-$$"
+    rm -rf "$debs"
+    debootstrap --arch=arm64 --download-only --variant=minbase --include="$sysroot_packages" \
+        "$target" "$debs" "$mirror" > "$cache/debootstrap-$target-database.log" 2>&1 \
+        || { tail -20 "$cache/debootstrap-$target-database.log" >&2; die "debootstrap --download-only $target arm64 failed"; }
+    record_package_database "$sysroot" "$debs"/var/cache/apt/archives/*.deb
+    rm -rf "$debs"
 fi
 
 # 4. A Swift SDK bundle (SE-0387) naming that sysroot and runtime; the linker is lld from the same toolchain.

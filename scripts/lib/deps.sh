@@ -58,3 +58,43 @@ ensure_swift() {
         *) echo "tb-agent needs Swift 6.1 or later; found: $(swift --version 2>&1 | head -1)" >&2; return 1 ;;
     esac
 }
+
+# The Debian mirror this machine's apt already uses (one archive serves bookworm, trixie and sid), so that no
+# mirror is named in this repository. TB_DEBIAN_MIRROR overrides it.
+debian_mirror() {
+    if [ -n "${TB_DEBIAN_MIRROR:-}" ]; then echo "$TB_DEBIAN_MIRROR"; return; fi
+    local policy codename
+    policy=$(apt-cache policy 2>/dev/null) || true
+    codename=$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release 2>/dev/null) || true
+    # awk reads all of its input: a reader that leaves early breaks the pipe under pipefail.
+    awk -v suite="${codename:-bookworm}/main" \
+        '$2 ~ /^https?:/ && $3 == suite && mirror == "" { mirror = $2 } END { if (mirror == "") exit 1; print mirror }' \
+        <<< "$policy"
+}
+
+# Lets this machine run aarch64 programs, in chroots too, through qemu-user: qemu-user-static registered with
+# binfmt_misc with the F flag (the interpreter is opened when registered, so a chroot needs no copy of it). A fresh
+# machine or a container may have binfmt_misc unmounted, or the format not imported or not enabled.
+ensure_qemu_aarch64() {
+    ensure_apt_packages qemu-user-static binfmt-support
+    local sudo="" dir=/proc/sys/fs/binfmt_misc
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    if [ ! -e "$dir/status" ]; then
+        $sudo mount -t binfmt_misc binfmt_misc "$dir" >&2 \
+            || { echo "cannot mount binfmt_misc on $dir (needs root, and privileges in a container)" >&2; return 1; }
+    fi
+    if [ ! -e "$dir/qemu-aarch64" ]; then
+        # Installed while binfmt_misc was not mounted, or before binfmt-support: import the format, then enable it.
+        $sudo update-binfmts --display qemu-aarch64 >/dev/null 2>&1 || $sudo update-binfmts --import qemu-aarch64 >&2
+        $sudo update-binfmts --enable qemu-aarch64 >&2 || true
+    fi
+    local state
+    state=$(cat "$dir/qemu-aarch64" 2>/dev/null) || true
+    if ! grep -qx enabled <<< "$state"; then
+        $sudo update-binfmts --enable qemu-aarch64 >&2 || true
+        state=$(cat "$dir/qemu-aarch64" 2>/dev/null) || true
+    fi
+    grep -qx enabled <<< "$state" || { echo "qemu-aarch64 is not registered with binfmt_misc (update-binfmts --enable qemu-aarch64)" >&2; return 1; }
+    grep -qE '^flags: [A-Z]*F' <<< "$state" \
+        || { echo "qemu-aarch64 is registered without the F flag: aarch64 programs would not run in a chroot" >&2; return 1; }
+}
