@@ -134,7 +134,8 @@ owner_of() {
     for candidate in "$path" "/usr${path#/usr}" "${path#/usr}" "$realpath"; do
         # The first line, as `head -1` would give it, without a pipe that SIGPIPE can break under pipefail.
         if owner=$(dpkg-query --admindir="$admin" -S "$candidate" 2>/dev/null); then
-            echo "${owner%%$'\n'*}"
+            owner=${owner%%$'\n'*}
+            echo "${owner%%: *}"   # "libc6:arm64: /usr/lib/…/libc.so.6" names libc6:arm64
             return 0
         fi
     done

@@ -1,14 +1,24 @@
 #!/usr/bin/env bash
-# Tests the Debian package in a throwaway Debian 12 (bookworm) chroot, never on this machine's own root:
-# builds the .deb (and a second one with a higher version), installs it with apt (its Depends resolved from Debian),
-# checks files, modes, owners and the service user, runs the agent under a stand-in NOTIFY_SOCKET, upgrades over a
-# user-edited configuration, removes and purges it. One line per check; exits non-zero when any check fails.
+# Tests the Debian packages in throwaway chroots, never on this machine's own root: builds each .deb (and a second one
+# with a higher version), installs it with apt (its Depends resolved from Debian), checks files, modes, owners and the
+# service user, runs the agent under a stand-in NOTIFY_SOCKET, upgrades over a user-edited configuration, removes and
+# purges it. One line per check; exits non-zero when any check fails.
 #
-#   scripts/package-test.sh
+#   scripts/package-test.sh [--arch LIST] [--no-build]
 #
-# Needs root (chroot, mount), debootstrap, and Debian's archive for the first run: the chroot (debootstrap
-# --variant=minbase, about a minute) is cached as .build/package-test/bookworm-minbase-v1.tar and unpacked afresh
-# for every run. Only loopback traffic besides Debian's archive.
+#   --arch LIST  comma-separated, as scripts/package-deb.sh takes it:
+#                  native          this machine's package in a Debian 12 (bookworm) chroot of its architecture
+#                  arm64-trixie    the Raspberry Pi OS trixie package in a Debian 13 (trixie) arm64 chroot, every arm64
+#                                  program in it run by qemu-user through binfmt_misc
+#                  arm64-bookworm  the bookworm arm64 package in a bookworm arm64 chroot, the same way
+#                  all             the three
+#                default: native,arm64-trixie on x86_64 (the test command's), native elsewhere
+#   --no-build   package the release binaries already built (package-deb.sh --no-build)
+#
+# Needs root (chroot, mount), debootstrap, qemu-user-static for arm64, and Debian's archive for the first run of each
+# chroot: debootstrap --variant=minbase (about a minute native, several under qemu) is cached as
+# .build/package-test/SUITE-ARCH-minbase-v1.tar and unpacked afresh for every run. Building an arm64 package runs
+# scripts/cross-build.sh (see there). Only loopback traffic besides Debian's archive.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -20,12 +30,44 @@ started=$(date +%s)
 log() { printf '\n== %s\n' "$*" >&2; }
 die() { printf 'package-test.sh: %s\n' "$*" >&2; exit 1; }
 
+arch_list=""
+build_option=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --arch) arch_list+="${arch_list:+,}${2:?--arch needs a list}"; shift 2 ;;
+        --arch=*) arch_list+="${arch_list:+,}${1#--arch=}"; shift ;;
+        --no-build) build_option=(--no-build); shift ;;
+        -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument '$1' (see --help)" ;;
+    esac
+done
+native_arch=$(dpkg --print-architecture)
+if [ -z "$arch_list" ]; then
+    arch_list=native
+    [ "$(uname -m)" = x86_64 ] && arch_list+=",arm64-trixie"
+fi
+# The targets, normalised and in package-deb.sh's order (its output lists the packages in that order).
+targets=()
+for t in native arm64-trixie arm64-bookworm; do
+    case ",$arch_list," in
+        *",$t,"* | *",all,"*) targets+=("$t") ;;
+        *",$native_arch,"*) [ "$t" = native ] && targets+=("$t") ;;
+    esac
+done
+for t in ${arch_list//,/ }; do
+    case "$t" in
+        native | "$native_arch" | arm64-trixie | arm64-bookworm | all) ;;
+        *) die "--arch takes native, $native_arch, arm64-trixie, arm64-bookworm or all, not '$t'" ;;
+    esac
+done
+targets_csv=$(IFS=,; echo "${targets[*]}")
+
 [ "$(id -u)" -eq 0 ] || die "needs root (chroot and mount); run it as root or with sudo"
-ensure_apt_packages debootstrap lintian dpkg-dev binutils
+ensure_apt_packages debootstrap lintian dpkg-dev binutils python3
+case ",$targets_csv," in *",arm64-"*) ensure_qemu_aarch64 || die "aarch64 programs cannot run here (above)" ;; esac
+mirror=$(debian_mirror) || die "cannot tell which Debian mirror apt uses (apt-cache policy); set TB_DEBIAN_MIRROR"
 
 work=$root/.build/package-test
-chroot_dir=$work/root
-base_tar=$work/bookworm-minbase-v1.tar
 mkdir -p "$work"
 
 passed=0
@@ -38,16 +80,22 @@ check() {
     shift
     if output=$("$@" 2>&1); then ok "$name"; else fail "$name" "$(printf '%s' "$output" | tail -5)"; fi
 }
+# Seconds since $1 (from date +%s).
+since() { echo $(($(date +%s) - $1)); }
+timings=()
 
-# Everything mounted below the chroot, deepest first.
+# Everything mounted below a folder, deepest first.
 mounts_below() { findmnt -rn -o TARGET | awk -v d="$1" 'index($0, d "/") == 1' | sort -r; }
 listener_pid=""
 agent_pid=""
+chroot_dir=""
 cleanup() {
     if [ -n "$agent_pid" ]; then kill -KILL "$agent_pid" 2>/dev/null || true; fi
     if [ -n "$listener_pid" ]; then kill "$listener_pid" 2>/dev/null || true; fi
     local m
-    for m in $(mounts_below "$chroot_dir"); do umount "$m" || umount -l "$m" || true; done
+    if [ -n "$chroot_dir" ]; then
+        for m in $(mounts_below "$chroot_dir"); do umount "$m" || umount -l "$m" || true; done
+    fi
 }
 trap cleanup EXIT
 
@@ -56,34 +104,37 @@ in_root() { chroot "$chroot_dir" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_AL
 as_agent() { in_root setpriv --reuid tb-agent --regid tb-agent --init-groups "$@"; }
 
 # --- packages --------------------------------------------------------------------------------------------------
-log "building the packages"
+log "building the packages ($targets_csv)"
 t0=$(date +%s)
 debs=$work/debs
 rm -rf "$debs"
-if deb1=$(scripts/package-deb.sh --out "$debs" --lintian 2> "$work/package-deb.log" | tail -1) && [ -f "$deb1" ]; then
-    ok "package-deb.sh builds $(basename "$deb1") and lintian reports no errors or warnings"
+# package-deb.sh prints the path of each package on its last lines, in the order of the targets.
+last_lines() { local n=$1 lines; mapfile -t lines; printf '%s\n' "${lines[@]: -$n}"; }
+if built=$(scripts/package-deb.sh --arch "$targets_csv" --out "$debs" --lintian ${build_option[@]+"${build_option[@]}"} 2> "$work/package-deb.log" \
+        | last_lines ${#targets[@]}); then
+    mapfile -t first_debs <<< "$built"
 else
     tail -30 "$work/package-deb.log" >&2
     die "package-deb.sh failed (log: $work/package-deb.log)"
 fi
-deb2=$(VERSION_SUFFIX=+1 scripts/package-deb.sh --out "$debs" --no-build 2>> "$work/package-deb.log" | tail -1) \
-    || die "building the upgrade package failed (log: $work/package-deb.log)"
-v1=$(dpkg-deb -f "$deb1" Version)
-v2=$(dpkg-deb -f "$deb2" Version)
-check "the upgrade package's version $v2 is higher than $v1" dpkg --compare-versions "$v2" gt "$v1"
-control=$(dpkg-deb -f "$deb1" Depends)
-for lib in libc6 libmosquitto1 libgpiod2 libstdc++6; do
-    check "Depends names $lib ($control)" grep -qw "$lib" <<< "$control"
+for deb in "${first_debs[@]}"; do
+    if [ -f "$deb" ]; then ok "package-deb.sh builds $(basename "$deb") and lintian reports no errors or warnings"
+    else tail -30 "$work/package-deb.log" >&2; die "package-deb.sh did not print the path of a package it made"; fi
 done
-check "the conffile list holds /etc/tb-agent/config.toml" \
-    bash -c "dpkg-deb -I '$deb1' conffiles | grep -qx /etc/tb-agent/config.toml"
-echo "   (packages built in $(($(date +%s) - t0)) s)"
+if built=$(VERSION_SUFFIX=+1 scripts/package-deb.sh --arch "$targets_csv" --out "$debs" --no-build \
+        2>> "$work/package-deb.log" | last_lines ${#targets[@]}); then
+    mapfile -t upgrade_debs <<< "$built"
+else
+    die "building the upgrade packages failed (log: $work/package-deb.log)"
+fi
+timings+=("packages (build, lintian, upgrade packages): $(since "$t0") s")
+echo "   (packages built in $(since "$t0") s)"
 
-# The sysusers.d entry, applied as systemd-sysusers does on a systemd system (the chroot below uses adduser).
+# The sysusers.d entry, applied as systemd-sysusers does on a systemd system (the chroots below use adduser).
 if command -v systemd-sysusers >/dev/null; then
     sysroot=$(mktemp -d)
     mkdir -p "$sysroot/usr/lib/sysusers.d" "$sysroot/etc"
-    dpkg-deb --fsys-tarfile "$deb1" | tar -xO ./usr/lib/sysusers.d/tb-agent.conf \
+    dpkg-deb --fsys-tarfile "${first_debs[0]}" | tar -xO ./usr/lib/sysusers.d/tb-agent.conf \
         > "$sysroot/usr/lib/sysusers.d/tb-agent.conf"
     printf 'root:x:0:\ngpio:x:997:pi\n' > "$sysroot/etc/group"
     systemd-sysusers --root="$sysroot" tb-agent.conf > /dev/null 2>&1 || true
@@ -94,123 +145,178 @@ if command -v systemd-sysusers >/dev/null; then
     rm -rf "$sysroot"
 fi
 
-# --- the throwaway root ----------------------------------------------------------------------------------------
-log "preparing the bookworm chroot"
-t0=$(date +%s)
-if [ ! -f "$base_tar" ]; then
-    fresh=$work/bootstrap
-    [ -z "$(mounts_below "$fresh")" ] || die "$fresh has file systems mounted below it; unmount them first"
-    rm -rf "$fresh"
-    if ! debootstrap --variant=minbase bookworm "$fresh" http://deb.debian.org/debian > "$work/debootstrap.log" 2>&1; then
-        tail -20 "$work/debootstrap.log" >&2
-        die "debootstrap failed (log: $work/debootstrap.log); Debian's archive must be reachable for the first run"
+# test_package TARGET DEB UPGRADE_DEB: every check below in a fresh chroot of the target's release and architecture.
+test_package() {
+    local target=$1 deb1=$2 deb2=$3
+    local suite arch gpiod api ready_wait=20 t0 t1 status out
+    case "$target" in
+        native) suite=bookworm; arch=$native_arch; gpiod=libgpiod2; api=v1 ;;
+        arm64-trixie) suite=trixie; arch=arm64; gpiod=libgpiod3; api=v2 ;;
+        arm64-bookworm) suite=bookworm; arch=arm64; gpiod=libgpiod2; api=v1 ;;
+    esac
+    # Everything arm64 runs under qemu-user: a program starts in about a second, not a millisecond.
+    [ "$arch" != "$native_arch" ] && ready_wait=90
+    local name="$suite $arch"
+    local t_target
+    t_target=$(date +%s)
+    chroot_dir=$work/root-$suite-$arch
+    local base_tar=$work/$suite-$arch-minbase-v1.tar
+    local v1 v2 control
+    v1=$(dpkg-deb -f "$deb1" Version)
+    v2=$(dpkg-deb -f "$deb2" Version)
+
+    log "$name: $(basename "$deb1"), upgraded to $(basename "$deb2")"
+    check "[$name] the upgrade package's version $v2 is higher than $v1" dpkg --compare-versions "$v2" gt "$v1"
+    check "[$name] the package's architecture is $arch" test "$(dpkg-deb -f "$deb1" Architecture)" = "$arch"
+    control=$(dpkg-deb -f "$deb1" Depends)
+    local lib
+    for lib in libc6 libmosquitto1 "$gpiod" libstdc++6; do
+        check "[$name] Depends names $lib ($control)" grep -qw "$lib" <<< "$control"
+    done
+    local other_gpiod=libgpiod3
+    [ "$gpiod" = libgpiod3 ] && other_gpiod=libgpiod2
+    check "[$name] Depends does not name $other_gpiod" bash -c "! grep -qw '$other_gpiod' <<< '$control'"
+    check "[$name] the conffile list holds /etc/tb-agent/config.toml" \
+        bash -c "dpkg-deb -I '$deb1' conffiles | grep -qx /etc/tb-agent/config.toml"
+
+    # --- the throwaway root ------------------------------------------------------------------------------------
+    log "$name: preparing the chroot"
+    t0=$(date +%s)
+    if [ ! -f "$base_tar" ]; then
+        local fresh=$work/bootstrap-$suite-$arch
+        [ -z "$(mounts_below "$fresh")" ] || die "$fresh has file systems mounted below it; unmount them first"
+        rm -rf "$fresh"
+        # For arm64 the second stage (dpkg configuring every package) runs through binfmt_misc and qemu-user.
+        if ! debootstrap --arch="$arch" --variant=minbase "$suite" "$fresh" "$mirror" \
+                > "$work/debootstrap-$suite-$arch.log" 2>&1; then
+            tail -20 "$work/debootstrap-$suite-$arch.log" >&2
+            die "debootstrap $suite $arch failed (log: $work/debootstrap-$suite-$arch.log); Debian's archive must be reachable for the first run"
+        fi
+        # As on this machine: the archive's Release files may be older than their Valid-Until.
+        printf 'Acquire::Check-Valid-Until "false";\nAcquire::Check-Date "false";\n' \
+            > "$fresh/etc/apt/apt.conf.d/99tb-agent-test"
+        tar -C "$fresh" --numeric-owner -cf "$base_tar.part" . && mv "$base_tar.part" "$base_tar"
+        rm -rf "$fresh"
+        timings+=("[$name] debootstrap --variant=minbase (cold, then cached): $(since "$t0") s")
+        echo "   (debootstrap --arch=$arch --variant=minbase $suite took $(since "$t0") s; cached in $base_tar)"
+        t0=$(date +%s)
     fi
-    # As on this machine: the archive's Release files may be older than their Valid-Until.
-    printf 'Acquire::Check-Valid-Until "false";\nAcquire::Check-Date "false";\n' \
-        > "$fresh/etc/apt/apt.conf.d/99tb-agent-test"
-    tar -C "$fresh" --numeric-owner -cf "$base_tar.part" . && mv "$base_tar.part" "$base_tar"
-    rm -rf "$fresh"
-    echo "   (debootstrap --variant=minbase bookworm took $(($(date +%s) - t0)) s; cached in $base_tar)"
-fi
-# A run that was killed may have left /proc mounted in the old root.
-for m in $(mounts_below "$chroot_dir"); do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
-[ -z "$(mounts_below "$chroot_dir")" ] || die "$chroot_dir has file systems mounted below it; unmount them first"
-rm -rf "$chroot_dir"
-mkdir -p "$chroot_dir"
-tar -C "$chroot_dir" --numeric-owner -xf "$base_tar"
-cp /etc/resolv.conf "$chroot_dir/etc/resolv.conf"
-# Swift reads its arguments from /proc/self/cmdline: without /proc every command prints the usage.
-mount -t proc proc "$chroot_dir/proc"
-cp "$deb1" "$deb2" "$chroot_dir/tmp/"
-echo "   (chroot ready in $(($(date +%s) - t0)) s)"
+    # A run that was killed may have left /proc mounted in the old root.
+    local m
+    for m in $(mounts_below "$chroot_dir"); do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+    [ -z "$(mounts_below "$chroot_dir")" ] || die "$chroot_dir has file systems mounted below it; unmount them first"
+    rm -rf "$chroot_dir"
+    mkdir -p "$chroot_dir"
+    tar -C "$chroot_dir" --numeric-owner -xf "$base_tar"
+    cp /etc/resolv.conf "$chroot_dir/etc/resolv.conf"
+    # Swift reads its arguments from /proc/self/cmdline: without /proc every command prints the usage.
+    mount -t proc proc "$chroot_dir/proc"
+    cp "$deb1" "$deb2" "$chroot_dir/tmp/"
+    timings+=("[$name] chroot unpacked: $(since "$t0") s")
+    echo "   (chroot ready in $(since "$t0") s)"
 
-# --- install ---------------------------------------------------------------------------------------------------
-log "installing $(basename "$deb1") with apt"
-install_v1() { in_root apt-get install -y -q --no-install-recommends "/tmp/$(basename "$deb1")" </dev/null; }
-# The cached root's package lists may have gone stale (a dependency updated in the archive): refresh once and retry.
-if install_v1 > "$work/install.log" 2>&1 \
-    || { in_root apt-get update -q > "$work/apt-update.log" 2>&1 && install_v1 > "$work/install.log" 2>&1; }; then
-    ok "apt-get install resolves the Depends from Debian and configures tb-agent $v1"
-else
-    tail -20 "$work/install.log" >&2
-    die "installing the package failed (log: $work/install.log)"
-fi
-check "postinst says the unconfigured service was not started and how to fill it in" grep -q "is not complete yet" "$work/install.log"
+    # --- install -----------------------------------------------------------------------------------------------
+    log "$name: installing $(basename "$deb1") with apt"
+    t0=$(date +%s)
+    local logs=$work/$suite-$arch
+    mkdir -p "$logs"
+    install_v1() { in_root apt-get install -y -q --no-install-recommends "/tmp/$(basename "$deb1")" </dev/null; }
+    # The cached root's package lists may have gone stale (a dependency updated in the archive): refresh once, retry.
+    if install_v1 > "$logs/install.log" 2>&1 \
+        || { in_root apt-get update -q > "$logs/apt-update.log" 2>&1 && install_v1 > "$logs/install.log" 2>&1; }; then
+        ok "[$name] apt-get install resolves the Depends from Debian and configures tb-agent $v1"
+    else
+        tail -20 "$logs/install.log" >&2
+        die "installing the package failed (log: $logs/install.log)"
+    fi
+    timings+=("[$name] apt-get install: $(since "$t0") s")
+    check "[$name] postinst says the unconfigured service was not started and how to fill it in" \
+        grep -q "is not complete yet" "$logs/install.log"
 
-# stat inside the root, so that names are the root's own users and groups.
-mode_owner() { in_root stat -c '%a %U:%G' "$1"; }
-expect_mode() {
-    local path=$1 want=$2 got
-    got=$(mode_owner "$path" 2>&1) || true
-    if [ "$got" = "$want" ]; then ok "$path is $want"; else fail "$path is $want" "found '$got'"; fi
-}
-expect_mode /usr/bin/tb-agent "755 root:root"
-expect_mode /etc/tb-agent "750 root:tb-agent"
-expect_mode /etc/tb-agent/config.toml "640 root:tb-agent"
-expect_mode /lib/systemd/system/tb-agent.service "644 root:root"
-expect_mode /lib/udev/rules.d/99-tb-agent-leds.rules "644 root:root"
-expect_mode /usr/lib/sysusers.d/tb-agent.conf "644 root:root"
-for f in board/*.toml; do
-    check "board profile /usr/share/tb-agent/boards/$(basename "$f")" \
-        cmp "$f" "$chroot_dir/usr/share/tb-agent/boards/$(basename "$f")"
-done
-for f in README.md copyright changelog.gz examples/raspberrypi-4b.toml examples/simulated.toml; do
-    check "/usr/share/doc/tb-agent/$f" test -f "$chroot_dir/usr/share/doc/tb-agent/$f"
-done
-check "/usr/share/man/man1/tb-agent.1.gz" test -f "$chroot_dir/usr/share/man/man1/tb-agent.1.gz"
-sections=$(readelf -S "$chroot_dir/usr/bin/tb-agent" 2>&1 || echo "readelf failed")
-check "the binary is stripped (no .symtab, no .debug_info)" \
-    bash -c "grep -q ' .text' <<< '$sections' && ! grep -qE ' \.(symtab|debug_info) ' <<< '$sections'"
-check "the unit is enabled (multi-user.target.wants)" \
-    test -L "$chroot_dir/etc/systemd/system/multi-user.target.wants/tb-agent.service"
+    t0=$(date +%s)
+    # The unit and the udev rule: where the package put them (/lib, or /usr/lib for trixie), /lib being /usr/lib
+    # with merged /usr.
+    local unit rule
+    unit=$(dpkg-deb -c "$deb1" | awk '$NF ~ /systemd\/system\/tb-agent\.service$/ { sub(/^\./, "", $NF); print $NF }')
+    rule=$(dpkg-deb -c "$deb1" | awk '$NF ~ /rules\.d\/99-tb-agent-leds\.rules$/ { sub(/^\./, "", $NF); print $NF }')
+    expect_mode /usr/bin/tb-agent "755 root:root"
+    expect_mode /etc/tb-agent "750 root:tb-agent"
+    expect_mode /etc/tb-agent/config.toml "640 root:tb-agent"
+    expect_mode "${unit:-/lib/systemd/system/tb-agent.service}" "644 root:root"
+    expect_mode "${rule:-/lib/udev/rules.d/99-tb-agent-leds.rules}" "644 root:root"
+    expect_mode /usr/lib/sysusers.d/tb-agent.conf "644 root:root"
+    local f
+    for f in board/*.toml; do
+        check "[$name] board profile /usr/share/tb-agent/boards/$(basename "$f")" \
+            cmp "$f" "$chroot_dir/usr/share/tb-agent/boards/$(basename "$f")"
+    done
+    for f in README.md copyright changelog.gz examples/raspberrypi-4b.toml examples/simulated.toml; do
+        check "[$name] /usr/share/doc/tb-agent/$f" test -f "$chroot_dir/usr/share/doc/tb-agent/$f"
+    done
+    check "[$name] /usr/share/man/man1/tb-agent.1.gz" test -f "$chroot_dir/usr/share/man/man1/tb-agent.1.gz"
+    local sections
+    sections=$(readelf -h -S "$chroot_dir/usr/bin/tb-agent" 2>&1 || echo "readelf failed")
+    check "[$name] the binary is stripped (no .symtab, no .debug_info)" stripped "$sections"
+    local machine=X86-64
+    [ "$arch" = arm64 ] && machine=AArch64
+    check "[$name] the binary is for $machine" grep -qE "Machine: +$machine" <<< "$sections"
+    check "[$name] the unit is enabled (multi-user.target.wants)" \
+        test -L "$chroot_dir/etc/systemd/system/multi-user.target.wants/tb-agent.service"
 
-user_line=$(in_root getent passwd tb-agent || true)
-uid=$(cut -d: -f3 <<< "$user_line")
-if [ -n "$user_line" ] && [ "$uid" -lt 1000 ]; then ok "system user tb-agent exists (uid $uid)"
-else fail "system user tb-agent exists" "getent passwd: '$user_line'"; fi
-check "tb-agent's shell is nologin and its home the state directory" \
-    grep -q ':/var/lib/tb-agent:/usr/sbin/nologin$' <<< "$user_line"
-groups=$(in_root id -nG tb-agent 2>&1 || true)
-check "tb-agent is in the groups tb-agent and gpio ($groups)" \
-    bash -c "grep -qw gpio <<< '$groups' && grep -qw tb-agent <<< '$groups'"
+    local user_line uid groups
+    user_line=$(in_root getent passwd tb-agent || true)
+    uid=$(cut -d: -f3 <<< "$user_line")
+    if [ -n "$user_line" ] && [ "$uid" -lt 1000 ]; then ok "[$name] system user tb-agent exists (uid $uid)"
+    else fail "[$name] system user tb-agent exists" "getent passwd: '$user_line'"; fi
+    check "[$name] tb-agent's shell is nologin and its home the state directory" \
+        grep -q ':/var/lib/tb-agent:/usr/sbin/nologin$' <<< "$user_line"
+    groups=$(in_root id -nG tb-agent 2>&1 || true)
+    check "[$name] tb-agent is in the groups tb-agent and gpio ($groups)" \
+        bash -c "grep -qw gpio <<< '$groups' && grep -qw tb-agent <<< '$groups'"
 
-# --- the binary in the root --------------------------------------------------------------------------------------
-out=$(as_agent tb-agent --version 2>&1 || true)
-if [ "$out" = "$(cut -d+ -f1 <<< "$v1")" ]; then ok "tb-agent --version prints $out"
-else fail "tb-agent --version prints the package's version" "got '$out'"; fi
-set +e
-out=$(as_agent tb-agent check-config 2>&1)
-status=$?
-set -e
-if [ $status -eq 78 ] && grep -q "server.host" <<< "$out"; then
-    ok "check-config refuses the unfilled default config (exit 78, names server.host)"
-else
-    fail "check-config refuses the unfilled default config" "exit $status: $out"
-fi
-for example in raspberrypi-4b simulated; do
-    check "check-config accepts /usr/share/doc/tb-agent/examples/$example.toml (as tb-agent)" \
-        as_agent tb-agent check-config --config "/usr/share/doc/tb-agent/examples/$example.toml"
-done
+    # --- the binary in the root ----------------------------------------------------------------------------------
+    out=$(as_agent tb-agent --version 2>&1 || true)
+    # The first line is the upstream version (the package's, without the release tag and the test's suffix); the
+    # second names the libgpiod API.
+    if [ "${out%%$'\n'*}" = "$(cut -d+ -f1 <<< "$v1")" ] && grep -qE "^libgpiod [0-9.]+ \\($api API\\)$" <<< "$out"; then
+        ok "[$name] tb-agent --version prints ${out//$'\n'/, }"
+    else fail "[$name] tb-agent --version prints the package's version, then libgpiod's $api API" "got '$out'"; fi
+    set +e
+    out=$(as_agent tb-agent check-config 2>&1)
+    status=$?
+    set -e
+    if [ $status -eq 78 ] && grep -q "server.host" <<< "$out"; then
+        ok "[$name] check-config refuses the unfilled default config (exit 78, names server.host)"
+    else
+        fail "[$name] check-config refuses the unfilled default config" "exit $status: $out"
+    fi
+    local example
+    for example in raspberrypi-4b simulated; do
+        check "[$name] check-config accepts /usr/share/doc/tb-agent/examples/$example.toml (as tb-agent)" \
+            as_agent tb-agent check-config --config "/usr/share/doc/tb-agent/examples/$example.toml"
+    done
+    timings+=("[$name] files, user, binary checks: $(since "$t0") s")
 
-# --- run under a stand-in NOTIFY_SOCKET ------------------------------------------------------------------------
-log "tb-agent run under a stand-in NOTIFY_SOCKET"
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
-run_dir=/tmp/tb-agent-run
-mkdir -p "$chroot_dir$run_dir/state" "$chroot_dir$run_dir/gpio" "$chroot_dir/run/tb-agent-test"
-in_root chown -R tb-agent:tb-agent "$run_dir"
-# The simulated example, pointed at an unused loopback port, with absolute paths and its own folders.
-sed -e "s|^port = 1883|port = $port|" \
-    -e 's|^sysroot = "../simulated/sysroot"|sysroot = "/usr/share/doc/tb-agent/simulated/sysroot"|' \
-    -e 's|"provision-secret.example"|"/usr/share/doc/tb-agent/examples/provision-secret.example"|' \
-    -e "s|/tmp/tb-agent-simulated/|$run_dir/|g" \
-    "$chroot_dir/usr/share/doc/tb-agent/examples/simulated.toml" > "$chroot_dir$run_dir/config.toml"
-chmod 0644 "$chroot_dir$run_dir/config.toml"
-check "the run configuration uses port $port" grep -qx "port = $port" "$chroot_dir$run_dir/config.toml"
-check "the run configuration passes check-config" as_agent tb-agent check-config --config "$run_dir/config.toml"
+    # --- run under a stand-in NOTIFY_SOCKET ----------------------------------------------------------------------
+    log "$name: tb-agent run under a stand-in NOTIFY_SOCKET"
+    t0=$(date +%s)
+    local port run_dir=/tmp/tb-agent-run
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+    mkdir -p "$chroot_dir$run_dir/state" "$chroot_dir$run_dir/gpio" "$chroot_dir/run/tb-agent-test"
+    in_root chown -R tb-agent:tb-agent "$run_dir"
+    # The simulated example, pointed at an unused loopback port, with absolute paths and its own folders.
+    sed -e "s|^port = 1883|port = $port|" \
+        -e 's|^sysroot = "../simulated/sysroot"|sysroot = "/usr/share/doc/tb-agent/simulated/sysroot"|' \
+        -e 's|"provision-secret.example"|"/usr/share/doc/tb-agent/examples/provision-secret.example"|' \
+        -e "s|/tmp/tb-agent-simulated/|$run_dir/|g" \
+        "$chroot_dir/usr/share/doc/tb-agent/examples/simulated.toml" > "$chroot_dir$run_dir/config.toml"
+    chmod 0644 "$chroot_dir$run_dir/config.toml"
+    check "[$name] the run configuration uses port $port" grep -qx "port = $port" "$chroot_dir$run_dir/config.toml"
+    check "[$name] the run configuration passes check-config" as_agent tb-agent check-config --config "$run_dir/config.toml"
 
-notify_log=$work/notify.log
-: > "$notify_log"
-python3 - "$chroot_dir/run/tb-agent-test/notify.sock" "$notify_log" <<'EOF' &
+    local notify_log=$logs/notify.log
+    : > "$notify_log"
+    python3 - "$chroot_dir/run/tb-agent-test/notify.sock" "$notify_log" <<'EOF' &
 # A stand-in for systemd's notification socket: one line per datagram.
 import os, socket, sys
 path, log = sys.argv[1], sys.argv[2]
@@ -225,103 +331,136 @@ with open(log, "a") as f:
         data = s.recv(4096)
         print(data.decode(errors="replace").replace("\n", " | "), file=f, flush=True)
 EOF
-listener_pid=$!
-for _ in $(seq 50); do grep -q listening "$notify_log" && break; sleep 0.1; done
+    listener_pid=$!
+    for _ in $(seq 50); do grep -q listening "$notify_log" && break; sleep 0.1; done
 
-agent_log=$work/agent-run.log
-chroot "$chroot_dir" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
-    NOTIFY_SOCKET=/run/tb-agent-test/notify.sock \
-    setpriv --reuid tb-agent --regid tb-agent --init-groups \
-    tb-agent run --config "$run_dir/config.toml" > "$agent_log" 2>&1 &
-agent_pid=$!
-ready=false
-for _ in $(seq 200); do
-    if grep -q '^READY=1' "$notify_log" || grep -q '| READY=1' "$notify_log"; then ready=true; break; fi
-    kill -0 "$agent_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if $ready; then
-    ok "tb-agent run sends READY=1 to NOTIFY_SOCKET"
-    kill -TERM "$agent_pid"
-    status=timeout
-    for _ in $(seq 150); do
-        if ! kill -0 "$agent_pid" 2>/dev/null; then
-            set +e; wait "$agent_pid"; status=$?; set -e
-            break
-        fi
+    local agent_log=$logs/agent-run.log ready=false
+    chroot "$chroot_dir" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
+        NOTIFY_SOCKET=/run/tb-agent-test/notify.sock \
+        setpriv --reuid tb-agent --regid tb-agent --init-groups \
+        tb-agent run --config "$run_dir/config.toml" > "$agent_log" 2>&1 &
+    agent_pid=$!
+    t1=$(date +%s)
+    for _ in $(seq $((ready_wait * 10))); do
+        if grep -q '^READY=1' "$notify_log" || grep -q '| READY=1' "$notify_log"; then ready=true; break; fi
+        kill -0 "$agent_pid" 2>/dev/null || break
         sleep 0.1
     done
-    if [ "$status" = 0 ]; then ok "tb-agent run exits 0 on SIGTERM"
-    else fail "tb-agent run exits 0 on SIGTERM" "status $status; log: $(tail -3 "$agent_log")"; fi
-else
-    if kill -0 "$agent_pid" 2>/dev/null; then
-        fail "tb-agent run sends READY=1 to NOTIFY_SOCKET" "nothing within 20 s; notifications: $(tr '\n' ' ' < "$notify_log")"
+    if $ready; then
+        ok "[$name] tb-agent run sends READY=1 to NOTIFY_SOCKET (after $(since "$t1") s)"
+        kill -TERM "$agent_pid"
+        status=timeout
+        for _ in $(seq $((ready_wait * 10))); do
+            if ! kill -0 "$agent_pid" 2>/dev/null; then
+                set +e; wait "$agent_pid"; status=$?; set -e
+                break
+            fi
+            sleep 0.1
+        done
+        if [ "$status" = 0 ]; then ok "[$name] tb-agent run exits 0 on SIGTERM"
+        else fail "[$name] tb-agent run exits 0 on SIGTERM" "status $status; log: $(tail -3 "$agent_log")"; fi
     else
-        set +e; wait "$agent_pid"; status=$?; set -e
-        fail "tb-agent run sends READY=1 to NOTIFY_SOCKET" \
-            "it exited with status $status first: $(head -3 "$agent_log" | tr '\n' ' ')"
+        if kill -0 "$agent_pid" 2>/dev/null; then
+            fail "[$name] tb-agent run sends READY=1 to NOTIFY_SOCKET" \
+                "nothing within $ready_wait s; notifications: $(tr '\n' ' ' < "$notify_log")"
+        else
+            set +e; wait "$agent_pid"; status=$?; set -e
+            fail "[$name] tb-agent run sends READY=1 to NOTIFY_SOCKET" \
+                "it exited with status $status first: $(head -3 "$agent_log" | tr '\n' ' ')"
+        fi
     fi
-fi
-kill -KILL "$agent_pid" 2>/dev/null || true
-agent_pid=""
-kill "$listener_pid" 2>/dev/null || true
-listener_pid=""
+    kill -KILL "$agent_pid" 2>/dev/null || true
+    agent_pid=""
+    kill "$listener_pid" 2>/dev/null || true
+    listener_pid=""
+    timings+=("[$name] tb-agent run: $(since "$t0") s")
 
-# --- upgrade keeps the administrator's configuration ------------------------------------------------------------
-log "configuring as the administrator would, then upgrading to $v2"
-sed -i -e 's|^host = ""|host = "127.0.0.1"|' -e 's|^device_key = ""|device_key = "PACKAGE-TEST-KEY"|' \
-    "$chroot_dir/etc/tb-agent/config.toml"
-# The steps config.toml's header gives.
-in_root install -m 0640 -g tb-agent /dev/null /etc/tb-agent/provision-secret
-echo "package-test-secret" > "$chroot_dir/etc/tb-agent/provision-secret"
-check "the filled-in default config passes check-config as tb-agent" as_agent tb-agent check-config
-edited=$(sha256sum < "$chroot_dir/etc/tb-agent/config.toml")
-# Stands for the issued credentials: the state directory must survive upgrades and removal (not purge).
-install -d -m 0700 "$chroot_dir/var/lib/tb-agent"
-echo "credentials" > "$chroot_dir/var/lib/tb-agent/credentials.json"
-in_root chown -R tb-agent:tb-agent /var/lib/tb-agent
+    # --- upgrade keeps the administrator's configuration ------------------------------------------------------
+    log "$name: configuring as the administrator would, then upgrading to $v2"
+    t0=$(date +%s)
+    sed -i -e 's|^host = ""|host = "127.0.0.1"|' -e 's|^device_key = ""|device_key = "PACKAGE-TEST-KEY"|' \
+        "$chroot_dir/etc/tb-agent/config.toml"
+    # The steps config.toml's header gives.
+    in_root install -m 0640 -g tb-agent /dev/null /etc/tb-agent/provision-secret
+    echo "package-test-secret" > "$chroot_dir/etc/tb-agent/provision-secret"
+    check "[$name] the filled-in default config passes check-config as tb-agent" as_agent tb-agent check-config
+    local edited
+    edited=$(sha256sum < "$chroot_dir/etc/tb-agent/config.toml")
+    # Stands for the issued credentials: the state directory must survive upgrades and removal (not purge).
+    install -d -m 0700 "$chroot_dir/var/lib/tb-agent"
+    echo "credentials" > "$chroot_dir/var/lib/tb-agent/credentials.json"
+    in_root chown -R tb-agent:tb-agent /var/lib/tb-agent
 
-if in_root dpkg -i "/tmp/$(basename "$deb2")" > "$work/upgrade.log" 2>&1 </dev/null; then
-    ok "dpkg -i upgrades to $v2 without a conffile prompt"
-else
-    fail "dpkg -i upgrades to $v2 without a conffile prompt" "$(tail -5 "$work/upgrade.log")"
-fi
-check "postinst no longer says the service is unconfigured" bash -c "! grep -q 'is not complete yet' '$work/upgrade.log'"
-check "dpkg reports version $v2 installed" \
-    bash -c "[ \"\$(chroot '$chroot_dir' dpkg-query -W -f='\${Version} \${Status}' tb-agent)\" = '$v2 install ok installed' ]"
-check "the upgrade kept the edited config.toml" \
-    bash -c "[ \"\$(sha256sum < '$chroot_dir/etc/tb-agent/config.toml')\" = '$edited' ]"
-check "no config.toml.dpkg-* copies were left" \
-    bash -c "! ls '$chroot_dir'/etc/tb-agent/config.toml.dpkg-* 2>/dev/null"
-expect_mode /etc/tb-agent/config.toml "640 root:tb-agent"
-check "the state directory survived the upgrade" test -f "$chroot_dir/var/lib/tb-agent/credentials.json"
-check "tb-agent is still in gpio after the upgrade" bash -c "chroot '$chroot_dir' id -nG tb-agent | grep -qw gpio"
+    if in_root dpkg -i "/tmp/$(basename "$deb2")" > "$logs/upgrade.log" 2>&1 </dev/null; then
+        ok "[$name] dpkg -i upgrades to $v2 without a conffile prompt"
+    else
+        fail "[$name] dpkg -i upgrades to $v2 without a conffile prompt" "$(tail -5 "$logs/upgrade.log")"
+    fi
+    check "[$name] postinst no longer says the service is unconfigured" \
+        bash -c "! grep -q 'is not complete yet' '$logs/upgrade.log'"
+    check "[$name] dpkg reports version $v2 installed" \
+        bash -c "[ \"\$(chroot '$chroot_dir' dpkg-query -W -f='\${Version} \${Status}' tb-agent)\" = '$v2 install ok installed' ]"
+    check "[$name] the upgrade kept the edited config.toml" \
+        bash -c "[ \"\$(sha256sum < '$chroot_dir/etc/tb-agent/config.toml')\" = '$edited' ]"
+    check "[$name] no config.toml.dpkg-* copies were left" \
+        bash -c "! ls '$chroot_dir'/etc/tb-agent/config.toml.dpkg-* 2>/dev/null"
+    expect_mode /etc/tb-agent/config.toml "640 root:tb-agent"
+    check "[$name] the state directory survived the upgrade" test -f "$chroot_dir/var/lib/tb-agent/credentials.json"
+    check "[$name] tb-agent is still in gpio after the upgrade" \
+        bash -c "chroot '$chroot_dir' id -nG tb-agent | grep -qw gpio"
+    timings+=("[$name] upgrade: $(since "$t0") s")
 
-# --- remove, then purge ----------------------------------------------------------------------------------------
-log "removing and purging"
-check "dpkg --remove tb-agent" in_root dpkg --remove tb-agent
-check "remove: the binary is gone" test ! -e "$chroot_dir/usr/bin/tb-agent"
-check "remove: the config and the state stay" \
-    test -f "$chroot_dir/etc/tb-agent/config.toml" -a -f "$chroot_dir/var/lib/tb-agent/credentials.json"
-check "dpkg --purge tb-agent" in_root dpkg --purge tb-agent
-check "purge: dpkg no longer knows tb-agent" bash -c "! chroot '$chroot_dir' dpkg-query -W tb-agent 2>/dev/null"
-leftover=()
-while read -r path; do
-    [ -e "$chroot_dir/$path" ] || [ -L "$chroot_dir/$path" ] && leftover+=("$path")
-done < <(dpkg-deb --fsys-tarfile "$deb2" | tar -t | grep -v '/$' | sed 's|^\./|/|')
-if [ ${#leftover[@]} -eq 0 ]; then ok "purge: every file of the package is gone"
-else fail "purge: every file of the package is gone" "left: ${leftover[*]}"; fi
-for d in /etc/tb-agent /var/lib/tb-agent /usr/share/tb-agent /usr/share/doc/tb-agent; do
-    check "purge: $d is gone" test ! -e "$chroot_dir$d"
+    # --- remove, then purge ------------------------------------------------------------------------------------
+    log "$name: removing and purging"
+    t0=$(date +%s)
+    check "[$name] dpkg --remove tb-agent" in_root dpkg --remove tb-agent
+    check "[$name] remove: the binary is gone" test ! -e "$chroot_dir/usr/bin/tb-agent"
+    check "[$name] remove: the config and the state stay" \
+        test -f "$chroot_dir/etc/tb-agent/config.toml" -a -f "$chroot_dir/var/lib/tb-agent/credentials.json"
+    check "[$name] dpkg --purge tb-agent" in_root dpkg --purge tb-agent
+    check "[$name] purge: dpkg no longer knows tb-agent" bash -c "! chroot '$chroot_dir' dpkg-query -W tb-agent 2>/dev/null"
+    local leftover=() path
+    while read -r path; do
+        [ -e "$chroot_dir/$path" ] || [ -L "$chroot_dir/$path" ] && leftover+=("$path")
+    done < <(dpkg-deb --fsys-tarfile "$deb2" | tar -t | grep -v '/$' | sed 's|^\./|/|')
+    if [ ${#leftover[@]} -eq 0 ]; then ok "[$name] purge: every file of the package is gone"
+    else fail "[$name] purge: every file of the package is gone" "left: ${leftover[*]}"; fi
+    local d
+    for d in /etc/tb-agent /var/lib/tb-agent /usr/share/tb-agent /usr/share/doc/tb-agent; do
+        check "[$name] purge: $d is gone" test ! -e "$chroot_dir$d"
+    done
+    check "[$name] purge: the user tb-agent is gone" bash -c "! chroot '$chroot_dir' getent passwd tb-agent"
+    check "[$name] purge: the group tb-agent is gone" bash -c "! chroot '$chroot_dir' getent group tb-agent"
+    check "[$name] purge: the gpio group stays (other software uses it)" in_root getent group gpio
+    check "[$name] purge: the unit is no longer enabled" \
+        test ! -e "$chroot_dir/etc/systemd/system/multi-user.target.wants/tb-agent.service"
+    timings+=("[$name] remove and purge: $(since "$t0") s")
+
+    cleanup
+    rm -rf "$chroot_dir"
+    chroot_dir=""
+    timings+=("[$name] all of it: $(since "$t_target") s")
+}
+
+# Whether readelf -S output shows code but neither a symbol table nor debugging information.
+stripped() { grep -q ' .text' <<< "$1" && ! grep -qE ' \.(symtab|debug_info) ' <<< "$1"; }
+
+# stat inside the root, so that names are the root's own users and groups.
+mode_owner() { in_root stat -c '%a %U:%G' "$1"; }
+expect_mode() {
+    local path=$1 want=$2 got
+    got=$(mode_owner "$path" 2>&1) || true
+    if [ "$got" = "$want" ]; then ok "[$name] $path is $want"; else fail "[$name] $path is $want" "found '$got'"; fi
+}
+
+for i in "${!targets[@]}"; do
+    test_package "${targets[$i]}" "${first_debs[$i]}" "${upgrade_debs[$i]}"
 done
-check "purge: the user tb-agent is gone" bash -c "! chroot '$chroot_dir' getent passwd tb-agent"
-check "purge: the group tb-agent is gone" bash -c "! chroot '$chroot_dir' getent group tb-agent"
-check "purge: the gpio group stays (other software uses it)" in_root getent group gpio
-check "purge: the unit is no longer enabled" \
-    test ! -e "$chroot_dir/etc/systemd/system/multi-user.target.wants/tb-agent.service"
 
-cleanup
 trap - EXIT
-echo "   (package test took $(($(date +%s) - started)) s)"
+echo
+echo "   timings:"
+printf '     %s\n' "${timings[@]}"
+echo "   (package test took $(since "$started") s)"
 echo "package-test: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] || { echo "package-test: some checks failed (details above)" >&2; exit 1; }
