@@ -15,6 +15,8 @@
 #   --no-build   package the release binaries already built (.build-release, .build-aarch64-TARGET)
 #   --lintian    run lintian on each result (installs the Debian package lintian when missing)
 #   VERSION_SUFFIX=+1 scripts/package-deb.sh    appends to the versions (`tb-agent --version`), e.g. for an upgrade test
+#   TB_DEB_COMPRESSION=none|gzip|xz             dpkg-deb's compressor (default xz, about 40 s of CPU per package:
+#                                               the test's upgrade packages are made with none)
 #
 # Building an arm64 package runs scripts/cross-build.sh (root; its first run sets up ~8 GB in .build-cross/);
 # TB_CROSS_CACHE is passed on. Packaging an arm64 binary runs it under qemu-user (`--version`, the manual page).
@@ -69,6 +71,8 @@ targets=()
 for t in native arm64-trixie arm64-bookworm; do
     case "$wanted" in *" $t "*) targets+=("$t") ;; esac
 done
+compression=${TB_DEB_COMPRESSION:-xz}
+case "$compression" in xz | gzip | none) ;; *) echo "package-deb.sh: TB_DEB_COMPRESSION is xz, gzip or none" >&2; exit 64 ;; esac
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
@@ -344,7 +348,7 @@ EOF
 
     log "building $deb"
     rm -f "$deb"
-    dpkg-deb --root-owner-group -Zxz --build "$pkg" "$deb" >&2
+    dpkg-deb --root-owner-group "-Z$compression" --build "$pkg" "$deb" >&2
 
     if $run_lintian; then
         log "lintian $(basename "$deb")"
