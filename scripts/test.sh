@@ -47,6 +47,8 @@ if ! $only_swift; then
     scripts/faults.sh || status=1
     log "fuzzing smoke run (5 s per parser; scripts/fuzz.sh --seconds N for long runs)"
     scripts/fuzz.sh --seconds 5 --seed 1 || status=1
+    log "aarch64: cross-built tb-agent and Swift tests under qemu-user (scripts/arm64-test.sh)"
+    scripts/arm64-test.sh || status=1
     if [ -x scripts/vm-test.sh ]; then
         log "real-kernel GPIO test under qemu"
         scripts/vm-test.sh || status=1
