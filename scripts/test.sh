@@ -47,6 +47,10 @@ if ! $only_swift; then
     scripts/faults.sh || status=1
     log "fuzzing smoke run (5 s per parser; scripts/fuzz.sh --seconds N for long runs)"
     scripts/fuzz.sh --seconds 5 --seed 1 || status=1
+    # The machine's libgpiod is v1: compile the v2 half too, against trixie's libgpiod (about a minute the first
+    # time, seconds after). `scripts/gpiod2-check.sh` without --module also links and runs it.
+    log "libgpiod v2: AgentGPIO compiled against trixie's libgpiod 2.2"
+    scripts/gpiod2-check.sh --module || status=1
     if [ -x scripts/vm-test.sh ]; then
         log "real-kernel GPIO test under qemu"
         scripts/vm-test.sh || status=1
