@@ -45,13 +45,13 @@ export QEMU_LD_PREFIX="$TB_CROSS_SYSROOT"
 status=0
 
 if $unit_tests; then
-log "Swift tests for aarch64 under qemu-user: core, configuration, platform, MQTT, board I/O"
+log "Swift tests for aarch64 under qemu-user: core, configuration, platform, MQTT, GPIO, board I/O"
 # One at a time, as natively: tests that block their thread starve the others' waits on a 2-core machine, and
 # emulation makes every thread slower.
 tests_log="$TB_CROSS_SCRATCH/arm64-tests.log"
 LD_LIBRARY_PATH=/usr/lib/swift/linux "$bundle" --testing-library swift-testing --no-parallel \
     --filter '^AgentCoreTests\.' --filter '^AgentConfigTests\.' --filter '^AgentPlatformTests\.' \
-    --filter '^AgentMQTTTests\.' --filter '^BoardIOTests\.' > "$tests_log" 2>&1 || true
+    --filter '^AgentMQTTTests\.' --filter '^BoardIOTests\.' --filter '^AgentGPIOTests\.' > "$tests_log" 2>&1 || true
 # What went wrong, without the lines of every test that started or passed.
 grep -vE '(◇|↳|✔) ' "$tests_log" >&2 || true
 # The closing line says how many ran; anything short of "passed" is a failure.
