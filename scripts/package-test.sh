@@ -64,7 +64,7 @@ targets_csv=$(IFS=,; echo "${targets[*]}")
 
 [ "$(id -u)" -eq 0 ] || die "needs root (chroot and mount); run it as root or with sudo"
 ensure_apt_packages debootstrap lintian dpkg-dev binutils python3
-case ",$targets_csv," in *",arm64-"*) ensure_qemu_aarch64 || die "aarch64 programs cannot run here (above)" ;; esac
+case ",$targets_csv," in *",arm64-"*) ensure_aarch64_binfmt || die "aarch64 programs cannot run here (above)" ;; esac
 mirror=$(debian_mirror) || die "cannot tell which Debian mirror apt uses (apt-cache policy); set TB_DEBIAN_MIRROR"
 
 work=$root/.build/package-test

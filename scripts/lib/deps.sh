@@ -72,16 +72,16 @@ debian_mirror() {
         <<< "$policy"
 }
 
-# Lets this machine run aarch64 programs, in chroots too, through qemu-user: qemu-user-static registered with
-# binfmt_misc with the F flag (the interpreter is opened when registered, so a chroot needs no copy of it). A fresh
-# machine or a container may have binfmt_misc unmounted, or the format not imported or not enabled.
-ensure_qemu_aarch64() {
+# Lets this x86_64 machine run aarch64 programs, in chroots too, through qemu-user: qemu-user-static registered with
+# the kernel's binfmt_misc with the F flag (the interpreter is opened when registered, so a chroot needs no copy of
+# it). A fresh machine or a container may have binfmt_misc unmounted, or the format not imported or not enabled.
+ensure_aarch64_binfmt() {
     ensure_apt_packages qemu-user-static binfmt-support
     local sudo="" dir=/proc/sys/fs/binfmt_misc
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     if [ ! -e "$dir/status" ]; then
         $sudo mount -t binfmt_misc binfmt_misc "$dir" >&2 \
-            || { echo "cannot mount binfmt_misc on $dir (needs root, and privileges in a container)" >&2; return 1; }
+            || { echo "cannot mount binfmt_misc on $dir: aarch64 programs cannot run here (in a container, the host must allow it)" >&2; return 1; }
     fi
     if [ ! -e "$dir/qemu-aarch64" ]; then
         # Installed while binfmt_misc was not mounted, or before binfmt-support: import the format, then enable it.
