@@ -56,7 +56,7 @@ if ! $only_swift; then
         scripts/vm-test.sh || status=1
     fi
     if [ -x scripts/package-test.sh ]; then
-        log "Debian package: build, install, run, upgrade and purge in a throwaway bookworm chroot"
+        log "Debian packages: build, install, run, upgrade and purge in throwaway chroots (amd64 bookworm; arm64 trixie under qemu-user)"
         scripts/package-test.sh || status=1
     fi
 fi
