@@ -89,19 +89,70 @@ mounts_below() { findmnt -rn -o TARGET | awk -v d="$1" 'index($0, d "/") == 1' |
 listener_pid=""
 agent_pid=""
 chroot_dir=""
-cleanup() {
+declare -A bootstrap_pid=() bootstrap_started=()
+# Ends what runs in the chroot and unmounts what is mounted below it.
+release_chroot() {
     if [ -n "$agent_pid" ]; then kill -KILL "$agent_pid" 2>/dev/null || true; fi
     if [ -n "$listener_pid" ]; then kill "$listener_pid" 2>/dev/null || true; fi
+    agent_pid=""
+    listener_pid=""
     local m
     if [ -n "$chroot_dir" ]; then
         for m in $(mounts_below "$chroot_dir"); do umount "$m" || umount -l "$m" || true; done
     fi
+}
+cleanup() {
+    release_chroot
+    # A debootstrap still running in the background (the script is ending early): stop it, unmount what it mounted.
+    local key pid m
+    for key in "${!bootstrap_pid[@]}"; do
+        pid=${bootstrap_pid[$key]}
+        [ -n "$pid" ] || continue
+        pkill -TERM -P "$pid" 2>/dev/null || true
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        for m in $(mounts_below "$work/bootstrap-$key"); do umount "$m" || umount -l "$m" || true; done
+    done
 }
 trap cleanup EXIT
 
 in_root() { chroot "$chroot_dir" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 "$@"; }
 # As the service user, like systemd's User=tb-agent with SupplementaryGroups=gpio.
 as_agent() { in_root setpriv --reuid tb-agent --regid tb-agent --init-groups "$@"; }
+
+# suite_arch TARGET: the release and architecture of the chroot the target's package is tested in.
+suite_arch() {
+    case "$1" in
+        native) echo "bookworm $native_arch" ;;
+        arm64-trixie) echo "trixie arm64" ;;
+        arm64-bookworm) echo "bookworm arm64" ;;
+    esac
+}
+
+# make_base_tar SUITE ARCH: debootstrap --variant=minbase, packed as the tarball every run unpacks afresh. For arm64
+# the second stage (dpkg configuring every package) runs through binfmt_misc and qemu-user: about 4 minutes of one
+# core, so a missing tarball is made in the background while the packages are built.
+make_base_tar() {
+    local suite=$1 arch=$2
+    local fresh=$work/bootstrap-$suite-$arch base_tar=$work/$suite-$arch-minbase-v1.tar
+    [ -z "$(mounts_below "$fresh")" ] || { echo "$fresh has file systems mounted below it; unmount them first"; return 1; }
+    rm -rf "$fresh"
+    debootstrap --arch="$arch" --variant=minbase "$suite" "$fresh" "$mirror" || return 1
+    # As on this machine: the archive's Release files may be older than their Valid-Until.
+    printf 'Acquire::Check-Valid-Until "false";\nAcquire::Check-Date "false";\n' \
+        > "$fresh/etc/apt/apt.conf.d/99tb-agent-test"
+    tar -C "$fresh" --numeric-owner -cf "$base_tar.part" . && mv "$base_tar.part" "$base_tar"
+    rm -rf "$fresh"
+}
+for t in "${targets[@]}"; do
+    read -r suite arch <<< "$(suite_arch "$t")"
+    if [ ! -f "$work/$suite-$arch-minbase-v1.tar" ]; then
+        log "debootstrap $suite $arch, in the background (log: $work/debootstrap-$suite-$arch.log)"
+        bootstrap_started[$suite-$arch]=$(date +%s)
+        make_base_tar "$suite" "$arch" > "$work/debootstrap-$suite-$arch.log" 2>&1 < /dev/null &
+        bootstrap_pid[$suite-$arch]=$!
+    fi
+done
 
 # --- packages --------------------------------------------------------------------------------------------------
 log "building the packages ($targets_csv)"
@@ -149,12 +200,9 @@ fi
 # test_package TARGET DEB UPGRADE_DEB: every check below in a fresh chroot of the target's release and architecture.
 test_package() {
     local target=$1 deb1=$2 deb2=$3
-    local suite arch gpiod api ready_wait=20 t0 t1 status out
-    case "$target" in
-        native) suite=bookworm; arch=$native_arch; gpiod=libgpiod2; api=v1 ;;
-        arm64-trixie) suite=trixie; arch=arm64; gpiod=libgpiod3; api=v2 ;;
-        arm64-bookworm) suite=bookworm; arch=arm64; gpiod=libgpiod2; api=v1 ;;
-    esac
+    local suite arch gpiod=libgpiod2 api=v1 ready_wait=20 t0 t1 status out
+    read -r suite arch <<< "$(suite_arch "$target")"
+    if [ "$suite" = trixie ]; then gpiod=libgpiod3; api=v2; fi
     # Everything arm64 runs under qemu-user: a program starts in about a second, not a millisecond.
     [ "$arch" != "$native_arch" ] && ready_wait=90
     local name="$suite $arch"
@@ -183,25 +231,19 @@ test_package() {
     # --- the throwaway root ------------------------------------------------------------------------------------
     log "$name: preparing the chroot"
     t0=$(date +%s)
-    if [ ! -f "$base_tar" ]; then
-        local fresh=$work/bootstrap-$suite-$arch
-        [ -z "$(mounts_below "$fresh")" ] || die "$fresh has file systems mounted below it; unmount them first"
-        rm -rf "$fresh"
-        # For arm64 the second stage (dpkg configuring every package) runs through binfmt_misc and qemu-user.
-        if ! debootstrap --arch="$arch" --variant=minbase "$suite" "$fresh" "$mirror" \
-                > "$work/debootstrap-$suite-$arch.log" 2>&1; then
+    if [ -n "${bootstrap_pid[$suite-$arch]:-}" ]; then
+        # Started in the background while the packages were built (below the option parsing).
+        local pid=${bootstrap_pid[$suite-$arch]}
+        bootstrap_pid[$suite-$arch]=""
+        if ! wait "$pid"; then
             tail -20 "$work/debootstrap-$suite-$arch.log" >&2
             die "debootstrap $suite $arch failed (log: $work/debootstrap-$suite-$arch.log); Debian's archive must be reachable for the first run"
         fi
-        # As on this machine: the archive's Release files may be older than their Valid-Until.
-        printf 'Acquire::Check-Valid-Until "false";\nAcquire::Check-Date "false";\n' \
-            > "$fresh/etc/apt/apt.conf.d/99tb-agent-test"
-        tar -C "$fresh" --numeric-owner -cf "$base_tar.part" . && mv "$base_tar.part" "$base_tar"
-        rm -rf "$fresh"
-        timings+=("[$name] debootstrap --variant=minbase (cold, then cached): $(since "$t0") s")
-        echo "   (debootstrap --arch=$arch --variant=minbase $suite took $(since "$t0") s; cached in $base_tar)"
+        timings+=("[$name] debootstrap --variant=minbase (cold, beside the package builds; then cached): $(since "${bootstrap_started[$suite-$arch]}") s")
+        echo "   (debootstrap --arch=$arch --variant=minbase $suite took $(since "${bootstrap_started[$suite-$arch]}") s, beside the package builds; cached in $base_tar)"
         t0=$(date +%s)
     fi
+    [ -f "$base_tar" ] || die "$base_tar is missing"
     # A run that was killed may have left /proc mounted in the old root.
     local m
     for m in $(mounts_below "$chroot_dir"); do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
@@ -437,7 +479,7 @@ EOF
         test ! -e "$chroot_dir/etc/systemd/system/multi-user.target.wants/tb-agent.service"
     timings+=("[$name] remove and purge: $(since "$t0") s")
 
-    cleanup
+    release_chroot
     rm -rf "$chroot_dir"
     chroot_dir=""
     timings+=("[$name] all of it: $(since "$t_target") s")
