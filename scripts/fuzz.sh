@@ -197,7 +197,7 @@ for t in "${targets[@]}"; do
     if [ $rc -ne 0 ]; then
         status=1
         echo "fuzz: $t FAILED (exit $rc) after ${execs:-?} runs; see $log" >&2
-        grep -E "fuzz property violated|Fatal error|Swift runtime failure|ERROR: (AddressSanitizer|libFuzzer)|^SUMMARY|Test unit written|error in line" "$log" | head -8 >&2 || true
+        grep -m 8 -E "fuzz property violated|Fatal error|Swift runtime failure|ERROR: (AddressSanitizer|libFuzzer)|^SUMMARY|Test unit written|error in line" "$log" >&2 || true
     else
         echo "fuzz: $t ok: ${execs:-?} runs in ${seconds}s, ${cov:-cov: ?}"
     fi
