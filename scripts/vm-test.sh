@@ -14,6 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=scripts/lib/fail-loudly.sh
+. "$root/scripts/lib/fail-loudly.sh"
 cache="$root/.build/vm"
 mkdir -p "$cache/debs"
 started=$(date +%s)
@@ -33,7 +35,11 @@ ensure_apt_packages qemu-system-x86 gcc make libc6-dev $TB_BUILD_PACKAGES
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
 
 # 2. Which kernel: the one Debian's linux-image-amd64 depends on now (e.g. linux-image-6.1.0-56-amd64).
-image_package() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'; }
+# awk reads to the end (no `exit` at the first match): under pipefail, apt-cache's next write would get SIGPIPE.
+image_package() {
+    apt-cache depends linux-image-amd64 2>/dev/null \
+        | awk '/Depends: linux-image-[0-9]/ && image == "" { image = $2 } END { print image }'
+}
 image=$(image_package)
 if [ -z "$image" ]; then
     log "refreshing the apt package lists"
@@ -87,8 +93,9 @@ if [ ! -f "$k/.unpacked" ]; then
     dpkg-deb --fsys-tarfile "$busybox_deb" | tar -x -C "$k" ./bin/busybox
     touch "$k/.unpacked"
 fi
-vmlinuz=$(ls "$k/image/boot/vmlinuz-"* | head -1)
-configfs=$(find "$k/image/lib/modules" -name 'configfs.ko*' | head -1)
+# find stops at the first match itself: `... | head -1` under pipefail fails when the producer writes after head left.
+vmlinuz=$(find "$k/image/boot" -name 'vmlinuz-*' -print -quit)
+configfs=$(find "$k/image/lib/modules" -name 'configfs.ko*' -print -quit)
 [ -f "$vmlinuz" ] && [ -f "$configfs" ] || die "the kernel package has no vmlinuz or configfs.ko"
 
 # 5. gpio-sim.ko and irq-sim.ko, out of tree (Debian builds neither). irq_sim.c calls irq_to_desc(), which

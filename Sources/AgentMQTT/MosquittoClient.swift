@@ -114,6 +114,7 @@ public final class MosquittoClient: Sendable {
 
     deinit {
         self.stopNetworkThread(force: true)
+        self.context.releaseSocket()
         mosquitto_destroy(self.handle)
         self.context.finishIfOpen()
     }
@@ -160,6 +161,8 @@ public final class MosquittoClient: Sendable {
             self.context.closedWithoutThread(reason: .connectFailed(error), error: failure)
             throw failure
         }
+        // Before the network thread exists, the socket is certainly libmosquitto's: keep a duplicate to wake it with.
+        self.context.holdSocket(mosquitto_socket(self.handle))
         let start = Unmanaged.passRetained(NetworkThreadStart(handle: self.handle, context: self.context)).toOpaque()
         var thread = pthread_t()
         let created = pthread_create(&thread, nil, { argument in
@@ -274,10 +277,8 @@ public final class MosquittoClient: Sendable {
         guard self.context.markAborting() else { return }
         // Marks the session disconnecting, so that libmosquitto's loop does not reconnect.
         _ = mosquitto_disconnect(self.handle)
-        // Wakes the network thread out of a pending connect or a read. The descriptor belongs to libmosquitto and
-        // is still open: it is closed only by the network thread, after the disconnect callback we wait for.
-        let socket = mosquitto_socket(self.handle)
-        if socket >= 0 { _ = shutdown(socket, CInt(SHUT_RDWR)) }
+        // Wakes the network thread out of a pending connect or a read.
+        self.context.shutdownConnection()
     }
 
     /// Joins the network thread once. With `force`, the session is aborted first (deinit).
@@ -286,8 +287,7 @@ public final class MosquittoClient: Sendable {
         if force {
             _ = self.context.requestClose(.aborted)
             _ = mosquitto_disconnect(self.handle)
-            let socket = mosquitto_socket(self.handle)
-            if socket >= 0 { _ = shutdown(socket, CInt(SHUT_RDWR)) }
+            self.context.shutdownConnection()
         }
         // No pthread_cancel: the loop leaves on its own once the session is marked disconnecting (it wakes at
         // least once a second).
