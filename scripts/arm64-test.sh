@@ -16,6 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=scripts/lib/fail-loudly.sh
+. "$root/scripts/lib/fail-loudly.sh"
 target=trixie
 [ "${1:-}" = "--target" ] && target=${2:?--target needs trixie or bookworm}
 started=$(date +%s)

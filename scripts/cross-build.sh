@@ -18,6 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=scripts/lib/fail-loudly.sh
+. "$root/scripts/lib/fail-loudly.sh"
 cache="${TB_CROSS_CACHE:-$root/.build-cross}"   # worktrees may share one set-up
 target=trixie
 build_tests=false
