@@ -5,8 +5,11 @@
 # .build-gpiod2/sysroot, and builds tb-agent against them with pkg-config pointed there. The binary then runs on
 # this machine (LD_LIBRARY_PATH into the sysroot) to show which libgpiod it was built for.
 #
-#   scripts/gpiod2-check.sh            fetch (first time, ~200 KB of .debs after a ~10 MB index), build, run --version
-#   scripts/gpiod2-check.sh --module   only compile the AgentGPIO module (no link): quicker on a cold cache
+#   scripts/gpiod2-check.sh            fetch (first time: trixie's package index, 20 MB in .build-gpiod2/apt, then
+#                                      160 KB of .debs; about 30 s), build tb-agent (debug; about 3 min cold on 2
+#                                      shared cores), run it
+#   scripts/gpiod2-check.sh --module   only compile the AgentGPIO module (no link): about 1 min cold, seconds warm;
+#                                      what scripts/test.sh runs
 #   scripts/gpiod2-check.sh --vm       build the release binary against v2 and run scripts/vm-test.sh's checks with it
 #                                      (the x86_64 kernel and gpio-sim; expects the v2 API and the kernel's debounce)
 #
