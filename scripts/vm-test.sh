@@ -116,13 +116,22 @@ if [ ! -f "$m/gpio-sim.ko" ] || [ ! -f "$m/irq-sim.ko" ]; then
         || { cat "$m/build.log" >&2; die "building the gpio-sim modules failed"; }
 fi
 
-# 6. The agent, as it ships: release, Swift runtime linked in.
-log "building tb-agent (release, static Swift runtime)"
-if ! swift build -c release --static-swift-stdlib --scratch-path .build-release --product tb-agent > "$cache/swift-build.log" 2>&1; then
-    grep -vE '^\[[0-9]+/[0-9]+\] ' "$cache/swift-build.log" >&2
-    die "swift build -c release failed"
+# 6. The agent, as it ships: release, Swift runtime linked in. Or VMTEST_AGENT, a release binary built elsewhere
+#    (scripts/gpiod2-check.sh --vm: against libgpiod v2), with VMTEST_LIBRARY_PATH where its libraries are that
+#    this machine does not have (they go to /usr/lib/x86_64-linux-gnu in the VM).
+if [ -n "${VMTEST_AGENT:-}" ]; then
+    agent=$VMTEST_AGENT
+    [ -x "$agent" ] || die "VMTEST_AGENT=$agent is not an executable"
+    log "using $agent"
+else
+    log "building tb-agent (release, static Swift runtime)"
+    if ! swift build -c release --static-swift-stdlib --scratch-path .build-release --product tb-agent > "$cache/swift-build.log" 2>&1; then
+        grep -vE '^\[[0-9]+/[0-9]+\] ' "$cache/swift-build.log" >&2
+        die "swift build -c release failed"
+    fi
+    agent="$root/.build-release/release/tb-agent"
 fi
-agent="$root/.build-release/release/tb-agent"
+libpath=${VMTEST_LIBRARY_PATH:-}
 
 # 7. The initramfs: busybox, the agent and the libraries ldd lists (at the same paths), the modules, /init.
 log "making the initramfs"
@@ -132,10 +141,13 @@ mkdir -p "$ir"/{bin,dev,proc,sys,tmp,etc,lib/modules}
 cp "$k/bin/busybox" "$ir/bin/busybox"
 cp "$agent" "$ir/bin/tb-agent"
 strip "$ir/bin/tb-agent" 2>/dev/null || true
-for lib in $(ldd "$agent" | awk '/=>/ { print $3 } !/=>/ && /^\t\// { print $1 }'); do
-    mkdir -p "$ir$(dirname "$lib")"
-    cp -L "$lib" "$ir$lib"
+for lib in $(LD_LIBRARY_PATH="$libpath" ldd "$agent" | awk '/=>/ { print $3 } !/=>/ && /^\t\// { print $1 }'); do
+    dest=$lib
+    if [ -n "$libpath" ] && [ "${lib#"$libpath"/}" != "$lib" ]; then dest=/usr/lib/x86_64-linux-gnu/$(basename "$lib"); fi
+    mkdir -p "$ir$(dirname "$dest")"
+    cp -L "$lib" "$ir$dest"
 done
+grep -q 'not found' <<< "$(LD_LIBRARY_PATH="$libpath" ldd "$agent")" && die "ldd $agent: a library is missing"
 cp "$configfs" "$ir/lib/modules/configfs.ko"
 cp "$m/irq-sim.ko" "$m/gpio-sim.ko" "$ir/lib/modules/"
 cp "$root/scripts/lib/vm-init.sh" "$ir/init"
