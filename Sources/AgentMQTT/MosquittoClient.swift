@@ -131,14 +131,24 @@ public final class MosquittoClient: Sendable {
         do {
             try await self.connectOnce()
         } catch {
-            guard case .tlsFailed(let endpoint, let cause, nil) = error, let tls = self.options.tls else { throw error }
-            // libmosquitto only says "certificate verify failed": one more handshake tells why.
+            guard let tls = self.options.tls else { throw error }
+            // libmosquitto only says "certificate verify failed" (2.0.11, bookworm), or, over a newer OpenSSL
+            // (2.0.21 with OpenSSL 3.5, trixie), just that the connection closed with EPROTO: one more handshake
+            // tells why.
+            let endpoint: ServerEndpoint
+            let cause: MosquittoError?
+            switch error {
+            case .tlsFailed(let e, let c, nil): (endpoint, cause) = (e, c)
+            case .closedBeforeConnack(let e, let c): (endpoint, cause) = (e, c)
+            default: throw error
+            }
             let options = self.options
             let detail = await Task.detached {
                 TLSDiagnosis.diagnose(
                     host: options.host, port: options.port, caFile: tls.caFile, verifyHostname: !tls.insecureSkipHostnameCheck)
             }.value
-            throw .tlsFailed(endpoint, cause, detail: detail)
+            if case .closedBeforeConnack = error, detail == nil { throw error }  // the handshake is fine: not TLS
+            throw .tlsFailed(endpoint, cause ?? .tls, detail: detail)
         }
     }
 
