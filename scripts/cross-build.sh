@@ -84,21 +84,24 @@ mirror=$(debian_mirror) || true
 [ -n "$mirror" ] || die "cannot tell which Debian mirror apt uses (apt-cache policy shows no bookworm/main); set TB_DEBIAN_MIRROR"
 
 # Runs a command inside the sid chroot, in a private mount namespace: /proc, /dev, this repository (at the same
-# path) and the local Swift package mirror are mounted there for the command's lifetime only, so nothing stays
-# mounted when it ends, whatever way it ends.
+# path), the cache when it lies outside the repository (TB_CROSS_CACHE shared by worktrees: the SDK bundle names
+# the sysroot by its path) and the local Swift package mirror are mounted there for the command's lifetime only,
+# so nothing stays mounted when it ends, whatever way it ends.
 in_chroot() {
-    local packages_mirror=""
+    local packages_mirror="" shared_cache=""
     [ -d /opt/swift-packages ] && packages_mirror=/opt/swift-packages
+    case "$cache/" in "$root/"*) ;; *) shared_cache=$cache; mkdir -p "$chroot_dir$cache" ;; esac
     mkdir -p "$chroot_dir$root" "$chroot_dir/opt/swift-packages"
     unshare --mount --propagation private -- /bin/sh -c '
         set -e
-        c=$1; r=$2; m=$3; shift 3
+        c=$1; r=$2; m=$3; k=$4; shift 4
         mount -t proc proc "$c/proc"
         mount --rbind /dev "$c/dev"
         mount --bind "$r" "$c$r"
+        [ -z "$k" ] || mount --bind "$k" "$c$k"
         [ -n "$m" ] && mount --bind "$m" "$c/opt/swift-packages"
         exec chroot "$c" /usr/bin/env -i HOME=/root PATH=/usr/libexec/swift/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin LANG=C.UTF-8 "$@"
-    ' sh "$chroot_dir" "$root" "$packages_mirror" "$@"
+    ' sh "$chroot_dir" "$root" "$packages_mirror" "$shared_cache" "$@"
 }
 
 # 1. The build chroot: sid with its swiftlang.
