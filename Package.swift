@@ -1,5 +1,38 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
+
+/// The libgpiod API to build AgentGPIO for: 1 (libgpiod 1.x: Debian 12, Raspberry Pi OS bookworm) or 2 (libgpiod
+/// 2.x: Debian 13, Raspberry Pi OS trixie). In order: `TB_GPIOD_API=1|2`; the version `pkg-config --modversion
+/// libgpiod` reports (with the PKG_CONFIG_PATH and PKG_CONFIG_SYSROOT_DIR given, as for a cross build); the
+/// gpiod.h found under $PKG_CONFIG_SYSROOT_DIR/usr/include (v2 declares gpiod_api_version); else 2, today's
+/// Raspberry Pi OS. SwiftPM's manifest cache is keyed on the environment, so changing any of these variables
+/// re-decides; a libgpiod-dev replaced under an unchanged environment is caught by the header check in
+/// Sources/CGPIOD/shim.h (the build then says to run `swift package purge-cache`).
+func libgpiodAPI() -> Int {
+    let environment = ProcessInfo.processInfo.environment
+    if let forced = environment["TB_GPIOD_API"], let api = Int(forced), api == 1 || api == 2 { return api }
+    let pkgConfig = Process()
+    pkgConfig.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    pkgConfig.arguments = ["pkg-config", "--modversion", "libgpiod"]
+    let output = Pipe()
+    pkgConfig.standardOutput = output
+    pkgConfig.standardError = FileHandle.nullDevice
+    if (try? pkgConfig.run()) != nil {
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        pkgConfig.waitUntilExit()
+        let version = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        if pkgConfig.terminationStatus == 0, let major = Int(version.prefix { $0 != "." }) {
+            return major >= 2 ? 2 : 1
+        }
+    }
+    let sysroot = environment["PKG_CONFIG_SYSROOT_DIR"] ?? ""
+    if let header = try? String(contentsOfFile: sysroot + "/usr/include/gpiod.h", encoding: .utf8) {
+        return header.contains("gpiod_api_version") ? 2 : 1
+    }
+    return 2
+}
+let gpiodAPI = libgpiodAPI()
 
 // The folder layout tells the architecture:
 //   AgentCore       pure rules and models (no C, no I/O): identity, configuration model, provisioning protocol
@@ -7,7 +40,7 @@ import PackageDescription
 //   AgentConfig     TOML (TOMLKit) -> AgentConfiguration, with positioned, key-path error messages
 //   AgentPlatform   the Linux file system: system-root reader, crash-safe state files, credential store
 //   AgentMQTT       the only module importing CMosquitto (libmosquitto)
-//   AgentGPIO       the only module importing CGPIOD (libgpiod v1)
+//   AgentGPIO       the only module importing CGPIOD (libgpiod v1 or v2, see libgpiodAPI())
 //   AgentSimulated  fakes that are real modules: simulated GPIO bank, in-memory broker
 //   TBSimulator     the ThingsBoard device-API simulator (SwiftNIO), used by tb-sim and the tests
 //   tb-agent, tb-sim  thin executables
@@ -56,7 +89,8 @@ let package = Package(
         ),
         .target(
             name: "AgentGPIO",
-            dependencies: ["AgentCore", "CGPIOD", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["AgentCore", "CGPIOD", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: [.define(gpiodAPI == 2 ? "GPIOD_API_V2" : "GPIOD_API_V1")]
         ),
         .target(
             name: "AgentSimulated",
@@ -118,6 +152,7 @@ let package = Package(
             name: "BoardIOTests",
             dependencies: ["AgentBoard", "AgentCore", "AgentGPIO", "AgentSimulated", "AgentTestSupport"]
         ),
+        .testTarget(name: "AgentGPIOTests", dependencies: ["AgentGPIO", "AgentCore"]),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig", "AgentCore", "AgentTestSupport"]),
         .testTarget(name: "AgentPlatformTests", dependencies: ["AgentPlatform", "AgentCore", "AgentTestSupport"]),
         .testTarget(name: "AgentMQTTTests", dependencies: ["AgentMQTT", "AgentCore", "AgentTestSupport"]),

@@ -232,7 +232,10 @@ cross_swift_build() {
         /bin/sh -c 'cd "$1" && sdks=$2 && sdk=$3 && shift 3 && exec swift build --swift-sdks-path "$sdks" --swift-sdk "$sdk" "$@"' \
         sh "$root" "$sdks" "$sdk_name" --scratch-path "$scratch" "$@" ${extra[@]+"${extra[@]}"}
 }
-if [ "$target" = bookworm ] && [ ! -f "$sysroot/usr/lib/tb-glibc-compat/glibc-compat.o" ]; then
+compat="$sysroot/usr/lib/tb-glibc-compat"
+if [ "$target" = bookworm ] && { ! cmp -s "$root/scripts/lib/glibc-compat.c" "$compat/glibc-compat.c" || [ ! -f "$compat/glibc-compat.o" ]; }; then
+    mkdir -p "$compat"
+    cp "$root/scripts/lib/glibc-compat.c" "$sysroot/usr/lib/tb-glibc-compat/glibc-compat.c"
     in_chroot clang --target=aarch64-linux-gnu --sysroot="$sysroot" -O2 -fPIC -c \
         "$sysroot/usr/lib/tb-glibc-compat/glibc-compat.c" -o "$sysroot/usr/lib/tb-glibc-compat/glibc-compat.o" \
         || die "compiling the glibc compatibility wrappers failed"

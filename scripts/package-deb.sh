@@ -81,7 +81,9 @@ if $build; then
 fi
 [ -x "$binary" ] || die "$binary is missing; run without --no-build"
 
-upstream_version=$("$binary" --version) || die "$binary --version failed"
+# The first line is the version; the second names the libgpiod API the binary was built for.
+version_output=$("$binary" --version) || die "$binary --version failed"
+upstream_version=${version_output%%$'\n'*}
 version="${upstream_version}${VERSION_SUFFIX:-}"
 arch=$(dpkg --print-architecture)
 package=tb-agent

@@ -176,8 +176,9 @@ check "tb-agent is in the groups tb-agent and gpio ($groups)" \
 
 # --- the binary in the root --------------------------------------------------------------------------------------
 out=$(as_agent tb-agent --version 2>&1 || true)
-if [ "$out" = "$(cut -d+ -f1 <<< "$v1")" ]; then ok "tb-agent --version prints $out"
-else fail "tb-agent --version prints the package's version" "got '$out'"; fi
+if [ "${out%%$'\n'*}" = "$(cut -d+ -f1 <<< "$v1")" ] && grep -qE '^libgpiod [0-9.]+ \(v[12] API\)$' <<< "$out"; then
+    ok "tb-agent --version prints ${out//$'\n'/, }"
+else fail "tb-agent --version prints the package's version, then the libgpiod API" "got '$out'"; fi
 set +e
 out=$(as_agent tb-agent check-config 2>&1)
 status=$?

@@ -47,6 +47,10 @@ if ! $only_swift; then
     scripts/faults.sh || status=1
     log "fuzzing smoke run (5 s per parser; scripts/fuzz.sh --seconds N for long runs)"
     scripts/fuzz.sh --seconds 5 --seed 1 || status=1
+    # The machine's libgpiod is v1; the aarch64 build is against trixie's libgpiod v2, so both APIs are compiled,
+    # and each is proven on a real kernel below (vm-test.sh: x86_64 with v1, arm64 with v2).
+    log "aarch64: cross-built tb-agent and Swift tests under qemu-user (scripts/arm64-test.sh)"
+    scripts/arm64-test.sh || status=1
     if [ -x scripts/vm-test.sh ]; then
         log "real-kernel GPIO test under qemu"
         scripts/vm-test.sh || status=1

@@ -8,7 +8,9 @@
 #   scripts/vm-test.sh --keep      also keep the console log path printed at the end
 #
 # The in-VM checks are in scripts/lib/vm-init.sh; each prints `VMTEST PASS|FAIL NAME DETAIL` on the serial
-# console, and this script fails unless every expected check passed.
+# console, and this script fails unless every check listed on its `# CHECKS:` line passed. The VMTEST_*
+# variables vm-init.sh documents (chip label, line names, the libgpiod API expected…) are passed on to it when
+# set here; VMTEST_GPIOD_API defaults to the major version of the libgpiod this machine builds against.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -19,10 +21,9 @@ started=$(date +%s)
 log() { printf '== vm-test: %s (%ss)\n' "$*" "$(( $(date +%s) - started ))" >&2; }
 die() { printf 'vm-test: FAILED: %s\n' "$*" >&2; exit 1; }
 
-# The checks vm-init.sh runs; every one must report PASS.
-expected_checks="read-pull-up read-pull-down read-chip-offset read-active-low read-bias-pull-up edge-event
-debounce-burst led-blink led-steady long-press short-press stuck-at-start output-set busy-names-consumer
-not-found-lists-lines permission-names-gpio-group gpio-group-suffices"
+# The checks vm-init.sh runs (its `# CHECKS:` line); every one must report PASS.
+expected_checks=$(sed -n 's/^# CHECKS: //p' "$root/scripts/lib/vm-init.sh")
+[ -n "$expected_checks" ] || die "scripts/lib/vm-init.sh has no '# CHECKS:' line"
 
 # shellcheck source=scripts/lib/deps.sh
 . "$root/scripts/lib/deps.sh"
@@ -132,6 +133,13 @@ cp "$configfs" "$ir/lib/modules/configfs.ko"
 cp "$m/irq-sim.ko" "$m/gpio-sim.ko" "$ir/lib/modules/"
 cp "$root/scripts/lib/vm-init.sh" "$ir/init"
 chmod +x "$ir/init"
+# vm-init.sh's parameters: the API the binary must report, and whatever VMTEST_* the caller set.
+: "${VMTEST_GPIOD_API:=$(pkg-config --modversion libgpiod | cut -d. -f1)}"
+export VMTEST_GPIOD_API
+for name in $(sed -n 's/^\(VMTEST_[A-Z_]*\)=.*/\1/p' "$root/scripts/lib/vm-init.sh"); do
+    if [ -n "${!name:-}" ]; then printf "%s='%s'\n" "$name" "${!name}"; fi
+done > "$ir/etc/vm-test.conf"
+log "vm-init parameters: $(tr '\n' ' ' < "$ir/etc/vm-test.conf")"
 (cd "$ir" && find . | "$k/bin/busybox" cpio -o -H newc 2>/dev/null | gzip -1) > "$cache/initrd.gz"
 
 # 8. Boot. TCG (KVM hangs on these machines), -cpu max for RDRAND (else the first random read blocks for

@@ -95,7 +95,7 @@ public final class ButtonMonitor: Sendable {
     /// - Parameter led: gets the feedback (held, release now) while the button is held.
     public init(backend: any GPIOBackend, settings: ButtonSettings, led: LEDController? = nil) throws(AgentError) {
         let request = InputRequest(bias: settings.bias, activeLow: settings.activeLow, edges: true,
-                                   consumer: "tb-agent button")
+                                   consumer: "tb-agent button", debounce: settings.debounce)
         let input = try backend.input(settings.line, request)
         self.watcher = try LineWatcher(input: input, onStep: { machine, _ in
             led?.setFeedback(machine.feedback)

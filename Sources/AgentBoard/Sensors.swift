@@ -161,7 +161,7 @@ public final class DigitalInputSensor: BoardSensor {
 
     private var request: InputRequest {
         InputRequest(bias: self.settings.bias, activeLow: self.settings.activeLow, edges: true,
-                     consumer: "tb-agent \(self.settings.name)")
+                     consumer: "tb-agent \(self.settings.name)", debounce: self.settings.debounce)
     }
 
     /// Debounced changes, as the line settles: what the agent reports on every change. Starts watching if
@@ -260,7 +260,7 @@ public final class PulseCounterSensor: BoardSensor {
             throw AgentError(.invalidConfiguration, "sensor '\(self.settings.name)': a counter sensor needs `line` (or `chip` and `offset`)")
         }
         let request = InputRequest(bias: self.settings.bias, activeLow: self.settings.activeLow, edges: true,
-                                   consumer: "tb-agent \(self.settings.name)")
+                                   consumer: "tb-agent \(self.settings.name)", debounce: self.settings.debounce)
         let input = try self.environment.gpio.input(line, request)
         let debounce = self.settings.debounce
         let tally = self.tally

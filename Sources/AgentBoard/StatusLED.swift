@@ -148,6 +148,9 @@ public final class LEDController: Sendable {
     private let thread: Mutex<BoardThread?>
 
     public init(output: any LEDOutput, initial: LEDState = .off) throws(AgentError) {
+        // The pattern's first level is shown before this returns, so a caller that reports the state (`tb-agent
+        // led`) never reports it while the LED still shows the previous one; the thread takes over from there.
+        try? output.set(initial.pattern.level(at: .zero).on)
         let shared = Shared(output: output, state: initial, wake: try WakePipe())
         self.shared = shared
         self.thread = Mutex(nil)

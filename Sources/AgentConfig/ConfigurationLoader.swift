@@ -522,7 +522,7 @@ final class ConfigurationParser {
     /// `line = "GPIO17"`, or `chip` + `offset`.
     func lineAddress(_ r: TableReader, required: Bool) -> LineAddress? {
         let hasLine = r.has("line"), hasChip = r.has("chip"), hasOffset = r.has("offset")
-        let form = "line = \"GPIO17\" (a line name) or chip = \"gpiochip0\" with offset = 17"
+        let form = "line = \"GPIO17\" (a line name) or chip = \"pinctrl-bcm2711\" (the chip's label) with offset = 17"
         if hasLine && (hasChip || hasOffset) {
             r.report(hasChip ? "chip" : "offset", "set line, or chip and offset, not both")
             return nil
@@ -545,9 +545,17 @@ final class ConfigurationParser {
             return .name(name)
         }
         if hasChip || hasOffset {
-            let chip = r.nonEmptyString("chip", expected: "a chip label, name or path like \"gpiochip0\"")
+            var chip = r.nonEmptyString("chip", expected: "a chip label like \"pinctrl-rp1\" or a path like \"/dev/gpiochip0\"")
+            if let number = chip, number.allSatisfy({ $0 >= "0" && $0 <= "9" }) {
+                r.report(
+                    "chip",
+                    "\"\(number)\" is a chip number, and chip numbers change between kernels (the Raspberry Pi 5's header "
+                        + "chip was gpiochip4, then gpiochip0); give the chip's label, like \"pinctrl-rp1\" "
+                        + "(`tb-agent gpio list` shows them)")
+                chip = nil
+            }
             let offset = r.integer("offset", range: 0...1023, expected: "a line offset on the chip, from 0 to 1023")
-            if !hasChip { r.report("offset", "needs chip = \"gpiochip0\" (a chip label, name or path) beside it") }
+            if !hasChip { r.report("offset", "needs chip = \"pinctrl-bcm2711\" (the chip's label, or its path) beside it") }
             if !hasOffset { r.report("chip", "needs offset = N (the line's offset on the chip) beside it") }
             guard let chip, let offset else { return nil }
             return .chipOffset(chip: chip, offset: offset)

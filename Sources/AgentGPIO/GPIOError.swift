@@ -6,12 +6,17 @@ import SystemPackage
 public struct GPIOError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private enum Value: String, Sendable {
-            case chipNotFound, lineNotFound, lineBusy, permissionDenied, biasUnsupported, requestFailed, ioFailed
+            case chipNotFound, chipNumber, ambiguousChip, lineNotFound, lineBusy, permissionDenied, biasUnsupported
+            case requestFailed, ioFailed
         }
         private let value: Value
         private init(_ value: Value) { self.value = value }
 
         public static let chipNotFound = Code(.chipNotFound)
+        /// A chip given by number (`4`): numbers change between kernels, labels do not.
+        public static let chipNumber = Code(.chipNumber)
+        /// Two chips carry the label given.
+        public static let ambiguousChip = Code(.ambiguousChip)
         public static let lineNotFound = Code(.lineNotFound)
         /// Another program or a kernel driver holds the line.
         public static let lineBusy = Code(.lineBusy)

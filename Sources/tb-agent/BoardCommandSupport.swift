@@ -19,7 +19,7 @@ struct BackendOptions: ParsableArguments {
     @Option(help: "The simulated board's folder (one file per line, holding 0 or 1); implies --backend simulated.")
     var simulatedDir: String?
 
-    @Option(help: "Address lines by offset on this chip (a label like pinctrl-bcm2711, a name like gpiochip0, or a path) instead of by name.")
+    @Option(help: "Address lines by offset on this chip (its label, like pinctrl-rp1 or pinctrl-bcm2711, or its path) instead of by name. Not by chip number: numbers change between kernels.")
     var chip: String?
 
     func validate() throws {

@@ -76,7 +76,8 @@ struct ButtonCommand: AsyncParsableCommand {
             throw BoardCommand.fail("button", error)
         }
         let label = BoardCommand.label(settings.line)
-        BoardCommand.emit("watching \(label) (\(settings.activeLow ? "active-low" : "active-high"), bias \(settings.bias.rawValue), debounce \(DurationText.format(settings.debounce)), hold \(DurationText.format(settings.reprovisionHold)))")
+        let kernel = monitor.watcher.input.kernelDebounce.map { ", kernel debounce \(DurationText.format($0))" } ?? ""
+        BoardCommand.emit("watching \(label) (\(settings.activeLow ? "active-low" : "active-high"), bias \(settings.bias.rawValue), debounce \(DurationText.format(settings.debounce))\(kernel), hold \(DurationText.format(settings.reprovisionHold)))")
         for event in monitor.startEvents { BoardCommand.emit(Self.line(for: event)) }
         let exitOnRequest = self.exitOnRequest
         let outcome = await BoardCommand.watchUntilStopped(for: limit) {

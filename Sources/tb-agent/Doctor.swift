@@ -18,8 +18,9 @@ struct Doctor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check everything the agent needs, one line each with a verdict and the fix.",
         discussion: """
-            Checks the configuration, the hardware identity, the state directory and the stored credentials, each \
-            configured GPIO line, each sensor, the status LED, the server's host name and port, and the clock. \
+            Checks the configuration, the hardware identity, the state directory and the stored credentials, the \
+            GPIO library (libgpiod and its API, v1 or v2), each configured GPIO line, each sensor, the status LED, \
+            the server's host name and port, and the clock. \
             Exit status 0 when nothing failed (warnings allowed), 1 otherwise.
             """)
 
@@ -109,6 +110,12 @@ struct Doctor: AsyncParsableCommand {
         }
 
         // 4. GPIO lines, 5. sensors, 6. the LED.
+        switch config.gpio.backend {
+        case .libgpiod:
+            report.line(.ok, "GPIO library", LibgpiodBackend.summary)
+        case .simulated(let directory):
+            report.line(.ok, "GPIO library", "the simulated board in \(directory) (this binary is built for \(LibgpiodBackend.summary))")
+        }
         let running = StatusSocketServer.query(path: Run.statusSocketPath(config)) != nil
         let backend = BoardSetup.gpioBackend(config.gpio)
         var lines: [(String, LineAddress, InputRequest)] = []

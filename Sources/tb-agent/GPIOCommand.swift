@@ -58,7 +58,9 @@ extension GPIOCommand {
             discussion: """
                 Output: `initial LINE=L t=SECONDS` once, then `change LINE=L t=SECONDS` for each debounced \
                 change, stamped with the time the line settled (CLOCK_MONOTONIC, the kernel's event clock). With \
-                --raw, every edge the kernel reports is printed too, as `edge LINE=L t=SECONDS`.
+                --raw, every edge the kernel reports is printed too, as `edge LINE=L t=SECONDS`. When the kernel \
+                debounces the line as well (libgpiod v2, on a chip that can), `kernel-debounce LINE PERIOD` comes \
+                first, and the edges are the ones that outlasted the period, stamped with the time they settled.
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -75,6 +77,9 @@ extension GPIOCommand {
 
         @Flag(help: "Also print every raw edge.")
         var raw = false
+
+        @Flag(inversion: .prefixedNo, help: "Ask the kernel to debounce too, with the same period (libgpiod v2, where the chip can); the software debouncer runs either way.")
+        var kernelDebounce = true
 
         @Option(help: "Exit after this many debounced changes.")
         var count: Int?
@@ -94,7 +99,8 @@ extension GPIOCommand {
             let watcher: LineWatcher<WatchedLine>
             do {
                 let input = try backend.input(
-                    address, InputRequest(bias: self.bias, activeLow: self.activeLow, edges: true, consumer: "tb-agent gpio watch"))
+                    address, InputRequest(bias: self.bias, activeLow: self.activeLow, edges: true, consumer: "tb-agent gpio watch",
+                                          debounce: self.kernelDebounce ? window : .zero))
                 let raw = self.raw
                 watcher = try LineWatcher(input: input) { level, time in
                     WatchedLine(initial: level, at: time, debounce: window, reportRawEdges: raw)
@@ -103,6 +109,9 @@ extension GPIOCommand {
                 throw BoardCommand.fail("gpio watch", error)
             }
             let machine = watcher.machine
+            if let period = watcher.input.kernelDebounce {
+                BoardCommand.emit("kernel-debounce \(label) \(DurationText.format(period))")
+            }
             BoardCommand.emit("initial \(label)=\(machine.debouncer.level.digit) \(BoardCommand.stamp(machine.debouncer.rawSince))")
             let wanted = self.count
             let outcome = await BoardCommand.watchUntilStopped(for: limit) {

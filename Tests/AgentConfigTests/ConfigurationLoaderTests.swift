@@ -244,6 +244,24 @@ import Testing
         ])
     }
 
+    @Test func aChipNumberIsRefusedWithTheLabelToUse() {
+        let text = Self.minimal + """
+            [button]
+            chip = "4"
+            offset = 17
+            """
+        let problems = self.problems(text)
+        #expect(problems.map(\.keyPath) == ["button.chip"])
+        #expect(problems.first?.message.contains("chip numbers change between kernels") == true)
+        #expect(problems.first?.message.contains("\"pinctrl-rp1\"") == true)
+        // A label, a path and the kernel's name for a chip stay valid.
+        for chip in ["pinctrl-rp1", "/dev/gpiochip0", "gpiochip0"] {
+            let valid = Self.minimal + "[button]\nchip = \"\(chip)\"\noffset = 17\n"
+            let config = try? ConfigurationLoader.parse(valid, path: "/etc/tb-agent/config.toml")
+            #expect(config?.button?.line == .chipOffset(chip: chip, offset: 17), "\(chip)")
+        }
+    }
+
     @Test func credentialsTypeNeedsItsKeys() {
         let x509 = Self.minimal + "credentials_type = \"X509_CERTIFICATE\"\n"
         #expect(self.problems(x509).map(\.keyPath) == ["server.tls", "provisioning.cert_file"])

@@ -34,6 +34,21 @@ struct BoardCommandTests {
         return rows
     }
 
+    @Test("--version prints the version alone on its first line (packaging reads it there), then the libgpiod API")
+    func versionNamesTheLibgpiodAPI() throws {
+        let result = try TestSupport.tbAgent(["--version"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.count == 2, "\(result.stdout)")
+        #expect(lines.first?.allSatisfy { $0.isNumber || $0 == "." } == true, "\(result.stdout)")
+        let library = lines.last ?? ""
+        #expect(library.hasPrefix("libgpiod "), "\(library)")
+        #expect(library.hasSuffix(" (v1 API)") || library.hasSuffix(" (v2 API)"), "\(library)")
+        // The API matches the library's major version: 1.x is v1, 2.x is v2.
+        let major = library.dropFirst("libgpiod ".count).prefix { $0 != "." }
+        #expect(library.hasSuffix(" (v\(major) API)"), "\(library)")
+    }
+
     @Test("tb-agent sensors --config board/simulated/config.toml prints every sensor with its value and health")
     func sensors() throws {
         let result = try TestSupport.tbAgent(["sensors", "--config", Self.config])

@@ -41,6 +41,11 @@ struct DoctorCommandTests {
             #expect(v[check] == "ok", "\(check): \(result.stdout)")
         }
         #expect(v["credentials"] == "WARN")  // not provisioned yet: the agent will provision
+        #expect(v["GPIO library"] == "ok")
+        // The simulated board is in use, and the line still names the libgpiod API the binary is built for.
+        let library = result.stdout.split(separator: "\n").first { $0.contains("GPIO library:") } ?? ""
+        #expect(library.contains("the simulated board in "), "\(library)")
+        #expect(library.contains(" (v1 API)") || library.contains(" (v2 API)"), "\(library)")
         #expect(v["clock"] != "FAIL")
     }
 

@@ -153,6 +153,17 @@ struct SimulatedBoardTests {
         #expect(controller.lastError == nil)
     }
 
+    @Test("a LED shows its first state as soon as its controller exists (tb-agent led reports it right after)")
+    func ledShowsTheInitialStateAtOnce() throws {
+        let board = try TemporaryBoard()
+        defer { board.remove() }
+        let led = try GPIOLED(backend: board.backend, line: .name("GPIO22"), activeLow: false)
+        let controller = try LEDController(output: led, initial: .online)
+        #expect(board.read("GPIO22") == "1\n")
+        controller.stop()
+        #expect(board.read("GPIO22") == "0\n")
+    }
+
     @Test("a sysfs LED: trigger none while running, brightness at max, the previous trigger restored after")
     func sysfsLED() async throws {
         let board = try TemporaryBoard()

@@ -58,3 +58,25 @@ ensure_swift() {
         *) echo "tb-agent needs Swift 6.1 or later; found: $(swift --version 2>&1 | head -1)" >&2; return 1 ;;
     esac
 }
+
+# Lets this x86_64 machine run aarch64 programs through qemu-user: qemu-user-static registered with the kernel's
+# binfmt_misc (mounted here if the machine has not), so an aarch64 executable, and a chroot of them, just runs.
+ensure_aarch64_binfmt() {
+    ensure_apt_packages qemu-user-static binfmt-support
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    if [ ! -e /proc/sys/fs/binfmt_misc/status ]; then
+        $sudo mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc || {
+            echo "cannot mount binfmt_misc on /proc/sys/fs/binfmt_misc: aarch64 programs cannot run here" \
+                 "(in a container, the host must allow it)" >&2
+            return 1
+        }
+    fi
+    if ! grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null; then
+        $sudo update-binfmts --enable qemu-aarch64 >&2 || true
+    fi
+    grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 2>/dev/null || {
+        echo "qemu-aarch64 is not registered with binfmt_misc (update-binfmts --display qemu-aarch64)" >&2
+        return 1
+    }
+}

@@ -43,12 +43,20 @@ public struct InputRequest: Sendable, Equatable {
     public var edges: Bool
     /// The consumer name other tools (`gpioinfo`) show for the line.
     public var consumer: String
+    /// With `edges`: a debounce period to ask the kernel for (libgpiod v2, where the chip or the kernel's own
+    /// debouncer can do it); zero asks for none. The agent's software debouncer runs either way: this only spares
+    /// it the bounces. `GPIOInput.kernelDebounce` says whether the kernel took it.
+    public var debounce: Duration
 
-    public init(bias: LineBias = .asIs, activeLow: Bool = false, edges: Bool = false, consumer: String = "tb-agent") {
+    public init(
+        bias: LineBias = .asIs, activeLow: Bool = false, edges: Bool = false, consumer: String = "tb-agent",
+        debounce: Duration = .zero
+    ) {
         self.bias = bias
         self.activeLow = activeLow
         self.edges = edges
         self.consumer = consumer
+        self.debounce = debounce
     }
 }
 
@@ -65,7 +73,17 @@ public protocol GPIOInput: AnyObject, Sendable {
     /// A file descriptor that polls readable while edge events are pending; -1 when edges were not requested.
     var eventDescriptor: Int32 { get }
     /// The pending edge events, oldest first; empty when none are pending. Does not block.
+    ///
+    /// When the kernel debounces the line (`kernelDebounce`), it reports an edge once the level has held for the
+    /// period; the event is stamped with the time the level settled, as without kernel debounce.
     func readEdges() throws(AgentError) -> [EdgeEvent]
+    /// The debounce period the kernel applies to the line's edges, or nil when it applies none (libgpiod v1, a
+    /// chip that cannot, or no debounce asked for).
+    var kernelDebounce: Duration? { get }
+}
+
+extension GPIOInput {
+    public var kernelDebounce: Duration? { nil }
 }
 
 /// A requested output line (an LED). Released when the last reference goes away.
