@@ -52,8 +52,10 @@ if ! $only_swift; then
     log "aarch64: cross-built tb-agent and Swift tests under qemu-user (scripts/arm64-test.sh)"
     scripts/arm64-test.sh || status=1
     if [ -x scripts/vm-test.sh ]; then
-        log "real-kernel GPIO test under qemu"
+        log "real-kernel GPIO test under qemu (x86_64 kernel, libgpiod v1)"
         scripts/vm-test.sh || status=1
+        log "real-kernel GPIO test on an arm64 kernel (aarch64 agent, libgpiod v2, a Raspberry Pi 5's pinctrl-rp1 chip)"
+        scripts/vm-test.sh --arch arm64 || status=1
     fi
     if [ -x scripts/package-test.sh ]; then
         log "Debian package: build, install, run, upgrade and purge in a throwaway bookworm chroot"
