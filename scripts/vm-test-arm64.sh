@@ -11,6 +11,7 @@
 #   scripts/vm-test-arm64.sh           everything (installs qemu-system-arm if missing; downloads are cached in
 #                                      .build/vm-arm64/; builds the aarch64 agent with scripts/cross-build.sh)
 #   scripts/vm-test-arm64.sh --agent F the same with an aarch64 tb-agent built already (no cross build)
+#   scripts/vm-test.sh --arch arm64    runs this script
 #
 # Sid's kernel package and busybox-static come from the Debian mirror this machine's apt uses, through a private
 # apt state (.build/vm-arm64/apt) that never touches the machine's own apt sources.
@@ -98,12 +99,12 @@ fetch() {  # package version → path of its .deb in the cache (older versions o
     file="$cache/debs/${package}_${version/:/%3a}_arm64.deb"
     if [ ! -f "$file" ]; then
         log "downloading $package $version"
-        find "$cache/debs" -name "${package}_*.deb" -delete
         # apt warns that root downloads unsandboxed into a folder _apt cannot write: expected here.
         (cd "$cache/debs" && private_apt "$apt_dir" apt-get download "$package=$version" 2>&1) > "$cache/download.log" || {
             cat "$cache/download.log" >&2
             return 1
         }
+        find "$cache/debs" -name "${package}_*.deb" ! -name "$(basename "$file")" -delete
     fi
     [ -f "$file" ] && echo "$file"
 }
@@ -130,6 +131,8 @@ k="$cache/$flavour"
 if [ ! -f "$k/.unpacked" ]; then
     log "unpacking the kernel and its gpio-sim modules"
     rm -rf "$k"
+    # An older kernel's unpacked files (sid has moved on) are not needed any more.
+    find "$cache" -mindepth 1 -maxdepth 1 -type d -name '*-arm64' ! -name "$flavour" -exec rm -rf {} +
     mkdir -p "$k/image" "$k/modules" "$k/all"
     # Everything once (a pass over the modules package takes seconds), then only what is used is kept.
     for deb in "${kernel_debs[@]}"; do dpkg-deb -x "$deb" "$k/all"; done
@@ -217,7 +220,7 @@ cp "$root/scripts/lib/vm-init.sh" "$ir/init"
 chmod +x "$ir/init"
 # Not compressed: under TCG the kernel takes longer to inflate it (about 4 s for 75 MB) than to read it.
 (cd "$ir" && find . | cpio -o -H newc --quiet) > "$cache/initrd.cpio"
-rm -f "$cache/initrd.gz"
+rm -rf "$ir"   # 74 MB; `cpio -t < initrd.cpio` lists it
 log "initramfs: $(du -sh "$cache/initrd.cpio" | cut -f1)"
 
 # 7. Boot: the virt machine with a Cortex-A72, TCG, no network (without -nic none qemu looks for efi-virtio.rom),
