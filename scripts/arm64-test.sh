@@ -16,6 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=scripts/lib/fail-loudly.sh
+. "$root/scripts/lib/fail-loudly.sh"
 target=trixie
 [ "${1:-}" = "--target" ] && target=${2:?--target needs trixie or bookworm}
 started=$(date +%s)
@@ -53,7 +55,7 @@ LD_LIBRARY_PATH=/usr/lib/swift/linux "$bundle" --testing-library swift-testing -
     --filter '^AgentCoreTests\.' --filter '^AgentConfigTests\.' --filter '^AgentPlatformTests\.' \
     --filter '^AgentMQTTTests\.' --filter '^BoardIOTests\.' --filter '^AgentGPIOTests\.' > "$tests_log" 2>&1 || true
 # What went wrong, without the lines of every test that started or passed.
-grep -vE '(◇|↳|✔) ' "$tests_log" >&2 || true
+grep -vE "(◇|↳|✔) " "$tests_log" | cut -c1-400 >&2 || true
 # The closing line says how many ran; anything short of "passed" is a failure.
 closing=$(grep -E 'Test run with [0-9]+ tests? .*(passed|failed)' "$tests_log" | tail -1 || true)
 case "$closing" in
@@ -74,7 +76,7 @@ ln -s "$root/.build/debug/tb-sim" "$bin/tb-sim"
 if ! TB_BIN_DIR="$bin" "$native_bundle" --testing-library swift-testing --no-parallel \
         --filter 'EndToEndTests.FirstStartTests/firstStartThenRestart' \
         --filter 'EndToEndTests.RemoteControlTests/rpcMethods' > "$bin/e2e.log" 2>&1; then
-    grep -vE '(◇|↳) ' "$bin/e2e.log" | tail -40 >&2
+    grep -vE "(◇|↳) " "$bin/e2e.log" | cut -c1-400 | tail -40 >&2
     echo "arm64-test: the end-to-end smoke with the aarch64 agent failed" >&2
     status=1
 else

@@ -18,6 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=scripts/lib/fail-loudly.sh
+. "$root/scripts/lib/fail-loudly.sh"
 cache="${TB_CROSS_CACHE:-$root/.build-cross}"   # worktrees may share one set-up
 target=trixie
 build_tests=false
@@ -157,7 +159,8 @@ if [ "$(cat "$sysroot/.version" 2>/dev/null)" != "$swift_version" ]; then
         "$target" "$sysroot" "$mirror" > "$cache/debootstrap-$target.log" 2>&1 \
         || { tail -20 "$cache/debootstrap-$target.log" >&2; die "debootstrap --foreign $target arm64 failed"; }
     for deb in "$sysroot"/var/cache/apt/archives/*.deb; do dpkg-deb -x "$deb" "$sysroot"; done
-    rm -rf "$sysroot"/var/cache/apt/archives/*.deb "$sysroot/debootstrap"
+    # No device nodes: under qemu-user (QEMU_LD_PREFIX) a program opening /dev/ptmx must get the machine's own.
+    rm -rf "$sysroot"/var/cache/apt/archives/*.deb "$sysroot/debootstrap" "$sysroot/dev"
     # Absolute symlinks (libm.so -> /lib/aarch64-linux-gnu/libm.so.6) would resolve into this machine's own
     # libraries: make every one relative to the sysroot.
     find "$sysroot" -type l -lname '/*' -print0 | while IFS= read -r -d '' link; do

@@ -24,6 +24,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=scripts/lib/fail-loudly.sh
+. "$root/scripts/lib/fail-loudly.sh"
 # shellcheck source=scripts/lib/deps.sh
 . "$root/scripts/lib/deps.sh"
 ensure_swift
@@ -197,7 +199,7 @@ for t in "${targets[@]}"; do
     if [ $rc -ne 0 ]; then
         status=1
         echo "fuzz: $t FAILED (exit $rc) after ${execs:-?} runs; see $log" >&2
-        grep -E "fuzz property violated|Fatal error|Swift runtime failure|ERROR: (AddressSanitizer|libFuzzer)|^SUMMARY|Test unit written|error in line" "$log" | head -8 >&2 || true
+        grep -m 8 -E "fuzz property violated|Fatal error|Swift runtime failure|ERROR: (AddressSanitizer|libFuzzer)|^SUMMARY|Test unit written|error in line" "$log" >&2 || true
     else
         echo "fuzz: $t ok: ${execs:-?} runs in ${seconds}s, ${cov:-cov: ?}"
     fi

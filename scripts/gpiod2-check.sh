@@ -5,8 +5,13 @@
 # .build-gpiod2/sysroot, and builds tb-agent against them with pkg-config pointed there. The binary then runs on
 # this machine (LD_LIBRARY_PATH into the sysroot) to show which libgpiod it was built for.
 #
-#   scripts/gpiod2-check.sh            fetch (first time, ~200 KB of .debs after a ~10 MB index), build, run --version
-#   scripts/gpiod2-check.sh --module   only compile the AgentGPIO module (no link): quicker on a cold cache
+#   scripts/gpiod2-check.sh            fetch (first time: trixie's package index, 20 MB in .build-gpiod2/apt, then
+#                                      160 KB of .debs; about 30 s), build tb-agent (debug; about 3 min cold on 2
+#                                      shared cores), run it
+#   scripts/gpiod2-check.sh --module   only compile the AgentGPIO module (no link): about 1 min cold, seconds warm;
+#                                      what scripts/test.sh runs
+#   scripts/gpiod2-check.sh --vm       build the release binary against v2 and run scripts/vm-test.sh's checks with it
+#                                      (the x86_64 kernel and gpio-sim; expects the v2 API and the kernel's debounce)
 #
 # Everything lives under .build-gpiod2/ (git-ignored): apt/ (private lists and cache), debs/, sysroot/, build/
 # (the scratch path, so the machine's v1 build in .build is never rebuilt by this one).
@@ -18,7 +23,13 @@ sysroot="$base/sysroot"
 mirror=${TB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 suite=${TB_GPIOD2_SUITE:-trixie}
 module_only=false
-[ "${1:-}" = "--module" ] && module_only=true
+vm=false
+case "${1:-}" in
+    --module) module_only=true ;;
+    --vm) vm=true ;;
+    "") ;;
+    *) echo "usage: scripts/gpiod2-check.sh [--module | --vm]" >&2; exit 64 ;;
+esac
 started=$(date +%s)
 
 log() { printf '== gpiod2-check: %s (%ss)\n' "$*" "$(( $(date +%s) - started ))" >&2; }
@@ -61,6 +72,19 @@ export PKG_CONFIG_PATH="$pcdir" PKG_CONFIG_SYSROOT_DIR="$sysroot"
 version=$(pkg-config --modversion libgpiod)
 case "$version" in 2.*) ;; *) die "the sysroot's libgpiod is $version, not 2.x" ;; esac
 log "libgpiod $version in $sysroot"
+
+if $vm; then
+    # The release binary as vm-test.sh builds it, in its own scratch path, then the real-kernel checks with it.
+    release="$base/release"
+    mkdir -p "$release"
+    log "swift build -c release --static-swift-stdlib --product tb-agent against libgpiod $version"
+    if ! swift build -c release --static-swift-stdlib --scratch-path "$release" --product tb-agent > "$release/build.log" 2>&1; then
+        grep -vE '^\[[0-9]+/[0-9]+\] ' "$release/build.log" >&2
+        die "the release build against libgpiod $version failed (log: $release/build.log)"
+    fi
+    VMTEST_AGENT="$release/release/tb-agent" VMTEST_LIBRARY_PATH="$sysroot/usr/lib/x86_64-linux-gnu" VMTEST_GPIOD_API=2 \
+        exec scripts/vm-test.sh
+fi
 
 # 2. The build, in its own scratch path. Package.swift picks the v2 API from pkg-config's answer (2.2.1); SwiftPM
 #    keys its manifest cache on the environment, so the machine's own v1 builds are not affected.

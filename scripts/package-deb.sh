@@ -19,6 +19,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=scripts/lib/fail-loudly.sh
+. "$root/scripts/lib/fail-loudly.sh"
 
 out="$root/.build/deb"
 build=true
@@ -145,14 +147,18 @@ echo /etc/tb-agent/config.toml > "$pkg/DEBIAN/conffiles"
 # Depends: the package of every NEEDED library (dpkg -S), versioned by dpkg-shlibdeps when it is installed.
 needed=$(objdump -p "$pkg/usr/bin/tb-agent" | awk '$1 == "NEEDED" { print $2 }')
 [ -n "$needed" ] || die "objdump found no NEEDED libraries in the binary"
+# The library cache is read once, whole: `ldconfig -p | awk '... exit'` failed at random under pipefail (awk
+# exits at the first match, ldconfig's next write gets SIGPIPE, and set -e ended the script without a word).
+libraries=$(ldconfig -p)
 packages=()
 for lib in $needed; do
-    path=$(ldconfig -p | awk -v lib="$lib" '$1 == lib && $NF ~ /^\// { print $NF; exit }')
+    path=$(awk -v lib="$lib" '$1 == lib && $NF ~ /^\// && path == "" { path = $NF } END { print path }' <<< "$libraries")
     [ -n "$path" ] || die "cannot find $lib on this machine (ldconfig -p); install the package that provides it"
     # With merged /usr a library is found under /lib or /usr/lib, and its package names one of the two.
     owner=""
     for candidate in "$path" "/usr${path#/usr}" "${path#/usr}" "$(readlink -f "$path")"; do
-        owner=$(dpkg -S "$candidate" 2>/dev/null | head -1) && break
+        # The first line (as `head -1` would give, without a pipe that SIGPIPE can break).
+        owner=$(dpkg -S "$candidate" 2>/dev/null) && owner=${owner%%$'\n'*} && break
     done
     [ -n "$owner" ] || die "no Debian package owns $path ($lib)"
     owner=${owner%%:*}

@@ -8,6 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=scripts/lib/fail-loudly.sh
+. "$root/scripts/lib/fail-loudly.sh"
 only_swift=false
 [ "${1:-}" = "--swift" ] && only_swift=true
 
@@ -51,6 +53,8 @@ if ! $only_swift; then
     # and each is proven on a real kernel below (vm-test.sh: x86_64 with v1, arm64 with v2).
     log "aarch64: cross-built tb-agent and Swift tests under qemu-user (scripts/arm64-test.sh)"
     scripts/arm64-test.sh || status=1
+    log "aarch64 for bookworm (libgpiod v1, glibc 2.36 through scripts/lib/glibc-compat.c): end-to-end smoke"
+    scripts/arm64-test.sh --target bookworm || status=1
     if [ -x scripts/vm-test.sh ]; then
         log "real-kernel GPIO test under qemu (x86_64 kernel, libgpiod v1)"
         scripts/vm-test.sh || status=1

@@ -24,6 +24,8 @@ if [ "${1:-}" = --arch ]; then
 fi
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# shellcheck source=scripts/lib/fail-loudly.sh
+. "$root/scripts/lib/fail-loudly.sh"
 cache="$root/.build/vm"
 mkdir -p "$cache/debs"
 started=$(date +%s)
@@ -43,7 +45,11 @@ ensure_apt_packages qemu-system-x86 gcc make libc6-dev $TB_BUILD_PACKAGES
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
 
 # 2. Which kernel: the one Debian's linux-image-amd64 depends on now (e.g. linux-image-6.1.0-56-amd64).
-image_package() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'; }
+# awk reads to the end (no `exit` at the first match): under pipefail, apt-cache's next write would get SIGPIPE.
+image_package() {
+    apt-cache depends linux-image-amd64 2>/dev/null \
+        | awk '/Depends: linux-image-[0-9]/ && image == "" { image = $2 } END { print image }'
+}
 image=$(image_package)
 if [ -z "$image" ]; then
     log "refreshing the apt package lists"
@@ -97,8 +103,9 @@ if [ ! -f "$k/.unpacked" ]; then
     dpkg-deb --fsys-tarfile "$busybox_deb" | tar -x -C "$k" ./bin/busybox
     touch "$k/.unpacked"
 fi
-vmlinuz=$(ls "$k/image/boot/vmlinuz-"* | head -1)
-configfs=$(find "$k/image/lib/modules" -name 'configfs.ko*' | head -1)
+# find stops at the first match itself: `... | head -1` under pipefail fails when the producer writes after head left.
+vmlinuz=$(find "$k/image/boot" -name 'vmlinuz-*' -print -quit)
+configfs=$(find "$k/image/lib/modules" -name 'configfs.ko*' -print -quit)
 [ -f "$vmlinuz" ] && [ -f "$configfs" ] || die "the kernel package has no vmlinuz or configfs.ko"
 
 # 5. gpio-sim.ko and irq-sim.ko, out of tree (Debian builds neither). irq_sim.c calls irq_to_desc(), which
@@ -119,13 +126,22 @@ if [ ! -f "$m/gpio-sim.ko" ] || [ ! -f "$m/irq-sim.ko" ]; then
         || { cat "$m/build.log" >&2; die "building the gpio-sim modules failed"; }
 fi
 
-# 6. The agent, as it ships: release, Swift runtime linked in.
-log "building tb-agent (release, static Swift runtime)"
-if ! swift build -c release --static-swift-stdlib --scratch-path .build-release --product tb-agent > "$cache/swift-build.log" 2>&1; then
-    grep -vE '^\[[0-9]+/[0-9]+\] ' "$cache/swift-build.log" >&2
-    die "swift build -c release failed"
+# 6. The agent, as it ships: release, Swift runtime linked in. Or VMTEST_AGENT, a release binary built elsewhere
+#    (scripts/gpiod2-check.sh --vm: against libgpiod v2), with VMTEST_LIBRARY_PATH where its libraries are that
+#    this machine does not have (they go to /usr/lib/x86_64-linux-gnu in the VM).
+if [ -n "${VMTEST_AGENT:-}" ]; then
+    agent=$VMTEST_AGENT
+    [ -x "$agent" ] || die "VMTEST_AGENT=$agent is not an executable"
+    log "using $agent"
+else
+    log "building tb-agent (release, static Swift runtime)"
+    if ! swift build -c release --static-swift-stdlib --scratch-path .build-release --product tb-agent > "$cache/swift-build.log" 2>&1; then
+        grep -vE '^\[[0-9]+/[0-9]+\] ' "$cache/swift-build.log" >&2
+        die "swift build -c release failed"
+    fi
+    agent="$root/.build-release/release/tb-agent"
 fi
-agent="$root/.build-release/release/tb-agent"
+libpath=${VMTEST_LIBRARY_PATH:-}
 
 # 7. The initramfs: busybox, the agent and the libraries ldd lists (at the same paths), the modules, /init.
 log "making the initramfs"
@@ -135,10 +151,13 @@ mkdir -p "$ir"/{bin,dev,proc,sys,tmp,etc,lib/modules}
 cp "$k/bin/busybox" "$ir/bin/busybox"
 cp "$agent" "$ir/bin/tb-agent"
 strip "$ir/bin/tb-agent" 2>/dev/null || true
-for lib in $(ldd "$agent" | awk '/=>/ { print $3 } !/=>/ && /^\t\// { print $1 }'); do
-    mkdir -p "$ir$(dirname "$lib")"
-    cp -L "$lib" "$ir$lib"
+for lib in $(LD_LIBRARY_PATH="$libpath" ldd "$agent" | awk '/=>/ { print $3 } !/=>/ && /^\t\// { print $1 }'); do
+    dest=$lib
+    if [ -n "$libpath" ] && [ "${lib#"$libpath"/}" != "$lib" ]; then dest=/usr/lib/x86_64-linux-gnu/$(basename "$lib"); fi
+    mkdir -p "$ir$(dirname "$dest")"
+    cp -L "$lib" "$ir$dest"
 done
+grep -q 'not found' <<< "$(LD_LIBRARY_PATH="$libpath" ldd "$agent")" && die "ldd $agent: a library is missing"
 cp "$configfs" "$ir/lib/modules/configfs.ko"
 cp "$m/irq-sim.ko" "$m/gpio-sim.ko" "$ir/lib/modules/"
 cp "$root/scripts/lib/vm-init.sh" "$ir/init"

@@ -313,18 +313,13 @@ final class ConfigurationParser {
                         "cannot read \"\(file)\" (\(reason)); write the provision device secret into it "
                             + "(`install -m 0640 -g tb-agent /dev/null \(file)`, then edit it) or set device_secret instead")
                 case .success(let content):
-                    var value = content
-                    if value.hasSuffix("\r\n") {
-                        value.removeLast(2)
-                    } else if value.hasSuffix("\n") {
-                        value.removeLast()
-                    }
+                    let value = Secret.fromText(content)
                     if value.isEmpty {
                         r.report(
                             "device_secret_file",
                             "\"\(file)\" is empty; write the provision device secret into it")
                     } else {
-                        secret = Secret(value)
+                        secret = value
                     }
                 }
             }

@@ -36,6 +36,8 @@ final class CallbackContext: Sendable {
         var nextWaiterID = 0
         var networkThread: pthread_t?
         var streamFinished = false
+        /// Our own duplicate of libmosquitto's socket descriptor while the session lasts (-1 otherwise).
+        var socket: Int32 = -1
     }
 
     let endpoint: ServerEndpoint
@@ -61,6 +63,39 @@ final class CallbackContext: Sendable {
 
     func networkThreadStarted(_ thread: pthread_t) { self.state.withLock { $0.networkThread = thread } }
 
+    /// Keeps a duplicate of the socket libmosquitto has just created, for `shutdownConnection()`. Called after the
+    /// connect call and before the network thread starts: the descriptor is then certainly libmosquitto's.
+    func holdSocket(_ libraryDescriptor: CInt) {
+        guard libraryDescriptor >= 0 else { return }
+        let duplicate = fcntl(libraryDescriptor, F_DUPFD_CLOEXEC, 0)
+        guard duplicate >= 0 else { return }
+        self.state.withLock { state in
+            if state.socket >= 0 { close(state.socket) }
+            state.socket = duplicate
+        }
+    }
+
+    /// Shuts the connection down, which wakes the network thread out of a pending connect or a read.
+    ///
+    /// Through our duplicate, never through the number libmosquitto holds: the network thread closes that one as
+    /// soon as the connection ends (before the disconnect callback), and `mosquitto_disconnect`, just called by
+    /// whoever aborts, makes it do so. Read on this thread and shut down a moment later, that number could by then
+    /// belong to any socket opened in between (another client's connection, a listener). The duplicate is closed
+    /// only under this lock, once the session has ended.
+    func shutdownConnection() {
+        self.state.withLock { state in
+            if state.socket >= 0 { _ = shutdown(state.socket, CInt(SHUT_RDWR)) }
+        }
+    }
+
+    /// Closes the duplicate: the session has ended, there is nothing left to wake.
+    func releaseSocket() {
+        self.state.withLock { state in
+            if state.socket >= 0 { close(state.socket) }
+            state.socket = -1
+        }
+    }
+
     /// The network thread, once: the caller then joins it.
     func takeNetworkThread() -> pthread_t? {
         self.state.withLock { state in
@@ -82,6 +117,8 @@ final class CallbackContext: Sendable {
             state.phase = .closed
             state.connectOutcome = .failure(error)
             state.streamFinished = true
+            if state.socket >= 0 { close(state.socket) }
+            state.socket = -1
         }
         self.continuation.yield(.disconnected(reason: reason))
         self.continuation.finish()
@@ -287,6 +324,9 @@ final class CallbackContext: Sendable {
             var finish: Bool
         }
         let ending: Ending? = self.state.withLock { state in
+            // libmosquitto has closed its descriptor (or its loop has returned): let the connection go.
+            if state.socket >= 0 { close(state.socket) }
+            state.socket = -1
             guard state.phase != .closed else { return nil }
             let reason: MQTTDisconnectReason
             if let code = state.refusedCode {

@@ -114,6 +114,7 @@ public final class MosquittoClient: Sendable {
 
     deinit {
         self.stopNetworkThread(force: true)
+        self.context.releaseSocket()
         mosquitto_destroy(self.handle)
         self.context.finishIfOpen()
     }
@@ -130,14 +131,24 @@ public final class MosquittoClient: Sendable {
         do {
             try await self.connectOnce()
         } catch {
-            guard case .tlsFailed(let endpoint, let cause, nil) = error, let tls = self.options.tls else { throw error }
-            // libmosquitto only says "certificate verify failed": one more handshake tells why.
+            guard let tls = self.options.tls else { throw error }
+            // libmosquitto only says "certificate verify failed" (2.0.11, bookworm), or, over a newer OpenSSL
+            // (2.0.21 with OpenSSL 3.5, trixie), just that the connection closed with EPROTO: one more handshake
+            // tells why.
+            let endpoint: ServerEndpoint
+            let cause: MosquittoError?
+            switch error {
+            case .tlsFailed(let e, let c, nil): (endpoint, cause) = (e, c)
+            case .closedBeforeConnack(let e, let c): (endpoint, cause) = (e, c)
+            default: throw error
+            }
             let options = self.options
             let detail = await Task.detached {
                 TLSDiagnosis.diagnose(
                     host: options.host, port: options.port, caFile: tls.caFile, verifyHostname: !tls.insecureSkipHostnameCheck)
             }.value
-            throw .tlsFailed(endpoint, cause, detail: detail)
+            if case .closedBeforeConnack = error, detail == nil { throw error }  // the handshake is fine: not TLS
+            throw .tlsFailed(endpoint, cause ?? .tls, detail: detail)
         }
     }
 
@@ -160,6 +171,8 @@ public final class MosquittoClient: Sendable {
             self.context.closedWithoutThread(reason: .connectFailed(error), error: failure)
             throw failure
         }
+        // Before the network thread exists, the socket is certainly libmosquitto's: keep a duplicate to wake it with.
+        self.context.holdSocket(mosquitto_socket(self.handle))
         let start = Unmanaged.passRetained(NetworkThreadStart(handle: self.handle, context: self.context)).toOpaque()
         var thread = pthread_t()
         let created = pthread_create(&thread, nil, { argument in
@@ -274,10 +287,8 @@ public final class MosquittoClient: Sendable {
         guard self.context.markAborting() else { return }
         // Marks the session disconnecting, so that libmosquitto's loop does not reconnect.
         _ = mosquitto_disconnect(self.handle)
-        // Wakes the network thread out of a pending connect or a read. The descriptor belongs to libmosquitto and
-        // is still open: it is closed only by the network thread, after the disconnect callback we wait for.
-        let socket = mosquitto_socket(self.handle)
-        if socket >= 0 { _ = shutdown(socket, CInt(SHUT_RDWR)) }
+        // Wakes the network thread out of a pending connect or a read.
+        self.context.shutdownConnection()
     }
 
     /// Joins the network thread once. With `force`, the session is aborted first (deinit).
@@ -286,8 +297,7 @@ public final class MosquittoClient: Sendable {
         if force {
             _ = self.context.requestClose(.aborted)
             _ = mosquitto_disconnect(self.handle)
-            let socket = mosquitto_socket(self.handle)
-            if socket >= 0 { _ = shutdown(socket, CInt(SHUT_RDWR)) }
+            self.context.shutdownConnection()
         }
         // No pthread_cancel: the loop leaves on its own once the session is marked disconnecting (it wakes at
         // least once a second).

@@ -88,13 +88,12 @@ struct Setup: AsyncParsableCommand {
         if let file = self.deviceSecretFile {
             secret = .file(ConfigurationLoaderPath.absolute(file))
         } else if self.deviceSecretStdin {
-            var text = String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self)
-            if text.hasSuffix("\r\n") { text.removeLast(2) } else if text.hasSuffix("\n") { text.removeLast() }
+            let text = Secret.fromText(String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self))
             guard !text.isEmpty else {
                 CommandOutput.error("tb-agent setup: standard input held no provision device secret")
                 throw ExitCode(ExitStatus.usage)
             }
-            secret = .inline(Secret(text))
+            secret = .inline(text)
         } else if interactive {
             secret = .inline(try prompter.askSecret("Provision device secret (not shown)"))
         } else {

@@ -193,9 +193,10 @@ import Testing
         #expect(problems.map { $0.line ?? 0 } == [2, 3, 5, 8])
     }
 
-    @Test func secretFileIsReadWithoutItsTrailingNewline() throws {
+    @Test(arguments: ["s3cr3t\n", "s3cr3t\r\n", "s3cr3t"])
+    func secretFileIsReadWithoutItsTrailingNewline(_ content: String) throws {
         let dir = try TestSupport.makeTemporaryDirectory("config")
-        try "s3cr3t\n".write(to: dir.appendingPathComponent("secret"), atomically: true, encoding: .utf8)
+        try content.write(to: dir.appendingPathComponent("secret"), atomically: true, encoding: .utf8)
         let text = "[server]\nhost = \"tb\"\n[provisioning]\ndevice_key = \"K\"\ndevice_secret_file = \"secret\"\n"
         let config = try ConfigurationLoader.parse(text, path: dir.appendingPathComponent("config.toml").path)
         #expect(config.provisioning.deviceSecret.revealed == "s3cr3t")

@@ -76,5 +76,10 @@ struct TBSimProcessTests {
         #expect(try again.connect(username: "board-9-token").code == 5)
         #expect(!sim.events(containing: #""event":"credentials_revoked""#, #""device":"board-9""#).isEmpty)
         #expect(try sim.control("GET", "/devices/nobody").status == 404)
+        // A query of empty keys and values (`?=`, `?&=&`) once indexed an empty split and stopped tb-sim.
+        for query in ["?=", "?&=&", "?==", "?key="] {
+            #expect(try sim.control("GET", "/devices/board-9/telemetry\(query)").status == 200, "\(query)")
+        }
+        #expect(try sim.control("GET", "/devices/nobody").status == 404, "tb-sim still answers")
     }
 }

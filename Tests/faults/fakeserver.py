@@ -84,32 +84,47 @@ class FakeServer:
         self.tokens = 0
         self.lock = threading.Lock()
         self.stopped = False
-        self.sockets = []
-        threading.Thread(target=self.accept_loop, daemon=True).start()
+        self.sockets = []  # the open connections, each closed by its own thread (under the lock)
+        self.accept_thread = threading.Thread(target=self.accept_loop, daemon=True)
+        self.accept_thread.start()
 
     def attempts(self, kind):
         with self.lock:
             return [t for k, t in self.connections if k == kind]
 
     def stop(self):
+        """Stops accepting and ends every connection; once it returns, nothing of this server answers.
+
+        shutdown() wakes the threads blocked in accept() and recv(); close() from here would not: Linux keeps a
+        socket in use by a blocked call open (a closed listener went on accepting, and serving, connections), and
+        the number close() frees can go to a new socket while a thread is still on its way to use the old one. So
+        the listener is closed after its thread has ended, and each connection by the thread serving it.
+        """
         self.stopped = True
         try:
-            self.listener.close()
+            self.listener.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        for s in list(self.sockets):
-            try:
-                s.close()
-            except OSError:
-                pass
+        self.accept_thread.join()
+        self.listener.close()
+        with self.lock:
+            for conn in self.sockets:
+                try:
+                    conn.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     def accept_loop(self):
-        while not self.stopped:
+        while True:
             try:
                 conn, _ = self.listener.accept()
             except OSError:
+                return  # stop() shut the listener down
+            if self.stopped:
+                conn.close()
                 return
-            self.sockets.append(conn)
+            with self.lock:
+                self.sockets.append(conn)
             threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
 
     # MARK: reading packets
@@ -173,10 +188,9 @@ class FakeServer:
         except (OSError, ConnectionError, struct.error, IndexError):
             pass
         finally:
-            try:
+            with self.lock:
+                self.sockets.remove(conn)
                 conn.close()
-            except OSError:
-                pass
 
     def misbehave_on_connect(self, conn, mode):
         """Answers the CONNECT; returns True to carry on with the session."""

@@ -12,10 +12,11 @@ attribute update, a payload that is not JSON and a garbage RPC must stay up.
 
 import os
 import signal
+import socket
 import threading
 import time
 
-from fakeserver import DEVICE_MODES, PROVISION_MODES, FakeServer
+from fakeserver import DEVICE_MODES, PROVISION_MODES, FakeServer, mqtt_string, packet
 from harness import (Board, Failure, Process, Workspace, agent_argv, check, run, status_json, wait_until)
 
 TIMEOUT = 2  # [provisioning] timeout, also connect-test's connect timeout
@@ -59,7 +60,43 @@ def clear_message(err, port, what):
     return lines[-1]
 
 
+def check_stop_is_final():
+    """The fake server itself: once stop() has returned, its port refuses connections and a connection it held
+    is ended. (stop() used to close the listener under the thread blocked in accept(); Linux kept that socket
+    listening, and the stopped server accepted and answered the next CONNECT.)"""
+    connect = packet(0x10, mqtt_string("MQTT") + bytes([4, 0x82, 0, 60]) + mqtt_string("probe") + mqtt_string("provision"))
+    s = FakeServer(provision_mode="silence")
+    held = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    try:
+        held.sendall(connect)
+        check(wait_until(lambda: len(s.attempts("provision")) == 1, 5, 0.01), "the fake server did not see the CONNECT")
+        s.stop()
+        check(not s.accept_thread.is_alive(), "FakeServer.stop() returned with its accept thread still running")
+        try:
+            check(held.recv(16) == b"", "a connection held by a stopped fake server received data")
+        except socket.timeout:
+            raise Failure("a connection held by a stopped fake server is still open 5 s later") from None
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.settimeout(5)
+        try:
+            probe.connect(("127.0.0.1", s.port))
+            probe.sendall(connect)
+            try:
+                answer = repr(probe.recv(16))
+            except socket.timeout:
+                answer = "nothing"
+            raise Failure(f"a stopped fake server accepted a connection on port {s.port} (and answered {answer})")
+        except ConnectionRefusedError:
+            pass
+        finally:
+            probe.close()
+    finally:
+        held.close()
+        s.stop()
+
+
 def run_scenario(binaries, rounds, report):
+    check_stop_is_final()
     workspace = Workspace("badserver")
     failed = True
     servers = []

@@ -12,7 +12,11 @@ TB_SDK_PYTHON_PACKAGES="tb-mqtt-client==1.13.14 mmh3"
 ensure_apt_packages() {
     local missing=()
     for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+        # No `| grep -q`: under pipefail, grep leaving early can fail the pipeline (SIGPIPE) and so misreport.
+        case "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" in
+            *"install ok installed"*) ;;
+            *) missing+=("$p") ;;
+        esac
     done
     [ ${#missing[@]} -eq 0 ] && return 0
     echo "installing Debian packages: ${missing[*]}" >&2
@@ -53,9 +57,12 @@ ensure_swift() {
              "for Debian 12 (swift.org/install) and put its usr/bin on PATH" >&2
         return 1
     fi
-    case "$(swift --version 2>&1 | head -1)" in
+    local version
+    version=$(swift --version 2>&1) || true
+    version=${version%%$'\n'*}  # the first line, without `| head -1` (SIGPIPE under pipefail)
+    case "$version" in
         *"version 6."*) ;;
-        *) echo "tb-agent needs Swift 6.1 or later; found: $(swift --version 2>&1 | head -1)" >&2; return 1 ;;
+        *) echo "tb-agent needs Swift 6.1 or later; found: $version" >&2; return 1 ;;
     esac
 }
 

@@ -1,3 +1,4 @@
+import Synchronization
 import TBJSON
 
 #if canImport(Glibc)
@@ -12,9 +13,9 @@ public final class StatusSocketServer: @unchecked Sendable {
     private let fd: Int32
     private let provider: @Sendable () -> JSONValue
     private let thread: pthread_t?
-    // Written once by stop() from the owner, read by the accept thread: a torn read is impossible for a Bool on
-    // the platforms we support, and shutdown() wakes the blocked accept().
-    private nonisolated(unsafe) var stopped = false
+    /// Set by the first stop(): a second one (or deinit after it) must not join the thread again or close a
+    /// descriptor number that may belong to another socket by then.
+    private let stopped = Atomic<Bool>(false)
 
     /// Binds `path` (replacing a stale socket left by a crash) and serves on a background thread.
     public init(path: String, provider: @escaping @Sendable () -> JSONValue) throws(SocketError) {
@@ -57,10 +58,10 @@ public final class StatusSocketServer: @unchecked Sendable {
         self.thread = thread
     }
 
-    /// Stops serving and removes the socket file.
+    /// Stops serving and removes the socket file. The descriptor is closed only after the accept thread has ended:
+    /// shutdown() wakes it (accept fails on a shut-down listener), and it is joined first.
     public func stop() {
-        guard !self.stopped else { return }
-        self.stopped = true
+        guard !self.stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
         _ = shutdown(self.fd, Int32(SHUT_RDWR))
         if let thread = self.thread { pthread_join(thread, nil) }
         close(self.fd)

@@ -339,7 +339,8 @@ struct ControlRouter {
         guard let q = uri.firstIndex(of: "?") else { return (uri, [:]) }
         var query: [String: String] = [:]
         for pair in uri[uri.index(after: q)...].split(separator: "&") {
-            let kv = pair.split(separator: "=", maxSplits: 1)
+            // Keeping empty parts: "=" is an empty key with an empty value, not an empty array to index.
+            let kv = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let key = percentDecode(String(kv[0]))
             query[key] = kv.count > 1 ? percentDecode(String(kv[1])) : ""
         }

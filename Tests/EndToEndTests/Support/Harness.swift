@@ -403,6 +403,9 @@ enum SpoolFiles {
 
 /// A datagram socket bound to a path, standing in for systemd's `$NOTIFY_SOCKET`: records every notification with
 /// the time it arrived.
+///
+/// `stop()` closes the socket only after the receiving thread has ended (it used to wait for it 2 s at most and
+/// close anyway: a thread still in its loop would then `recv` on whatever socket got the number next).
 final class NotifySocket: Sendable {
     struct Notification: Sendable {
         var at: ContinuousClock.Instant
@@ -413,7 +416,7 @@ final class NotifySocket: Sendable {
     private let fd: Int32
     private let received = Mutex<[Notification]>([])
     private let stopped = Atomic<Bool>(false)
-    private let finished = Atomic<Bool>(false)
+    private let thread = Mutex<JoinableThread?>(nil)
 
     init(directory: URL) throws {
         self.path = directory.appendingPathComponent("notify.sock").path
@@ -439,7 +442,14 @@ final class NotifySocket: Sendable {
         var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         self.fd = fd
-        Thread.detachNewThread { [self] in self.receive() }
+        do {
+            let thread = try JoinableThread { [self] in self.receive() }
+            self.thread.withLock { $0 = thread }
+        } catch {
+            close(fd)
+            unlink(self.path)
+            throw error
+        }
     }
 
     private func receive() {
@@ -451,19 +461,24 @@ final class NotifySocket: Sendable {
             let lines = text.split(separator: "\n").map(String.init)
             self.received.withLock { $0.append(Notification(at: ContinuousClock.now, lines: lines)) }
         }
-        self.finished.store(true, ordering: .releasing)
     }
 
     var notifications: [Notification] { self.received.withLock { $0 } }
+
+    /// True once the receiving thread has ended (always, after `stop()` returns).
+    var receiverEnded: Bool { self.thread.withLock { $0 }?.isFinished ?? true }
 
     /// Arrival times of the notifications holding `line`.
     func times(of line: String) -> [ContinuousClock.Instant] {
         self.notifications.filter { $0.lines.contains(line) }.map(\.at)
     }
 
+    /// Stops receiving and closes the socket (once).
     func stop() async {
-        self.stopped.store(true, ordering: .releasing)
-        await eventually(.seconds(2), every: .milliseconds(20)) { self.finished.load(ordering: .acquiring) }
+        guard !self.stopped.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        _ = shutdown(self.fd, CInt(SHUT_RDWR))  // recv returns at once rather than after its 100 ms timeout
+        let thread = self.thread.withLock { $0 }
+        _ = try? await offPool { thread?.join() }
         close(self.fd)
         unlink(self.path)
     }
