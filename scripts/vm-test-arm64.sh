@@ -2,8 +2,9 @@
 # The real-kernel GPIO test on an arm64 kernel: boots Debian sid's arm64 kernel under qemu-system-aarch64 (TCG)
 # with a small initramfs holding arm64 busybox, the aarch64 release `tb-agent` built against trixie's libgpiod v2
 # (scripts/cross-build.sh) with the shared libraries it needs from the trixie arm64 sysroot, and the kernel's own
-# configfs and gpio-sim modules. The simulated chip is a Raspberry Pi 5's: label `pinctrl-rp1`, lines `GPIO0`…
-# `GPIO27`; on qemu's virt machine it is not gpiochip0 (the PL061 is), so lookups by name and by label count.
+# configfs and gpio-sim modules. The simulated chip is a Raspberry Pi 5's (scripts/lib/vm-pi5.conf): label
+# `pinctrl-rp1`, 54 lines named as Raspberry Pi OS names them (`ID_SDA`, `ID_SCL`, `GPIO2`…`GPIO27`, …); on qemu's
+# virt machine it is not gpiochip0 (the PL061 is), so lookups by name and by label are what is tested.
 # The checks are the x86_64 test's (scripts/lib/vm-init.sh, run as /init), so libgpiod v2 is proven on a real
 # kernel as v1 is by scripts/vm-test.sh. (Sid's kernel is built without CONFIG_GPIO_CDEV_V1: libgpiod v1 could
 # not run on it anyway.)
@@ -37,11 +38,11 @@ die() { printf 'vm-test-arm64: FAILED: %s\n' "$*" >&2; exit 1; }
 # The checks vm-init.sh runs (its `# CHECKS:` line); every one must report PASS.
 expected_checks=$(sed -n 's/^# CHECKS: //p' "$root/scripts/lib/vm-init.sh")
 [ -n "$expected_checks" ] || die "scripts/lib/vm-init.sh has no '# CHECKS:' line"
-# What vm-init.sh is told (its VMTEST_* parameters): the chip is a Raspberry Pi 5's RP1, label pinctrl-rp1 and
-# lines GPIO0…GPIO27, and the agent must report the libgpiod v2 API. The modules follow from the kernel (step 4).
-VMTEST_CHIP_LABEL=pinctrl-rp1
-VMTEST_LINE_NAMES=$(seq -f 'GPIO%g' 0 27 | tr '\n' ' ')
-VMTEST_LINE_NAMES=${VMTEST_LINE_NAMES% }
+# What vm-init.sh is told (its VMTEST_* parameters): the chip is a Raspberry Pi 5's RP1 (label and line names from
+# scripts/lib/vm-pi5.conf), and the agent must report the libgpiod v2 API. The modules follow from the kernel
+# (step 4).
+# shellcheck source=scripts/lib/vm-pi5.conf
+. "$root/scripts/lib/vm-pi5.conf"
 export VMTEST_CHIP_LABEL VMTEST_LINE_NAMES VMTEST_GPIOD_API=2
 
 # shellcheck source=scripts/lib/deps.sh
