@@ -3,8 +3,9 @@
 # shellcheck shell=bash
 
 # The Debian mirror this machine's apt already uses (the same archive serves bookworm, trixie and sid);
-# TB_DEBIAN_MIRROR overrides it. Prints nothing and fails when apt shows no bookworm/main source.
-debian_mirror() {
+# TB_DEBIAN_MIRROR overrides it. Prints nothing and fails when apt shows no bookworm/main source. Defined here only
+# when scripts/lib/deps.sh, sourced first, has no debian_mirror of its own.
+declare -F debian_mirror > /dev/null || debian_mirror() {
     if [ -n "${TB_DEBIAN_MIRROR:-}" ]; then echo "$TB_DEBIAN_MIRROR"; return; fi
     local policy
     policy=$(apt-cache policy 2>/dev/null)
