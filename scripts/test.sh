@@ -56,8 +56,10 @@ if ! $only_swift; then
     log "aarch64 for bookworm (libgpiod v1, glibc 2.36 through scripts/lib/glibc-compat.c): end-to-end smoke"
     scripts/arm64-test.sh --target bookworm || status=1
     if [ -x scripts/vm-test.sh ]; then
-        log "real-kernel GPIO test under qemu"
+        log "real-kernel GPIO test under qemu (x86_64 kernel, libgpiod v1)"
         scripts/vm-test.sh || status=1
+        log "real-kernel GPIO test on an arm64 kernel (aarch64 agent, libgpiod v2, a Raspberry Pi 5's pinctrl-rp1 chip)"
+        scripts/vm-test.sh --arch arm64 || status=1
     fi
     if [ -x scripts/package-test.sh ]; then
         log "Debian packages: build, install, run, upgrade and purge in throwaway chroots (amd64 bookworm; arm64 trixie under qemu-user)"

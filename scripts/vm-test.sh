@@ -6,12 +6,22 @@
 #
 #   scripts/vm-test.sh             everything (installs qemu if missing; downloads are cached in .build/vm/)
 #   scripts/vm-test.sh --keep      also keep the console log path printed at the end
+#   scripts/vm-test.sh --arch arm64   the same checks on Debian sid's arm64 kernel under qemu-system-aarch64, with
+#                                  the aarch64 agent built against trixie's libgpiod v2 and a Raspberry Pi 5's
+#                                  pinctrl-rp1 chip (scripts/vm-test-arm64.sh; the default is --arch x86_64)
 #
 # The in-VM checks are in scripts/lib/vm-init.sh; each prints `VMTEST PASS|FAIL NAME DETAIL` on the serial
 # console, and this script fails unless every check listed on its `# CHECKS:` line passed. The VMTEST_*
 # variables vm-init.sh documents (chip label, line names, the libgpiod API expected…) are passed on to it when
 # set here; VMTEST_GPIOD_API defaults to the major version of the libgpiod this machine builds against.
 set -euo pipefail
+if [ "${1:-}" = --arch ]; then
+    case "${2:-}" in
+        arm64|aarch64) shift 2; exec "$(dirname "$0")/vm-test-arm64.sh" "$@" ;;
+        x86_64|amd64) shift 2 ;;
+        *) echo "vm-test: --arch must be x86_64 or arm64, not '${2:-}'" >&2; exit 64 ;;
+    esac
+fi
 cd "$(dirname "$0")/.."
 root=$(pwd)
 # shellcheck source=scripts/lib/fail-loudly.sh
