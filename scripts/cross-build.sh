@@ -180,7 +180,7 @@ if [ "$(cat "$sysroot/.version" 2>/dev/null)" != "$swift_version" ]; then
     for deb in "$sysroot"/var/cache/apt/archives/*.deb; do dpkg-deb -x "$deb" "$sysroot"; done
     record_package_database "$sysroot" "$sysroot"/var/cache/apt/archives/*.deb
     # No device nodes: under qemu-user (QEMU_LD_PREFIX) a program opening /dev/ptmx must get the machine's own.
-    rm -rf "$sysroot"/var/cache/apt/archives/*.deb "$sysroot/debootstrap" "$sysroot/dev"
+    rm -rf "$sysroot"/var/cache/apt/archives/*.deb "$sysroot/debootstrap" "${sysroot:?}/dev"
     # Absolute symlinks (libm.so -> /lib/aarch64-linux-gnu/libm.so.6) would resolve into this machine's own
     # libraries: make every one relative to the sysroot.
     find "$sysroot" -type l -lname '/*' -print0 | while IFS= read -r -d '' link; do

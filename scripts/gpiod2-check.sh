@@ -20,7 +20,9 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 base="$root/.build-gpiod2"
 sysroot="$base/sysroot"
-mirror=${TB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# shellcheck source=scripts/lib/deps.sh
+. "$root/scripts/lib/deps.sh"
+mirror=$(debian_mirror) || { echo "gpiod2-check: cannot tell which Debian mirror apt uses; set TB_DEBIAN_MIRROR" >&2; exit 1; }
 suite=${TB_GPIOD2_SUITE:-trixie}
 module_only=false
 vm=false
