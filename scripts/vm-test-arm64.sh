@@ -239,23 +239,8 @@ set -e
 tr -d '\r' < "$console" > "$console.txt"
 
 # 8. Results.
-grep '^VMTEST ' "$console.txt" | sed 's/^VMTEST /  /' >&2 || true
-failed=0
-for check in $expected_checks; do
-    if grep -q "^VMTEST PASS $check " "$console.txt"; then continue; fi
-    if grep -q "^VMTEST FAIL $check " "$console.txt"; then
-        echo "vm-test-arm64: check '$check' failed: $(grep "^VMTEST FAIL $check " "$console.txt" | cut -d' ' -f4-)" >&2
-    else
-        echo "vm-test-arm64: check '$check' did not run" >&2
-    fi
-    failed=1
-done
-if grep -q '^VMTEST FAIL ' "$console.txt"; then failed=1; fi
-if ! grep -q '^VMTEST DONE' "$console.txt"; then
-    [ $qemu_status -eq 124 ] && echo "vm-test-arm64: the VM did not finish within $timeout_s s" >&2
-    echo "vm-test-arm64: the VM stopped early (qemu status $qemu_status); last console lines:" >&2
-    tail -20 "$console.txt" >&2
-    failed=1
-fi
-[ $failed -eq 0 ] || die "see $console.txt"
+# shellcheck source=scripts/lib/vm-results.sh
+. "$root/scripts/lib/vm-results.sh"
+# shellcheck disable=SC2086 # one word per check
+vm_check_results vm-test-arm64 "$console.txt" "$qemu_status" $timeout_s $expected_checks || die "see $console.txt"
 log "all $(echo "$expected_checks" | wc -w) checks passed on $flavour (libgpiod v2, chip $VMTEST_CHIP_LABEL)"

@@ -183,25 +183,8 @@ set -e
 tr -d '\r' < "$console" > "$console.txt"
 
 # 9. Results.
-grep '^VMTEST ' "$console.txt" | sed 's/^VMTEST /  /' >&2 || true
-failed=0
-for check in $expected_checks; do
-    if grep -q "^VMTEST PASS $check " "$console.txt"; then continue; fi
-    if grep -q "^VMTEST FAIL $check " "$console.txt"; then
-        echo "vm-test: check '$check' failed: $(grep "^VMTEST FAIL $check " "$console.txt" | cut -d' ' -f4-)" >&2
-    else
-        echo "vm-test: check '$check' did not run" >&2
-    fi
-    failed=1
-done
-if grep -q '^VMTEST FAIL ' "$console.txt"; then failed=1; fi
-if ! grep -q '^VMTEST DONE' "$console.txt"; then
-    [ $qemu_status -eq 124 ] && echo "vm-test: the VM did not finish within 240 s" >&2
-    echo "vm-test: the VM stopped early (qemu status $qemu_status); last console lines:" >&2
-    tail -20 "$console.txt" >&2
-    failed=1
-fi
-if [ $failed -ne 0 ]; then
-    die "see $console.txt"
-fi
+# shellcheck source=scripts/lib/vm-results.sh
+. "$root/scripts/lib/vm-results.sh"
+# shellcheck disable=SC2086 # one word per check
+vm_check_results vm-test "$console.txt" "$qemu_status" 240 $expected_checks || die "see $console.txt"
 log "all $(echo $expected_checks | wc -w) checks passed"
