@@ -1,18 +1,8 @@
-# Debian's archive from scripts: the mirror this machine's apt uses, and a private apt state for another suite or
+# Debian's archive from scripts: a private apt state for another suite or
 # architecture (sid's arm64 kernel, say) that never touches the machine's own apt sources, lists or dpkg status.
 # shellcheck shell=bash
 
-# The Debian mirror this machine's apt already uses (the same archive serves bookworm, trixie and sid);
-# TB_DEBIAN_MIRROR overrides it. Prints nothing and fails when apt shows no bookworm/main source. Defined here only
-# when scripts/lib/deps.sh, sourced first, has no debian_mirror of its own.
-declare -F debian_mirror > /dev/null || debian_mirror() {
-    if [ -n "${TB_DEBIAN_MIRROR:-}" ]; then echo "$TB_DEBIAN_MIRROR"; return; fi
-    local policy
-    policy=$(apt-cache policy 2>/dev/null)
-    # awk reads everything and prints the first match at the end: no reader leaving a pipe early.
-    echo "$policy" | awk '$2 ~ /^https?:/ && $3 ~ /^bookworm\/main$/ && mirror == "" { mirror = $2 }
-        END { if (mirror == "") exit 1; print mirror }'
-}
+# The mirror: debian_mirror, from scripts/lib/deps.sh (source it first).
 
 # private_apt DIR apt-get|apt-cache ARGS...: runs apt with DIR as its whole state (sources.list, lists, cache,
 # no configuration parts, an empty dpkg status), the architecture in DIR/arch as the only one, and no check of
