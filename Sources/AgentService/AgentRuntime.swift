@@ -169,7 +169,7 @@ struct Loop {
         for note in self.spool.recoveryNotes { self.logger.warning("\(note)") }
         self.startBackgroundTicks()
         self.restartSamplers()
-        self.perform(self.machine.start(hasStoredCredentials: self.runtime.store.load() != nil))
+        self.perform(self.machine.start(self.runtime.store.inventory()))
         self.runtime.notifier.ready(status: "starting as \(self.runtime.deviceName)")
         self.publishStatus()
 
@@ -292,7 +292,10 @@ struct Loop {
                 let credentials: DeviceCredentials?
                 switch choice {
                 case .stored: credentials = self.runtime.store.load()
-                case .candidate: credentials = self.candidate
+                case .candidate:
+                    // After a restart the candidate is the pending generation on flash.
+                    if self.candidate == nil { self.candidate = self.runtime.store.loadPending() }
+                    credentials = self.candidate
                 }
                 guard let credentials else {
                     self.logger.error("no credentials to connect with; provisioning")
@@ -302,11 +305,20 @@ struct Loop {
                 self.connect(with: credentials)
             case .storeProvisionedCredentials:
                 break  // stored when the result arrived, before the machine was told
+            case .storeCandidate:
+                if let candidate = self.candidate {
+                    do {
+                        try self.runtime.store.savePending(candidate)
+                        self.logger.notice("re-provisioned: the new credentials are stored (pending until they connect)", metadata: ["credentials": "\(candidate)"])
+                    } catch {
+                        self.storageProblem(error)  // tried from memory all the same: the server has no others
+                    }
+                }
             case .commitCandidate:
                 if let candidate = self.candidate {
                     do {
-                        try self.runtime.store.save(candidate)
-                        self.logger.notice("re-provisioned: the new credentials are stored", metadata: ["credentials": "\(candidate)"])
+                        try self.runtime.store.commitPending(candidate)
+                        self.logger.notice("the new credentials replace the old ones", metadata: ["credentials": "\(candidate)"])
                     } catch {
                         self.storageProblem(error)
                     }
@@ -314,6 +326,7 @@ struct Loop {
                 self.candidate = nil
             case .discardCandidate:
                 self.candidate = nil
+                do { try self.runtime.store.discardPending() } catch { self.storageProblem(error) }
             case .disconnect:
                 if let client = self.client {
                     self.session += 1  // events of the old session are ignored from now on
@@ -463,8 +476,9 @@ struct Loop {
             self.background.append(self.startTimerTask(.identifyOver(generation: self.identifyGeneration), after: duration))
             reply = ["identify": .string(DurationText.format(duration))]
         case .success(.reprovision):
-            self.perform(self.machine.reprovisionRequested(.remote, now: self.now))
-            reply = ["reprovision": "started"]
+            let (answer, actions) = self.machine.requestReprovision(.remote, now: self.now)
+            self.perform(actions)
+            reply = answer.reply
         }
         if let client = self.client {
             let payload = reply.serializedBytes

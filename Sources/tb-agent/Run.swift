@@ -107,10 +107,46 @@ struct StoredCredentialsAdapter: CredentialKeeping {
     }
 
     func save(_ credentials: DeviceCredentials) throws(AgentError) {
-        let record = StoredCredentials(
+        try self.store.save(self.record(credentials))
+    }
+
+    func inventory() -> CredentialInventory {
+        do {
+            let stored = try self.store.load(for: self.server)
+            for warning in stored.warnings { self.logger.warning("\(warning)") }
+            let pending = try self.store.loadPending(for: self.server)
+            for warning in pending.warnings { self.logger.warning("\(warning)") }
+            return CredentialInventory(stored: stored.credentials != nil, pending: pending.credentials != nil)
+        } catch {
+            return CredentialInventory(stored: false, blocked: error.message)
+        }
+    }
+
+    func loadPending() -> DeviceCredentials? {
+        do {
+            return try self.store.loadPending(for: self.server).credentials?.credentials
+        } catch {
+            self.logger.error("\(error.message)")
+            return nil
+        }
+    }
+
+    func savePending(_ credentials: DeviceCredentials) throws(AgentError) {
+        try self.store.savePending(self.record(credentials))
+    }
+
+    func commitPending(_ credentials: DeviceCredentials) throws(AgentError) {
+        try self.store.commitPending(self.record(credentials))
+    }
+
+    func discardPending() throws(AgentError) {
+        try self.store.discardPending()
+    }
+
+    private func record(_ credentials: DeviceCredentials) -> StoredCredentials {
+        StoredCredentials(
             server: self.server, deviceName: self.deviceName, credentials: credentials,
             issuedAt: UTCTimestamp(secondsSinceEpoch: Int64(Date().timeIntervalSince1970)))
-        try self.store.save(record)
     }
 }
 
