@@ -4,13 +4,14 @@
 #
 #   scripts/faults.sh                      short form (the test command runs it): ~2 minutes
 #   scripts/faults.sh --long               release form: at least 200 rounds of each random fault
-#   scripts/faults.sh --only kill spool    some scenarios: kill spool outages storage badserver secrets
+#   scripts/faults.sh --only kill spool    some scenarios: kill spool outages storage badserver secrets reprovision
 #
 # Scenarios: kill -9 while provisioning and writing credentials; the spool truncated and corrupted at random
 # offsets; tb-sim outages, drops and restarts (and the agent killed) while publishing; a full disk and a
 # read-only state directory (tmpfs and bind mounts: needs root, else a fallback or a skip, said in the output);
 # servers sending garbage, oversized packets, wrong statuses or nothing; secrets searched for in every output,
-# status, RPC answer and process argument list. TB_FAULTS_SEED=N repeats a random run; TB_FAULTS_KEEP=1 keeps
+# status, RPC answer and process argument list; the first connects after a re-provisioning dropped (and the agent
+# killed while the new credentials are pending). TB_FAULTS_SEED=N repeats a random run; TB_FAULTS_KEEP=1 keeps
 # the temporary files; TB_BIN_DIR uses binaries built elsewhere (the test command sets it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
