@@ -141,7 +141,7 @@ public struct ProvisioningClient: Sendable {
                     action = session.received(topic: message.topic, payload: message.payload)
                 case .disconnected:
                     action = session.closed()
-                case .connected:
+                case .connected, .oversized:
                     action = .none
                 }
                 if case .finish = action { break }

@@ -1,5 +1,7 @@
+import AgentBoard
 import AgentConfig
 import AgentCore
+import AgentGPIO
 import AgentMQTT
 import AgentPlatform
 import AgentService
@@ -39,17 +41,21 @@ struct Run: AsyncParsableCommand {
         let store = StoredCredentialsAdapter(
             store: CredentialStore(directory: config.device.stateDir), server: endpoint, deviceName: identity.name, logger: logger)
         let provisioner = try ProvisionerAdapter(configuration: config, deviceName: identity.name, logger: logger)
-        let board = try BoardSetupForRun.make(config, configurationFile: self.global.config, logger: logger)
+        let board = try LinkCommand.run { () throws(AgentError) in
+            try Self.board(config, configurationFile: self.global.config, logger: logger)
+        }
 
         var options = AgentRuntime.Options()
         options.statusSocketPath = Self.statusSocketPath(config)
         options.machine.backoffCap = config.server.maxBackoff
         options.clientAttributes = Self.clientAttributes(identity: identity, config: config)
         let configPath = self.global.config
+        let ports = AgentRuntime.Ports(
+            links: MosquittoLinks(server: config.server, logger: logger), store: store, provisioner: provisioner,
+            board: board, notifier: SystemdNotifier(environment: ProcessInfo.processInfo.environment))
         let runtime = AgentRuntime(
-            configuration: config, deviceName: identity.name, store: store, provisioner: provisioner, board: board,
-            spoolDirectory: config.device.stateDir + "/spool", spoolSettings: config.spool,
-            notifier: SystemdNotifier(environment: ProcessInfo.processInfo.environment), logger: logger,
+            configuration: config, deviceName: identity.name, ports: ports,
+            spoolDirectory: config.device.stateDir + "/spool", spoolSettings: config.spool, logger: logger,
             options: options,
             reload: {
                 do throws(ConfigurationFileError) {
@@ -83,8 +89,17 @@ struct Run: AsyncParsableCommand {
         if let board = config.device.board { out.append(("boardProfile", .string(board))) }
         if let serial = identity.facts.serial { out.append(("serial", .string(serial))) }
         if let mac = identity.facts.mac { out.append(("mac", .string(mac))) }
-        out += BoardSetupForRun.versionAttributes
+        out.append(("libgpiodVersion", .string(LibgpiodBackend.libraryVersion)))
         return out
+    }
+
+    /// The board `run` drives, or nil when the configuration has no sensor, button or LED.
+    static func board(_ config: AgentConfiguration, configurationFile: String, logger: Logger) throws(AgentError)
+        -> (any BoardIO)?
+    {
+        if config.sensors.isEmpty && config.button == nil && config.led == nil { return nil }
+        let resolved = BoardSetup.resolvingPaths(config, configurationFile: configurationFile)
+        return try BoardRuntime(resolved, gpio: GPIOBackends.make(resolved.gpio), logger: logger)
     }
 }
 
