@@ -34,6 +34,8 @@ public final class AgentRuntime: Service, CustomStringConvertible {
         public var inboxLimit: Int = 64
         /// Readings held while the clock is not trustworthy; older ones are dropped and counted.
         public var heldReadingsLimit: Int = 10_000
+        /// How often a newer clock floor is saved (and at shutdown): few writes to flash.
+        public var clockFloorSaveInterval: Duration = .seconds(3600)
         public init() {}
     }
 
@@ -45,11 +47,14 @@ public final class AgentRuntime: Service, CustomStringConvertible {
         public var board: (any BoardIO)?
         public var notifier: SystemdNotifier
         public var clock: any AgentClock
+        /// Where the newest stored timestamp survives restarts (nil: only the build time bounds the clock).
+        public var clockFloor: (any ClockFloorKeeping)?
 
         public init(
             links: any DeviceLinks, store: any CredentialKeeping, provisioner: any Provisioning, board: (any BoardIO)?,
-            notifier: SystemdNotifier, clock: any AgentClock = SystemClock()
+            notifier: SystemdNotifier, clock: any AgentClock = SystemClock(), clockFloor: (any ClockFloorKeeping)? = nil
         ) {
+            self.clockFloor = clockFloor
             self.links = links
             self.store = store
             self.provisioner = provisioner
@@ -129,6 +134,7 @@ enum Deadline: Hashable, Sendable {
     case spoolSync
     case figures
     case sampling
+    case saveClockFloor
 }
 
 /// Tasks the loop owns, one per slot: starting a slot's task cancels the one before; the loop cancels and awaits
@@ -200,6 +206,8 @@ struct Loop {
     var sentThrough: UInt64 = 0
     var inFlight = 0
     var clockSanity: ClockSanity
+    /// The floor as last saved (or loaded).
+    var savedClockFloor: Int64? = nil
     var heldReadings: [(taken: Duration, key: String, value: JSONValue)] = []
     var heldDropped: UInt64 = 0
     var overrides = RemoteControl.IntervalOverrides()
@@ -222,7 +230,9 @@ struct Loop {
         self.configuration = runtime.configuration
         self.machine = Machine(settings: runtime.options.machine, random: SystemRandomNumberGenerator())
         (self.events, self.emit) = AsyncStream.makeStream(of: RuntimeEvent.self, bufferingPolicy: .unbounded)
-        self.clockSanity = ClockSanity(buildTime: runtime.options.clockFloor)
+        let stored = runtime.ports.clockFloor?.load()
+        self.clockSanity = ClockSanity(buildTime: runtime.options.clockFloor, newestStored: stored)
+        self.savedClockFloor = stored
     }
 
     var now: Duration { self.clock.now() }
@@ -405,6 +415,21 @@ struct Loop {
         case .sampling:
             if let request = self.sampling.tick(now: now) { self.startSample(request) }
             if let next = self.sampling.nextDeadline { self.deadlines[.sampling] = next }
+        case .saveClockFloor:
+            self.saveClockFloor()
+            self.setDeadline(.saveClockFloor, after: self.runtime.options.clockFloorSaveInterval)
+        }
+    }
+
+    mutating func saveClockFloor() {
+        guard let keeper = self.ports.clockFloor, self.clockSanity.floor > self.clockSanity.buildTime,
+            self.savedClockFloor.map({ $0 != self.clockSanity.floor }) ?? true
+        else { return }
+        do {
+            try keeper.save(self.clockSanity.floor)
+            self.savedClockFloor = self.clockSanity.floor
+        } catch {
+            self.storageProblem(error)
         }
     }
 
@@ -434,6 +459,7 @@ struct Loop {
         if let interval = self.ports.notifier.watchdogInterval { self.deadlines[.watchdog] = self.now + interval / 4 }
         self.setDeadline(.spoolSync, after: self.spoolSyncInterval)
         self.setDeadline(.figures, after: self.runtime.options.figuresInterval)
+        self.setDeadline(.saveClockFloor, after: self.runtime.options.clockFloorSaveInterval)
         let emit = self.emit
         self.slots.start(.signals) {
             for await _ in await UnixSignalsSequence(trapping: .sighup) { emit.yield(.reload) }
@@ -652,10 +678,14 @@ struct Loop {
         let wall = self.clock.wallMilliseconds()
         let now = self.now
         let taken = min(taken, now)
+        let synchronized = !self.clockSanity.isPlausible(wall) && self.clock.isSynchronized()
+        if synchronized, self.clockSanity.correct(to: wall) {
+            self.logger.warning("the system clock is synchronised but reads earlier than the newest stored reading: that one was stamped by a clock set into the future; the synchronised clock is trusted from now on")
+        }
         guard self.clockSanity.isPlausible(wall) else {
             // No trustworthy time yet (no RTC, no NTP): hold the readings with their monotonic time.
             if self.heldReadings.isEmpty {
-                self.logger.warning("the system clock is not set (it reads before this agent was built or before the newest stored reading); holding readings until it is")
+                self.logger.warning("the system clock is not set (it reads before this agent was built or before the newest stored reading, \(UTCTimestamp(secondsSinceEpoch: self.clockSanity.floor / 1000))); holding readings in memory until it is (at most \(self.runtime.options.heldReadingsLimit), then the oldest are dropped and counted)")
             }
             self.heldReadings += values.map { (taken, $0.0, $0.1) }
             let limit = self.runtime.options.heldReadingsLimit
@@ -853,6 +883,7 @@ struct Loop {
             }
         }
         self.retireLink()
+        self.saveClockFloor()
         // Every task the loop started ends here: the DISCONNECT of the last session is awaited, the rest cancelled.
         await self.slots.stopAll(except: [.retire])
         self.ports.board?.stop()

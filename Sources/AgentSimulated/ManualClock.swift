@@ -12,6 +12,7 @@ public final class ManualClock: AgentClock {
     private struct State {
         var now: Duration = .zero
         var wall: Int64
+        var synchronized = false
         var sleepers: [Int: Sleeper] = [:]
         var cancelledEarly: Set<Int> = []
         var nextID = 0
@@ -25,6 +26,11 @@ public final class ManualClock: AgentClock {
     public func now() -> Duration { self.state.withLock { $0.now } }
 
     public func wallMilliseconds() -> Int64 { self.state.withLock { $0.wall } }
+
+    public func isSynchronized() -> Bool { self.state.withLock { $0.synchronized } }
+
+    /// Says whether the kernel would report the clock synchronised (NTP).
+    public func setSynchronized(_ synchronized: Bool) { self.state.withLock { $0.synchronized = synchronized } }
 
     /// How many tasks are sleeping on this clock.
     public var sleeperCount: Int { self.state.withLock { $0.sleepers.count } }

@@ -52,7 +52,8 @@ struct Run: AsyncParsableCommand {
         let configPath = self.global.config
         let ports = AgentRuntime.Ports(
             links: MosquittoLinks(server: config.server, logger: logger), store: store, provisioner: provisioner,
-            board: board, notifier: SystemdNotifier(environment: ProcessInfo.processInfo.environment))
+            board: board, notifier: SystemdNotifier(environment: ProcessInfo.processInfo.environment),
+            clockFloor: ClockFloorFile(stateDirectory: config.device.stateDir))
         let runtime = AgentRuntime(
             configuration: config, deviceName: identity.name, ports: ports,
             spoolDirectory: config.device.stateDir + "/spool", spoolSettings: config.spool, logger: logger,

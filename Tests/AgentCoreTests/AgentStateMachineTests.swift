@@ -267,6 +267,19 @@ import Testing
         #expect(!c.isPlausible(1_795_000_000_000))
     }
 
+    @Test func aSynchronisedClockIsTrustedFromTheBuildTimeAndCorrectsTheFloor() {
+        var c = ClockSanity(buildTime: 1_790_000_000_000, newestStored: 1_900_000_000_000)
+        #expect(!c.isPlausible(1_800_000_000_000))
+        #expect(c.isPlausible(1_800_000_000_000, synchronized: true))
+        #expect(!c.isPlausible(1_700_000_000_000, synchronized: true))  // before the build: wrong whatever NTP says
+        let corrected = c.correct(to: 1_800_000_000_000)
+        #expect(corrected)
+        #expect(c.floor == 1_800_000_000_000)
+        let beforeBuild = c.correct(to: 1_700_000_000_000)
+        #expect(!beforeBuild)
+        #expect(c.isPlausible(1_800_000_000_000))
+    }
+
     @Test func rebasesReadingsTakenBeforeSync() {
         let wall = ClockSanity.rebase(monotonicTaken: .seconds(10), monotonicNow: .seconds(70), wallNow: 1_800_000_060_000)
         #expect(wall == 1_800_000_000_000)

@@ -24,6 +24,18 @@ final class MemoryStore: CredentialKeeping {
 }
 
 /// A provisioner that answers from a list (then with the last answer) and counts its sessions.
+/// The clock floor in memory.
+final class MemoryClockFloor: ClockFloorKeeping {
+    let value: Mutex<Int64?>
+    let saves = Mutex(0)
+    init(_ value: Int64? = nil) { self.value = Mutex(value) }
+    func load() -> Int64? { self.value.withLock { $0 } }
+    func save(_ milliseconds: Int64) throws(AgentError) {
+        self.value.withLock { $0 = milliseconds }
+        self.saves.withLock { $0 += 1 }
+    }
+}
+
 final class ScriptedProvisioner: Provisioning {
     let answers: Mutex<[Result<DeviceCredentials, AgentError>]>
     let sessions = Mutex(0)
@@ -93,6 +105,7 @@ final class RuntimeHarness: @unchecked Sendable {
     let store: MemoryStore
     let provisioner: ScriptedProvisioner
     let board: SlowBoard
+    let clockFloor: MemoryClockFloor
     let directory: URL
     let runtime: AgentRuntime
     private var task: Task<Void, any Error>? = nil
@@ -102,8 +115,10 @@ final class RuntimeHarness: @unchecked Sendable {
     init(
         stored: DeviceCredentials? = RuntimeHarness.token,
         provisioning: [Result<DeviceCredentials, AgentError>] = [.success(.accessToken(Secret("new-token")))],
-        board: SlowBoard = SlowBoard(), interval: Duration = .seconds(10), options: (inout AgentRuntime.Options) -> Void = { _ in }
+        board: SlowBoard = SlowBoard(), interval: Duration = .seconds(10), clockFloor: Int64? = nil,
+        options: (inout AgentRuntime.Options) -> Void = { _ in }
     ) throws {
+        self.clockFloor = MemoryClockFloor(clockFloor)
         self.store = MemoryStore(stored)
         self.provisioner = ScriptedProvisioner(provisioning)
         self.board = board
@@ -123,7 +138,7 @@ final class RuntimeHarness: @unchecked Sendable {
             configuration: configuration, deviceName: "dev-1",
             ports: AgentRuntime.Ports(
                 links: self.broker, store: self.store, provisioner: self.provisioner, board: board,
-                notifier: SystemdNotifier(environment: [:]), clock: self.clock),
+                notifier: SystemdNotifier(environment: [:]), clock: self.clock, clockFloor: self.clockFloor),
             spoolDirectory: self.directory.path + "/spool", logger: logger, options: runtimeOptions)
     }
 

@@ -157,3 +157,44 @@ import Testing
         await h.stop()
     }
 }
+
+extension RuntimeTests {
+    /// Issue 10, finding 9: the newest stored timestamp was never loaded at start, so a clock set back (a board
+    /// without RTC that booted at fake-hwclock's last save) stamped readings earlier than ones already sent. The
+    /// floor is loaded, checked, saved hourly and at shutdown.
+    @Test func aClockBehindTheStoredFloorHoldsReadingsAndTheFloorIsSaved() async throws {
+        let floor = RuntimeHarness.wallStart + 3_600_000  // an hour ahead of the clock
+        let h = try RuntimeHarness(interval: .seconds(1), clockFloor: floor, options: { $0.clockFloorSaveInterval = .seconds(10) })
+        h.start()
+        try await h.until("online") { h.state == "online" }
+        try await h.advance(by: .seconds(3), step: .milliseconds(250))
+        #expect(h.telemetry().isEmpty)
+        #expect(h.status["clockSet"] == .bool(false))
+        #expect((h.status["heldReadings"]?.int64Value ?? 0) >= 3)
+        // NTP steps the clock past the floor: held readings go out, stamped when they were taken.
+        h.clock.setWall(floor + 10_000)
+        try await h.advance(by: .seconds(1), step: .milliseconds(250))
+        try await h.until("held readings sent") { h.telemetry().count >= 4 }
+        let stamps = h.telemetry().compactMap { $0["ts"]?.int64Value }
+        #expect(stamps == stamps.sorted())
+        #expect(stamps.allSatisfy { $0 >= floor })
+        try await h.advance(by: .seconds(10), step: .seconds(1))
+        try await h.until("the floor saved") { (h.clockFloor.load() ?? 0) > floor }
+        await h.stop()
+        #expect((h.clockFloor.load() ?? 0) >= stamps.last ?? .max)
+    }
+
+    /// A synchronised clock is trusted even behind a stored floor (which a clock once set into the future left):
+    /// otherwise the board would hold readings until that future date.
+    @Test func aSynchronisedClockOverridesAFloorFromTheFuture() async throws {
+        let future = RuntimeHarness.wallStart + 365 * 86_400_000
+        let h = try RuntimeHarness(interval: .seconds(1), clockFloor: future)
+        h.clock.setSynchronized(true)
+        h.start()
+        try await h.until("online") { h.state == "online" }
+        try await h.until("readings sent") { h.telemetry().count >= 1 }
+        #expect(h.status["clockSet"] == .bool(true))
+        await h.stop()
+        #expect((h.clockFloor.load() ?? .max) < future)
+    }
+}
