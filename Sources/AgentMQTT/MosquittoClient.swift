@@ -143,10 +143,10 @@ public final class MosquittoClient: Sendable {
             default: throw error
             }
             let options = self.options
-            let detail = await Task.detached {
+            let detail = await OffPool.run {
                 TLSDiagnosis.diagnose(
                     host: options.host, port: options.port, caFile: tls.caFile, verifyHostname: !tls.insecureSkipHostnameCheck)
-            }.value
+            }
             if case .closedBeforeConnack = error, detail == nil { throw error }  // the handshake is fine: not TLS
             throw .tlsFailed(endpoint, cause ?? .tls, detail: detail)
         }

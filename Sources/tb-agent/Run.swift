@@ -40,7 +40,7 @@ struct Run: AsyncParsableCommand {
         let endpoint = ServerEndpoint(config.server)
         let store = StoredCredentialsAdapter(
             store: CredentialStore(directory: config.device.stateDir), server: endpoint, deviceName: identity.name, logger: logger)
-        let provisioner = try ProvisionerAdapter(configuration: config, deviceName: identity.name, logger: logger)
+        let provisioner = try Self.provisioner(config, deviceName: identity.name, logger: logger)
         let board = try LinkCommand.run { () throws(AgentError) in
             try Self.board(config, configurationFile: self.global.config, logger: logger)
         }
@@ -74,6 +74,26 @@ struct Run: AsyncParsableCommand {
         } catch let error as AgentError {
             throw LinkCommand.fail(error)
         }
+    }
+
+    /// The provisioning session `run` uses: the configured key, secret, credentials type and, for X.509, the
+    /// certificate read now (a missing file is a configuration error at start, not a failure later).
+    static func provisioner(_ config: AgentConfiguration, deviceName: String, logger: Logger) throws -> ConfiguredProvisioner {
+        let certificateFile = config.provisioning.certFile ?? config.server.tls?.certFile
+        var certificatePEM: String? = nil
+        if config.provisioning.credentialsType == .x509Certificate, let certificateFile {
+            switch POSIXFile.read(certificateFile) {
+            case .success(let bytes): certificatePEM = String(decoding: bytes, as: UTF8.self)
+            case .failure(let error):
+                CommandOutput.error("tb-agent run: cannot read the certificate \(certificateFile) ([provisioning] cert_file): \(error)")
+                throw ExitCode(ExitStatus.config)
+            }
+        }
+        let request = ProvisionRequest(deviceName: deviceName, settings: config.provisioning, certificatePEM: certificatePEM)
+        try LinkCommand.run { () throws(AgentError) in try request.validate() }
+        return ConfiguredProvisioner(
+            client: ProvisioningClient(server: config.server, timeout: config.provisioning.timeout, logger: logger),
+            request: request, certificateFile: certificateFile, keyFile: config.server.tls?.keyFile)
     }
 
     static func statusSocketPath(_ config: AgentConfiguration) -> String { config.device.stateDir + "/agent.sock" }
@@ -127,40 +147,5 @@ struct StoredCredentialsAdapter: CredentialKeeping {
             server: self.server, deviceName: self.deviceName, credentials: credentials,
             issuedAt: UTCTimestamp(secondsSinceEpoch: Int64(Date().timeIntervalSince1970)))
         try self.store.save(record)
-    }
-}
-
-/// One provisioning session with the configured key, secret and credentials type.
-struct ProvisionerAdapter: Provisioning {
-    let client: ProvisioningClient
-    let request: ProvisionRequest
-    let certificateFile: String?
-    let keyFile: String?
-
-    init(configuration config: AgentConfiguration, deviceName: String, logger: Logger) throws {
-        var certificatePEM: String? = nil
-        let certificateFile = config.provisioning.certFile ?? config.server.tls?.certFile
-        if config.provisioning.credentialsType == .x509Certificate, let certificateFile {
-            do {
-                certificatePEM = try String(contentsOfFile: certificateFile, encoding: .utf8)
-            } catch {
-                CommandOutput.error("tb-agent run: cannot read the certificate \(certificateFile) ([provisioning] cert_file): \(error.localizedDescription)")
-                throw ExitCode(ExitStatus.config)
-            }
-        }
-        self.request = ProvisionRequest(deviceName: deviceName, settings: config.provisioning, certificatePEM: certificatePEM)
-        let request = self.request
-        try LinkCommand.run { () throws(AgentError) in try request.validate() }
-        self.client = ProvisioningClient(server: config.server, timeout: config.provisioning.timeout, logger: logger)
-        self.certificateFile = certificateFile
-        self.keyFile = config.server.tls?.keyFile
-    }
-
-    func provision() async -> Result<DeviceCredentials, AgentError> {
-        do {
-            return .success(try await self.client.provision(self.request, certificateFile: self.certificateFile, keyFile: self.keyFile))
-        } catch {
-            return .failure(error.agentError)
-        }
     }
 }
