@@ -221,6 +221,8 @@ struct Loop {
     /// logged once (again every 10 minutes), not once per reading.
     var storageLogged: [String: Duration] = [:]
     var spoolFailing = false
+    enum LimitedLog: Hashable { case attributes, badRPC }
+    var limitedLogged: [LimitedLog: (at: Duration, suppressed: Int)] = [:]
 
     let spool: Spool
 
@@ -403,9 +405,10 @@ struct Loop {
         case .identifyOver:
             self.perform(self.machine.identify(false))
         case .watchdog:
-            // Fed from the loop itself: a hung loop stops feeding and systemd restarts the agent.
+            // Fed from the loop itself: a hung loop stops feeding and systemd restarts the agent. Every quarter of
+            // WatchdogSec, so that a loop late by a busy moment still feeds within half of it.
             self.ports.notifier.watchdog()
-            if let interval = self.ports.notifier.watchdogInterval { self.setDeadline(.watchdog, after: interval) }
+            if let interval = self.ports.notifier.watchdogInterval { self.setDeadline(.watchdog, after: interval / 2) }
         case .spoolSync:
             do { try self.spool.sync() } catch { self.storageProblem(error) }
             self.setDeadline(.spoolSync, after: self.spoolSyncInterval)
@@ -456,7 +459,7 @@ struct Loop {
     var spoolSyncInterval: Duration { max(self.spool.settings.syncInterval * 9 / 10, .milliseconds(200)) }
 
     mutating func startBackgroundWork() {
-        if let interval = self.ports.notifier.watchdogInterval { self.deadlines[.watchdog] = self.now + interval / 4 }
+        if self.ports.notifier.watchdogInterval != nil { self.deadlines[.watchdog] = self.now }
         self.setDeadline(.spoolSync, after: self.spoolSyncInterval)
         self.setDeadline(.figures, after: self.runtime.options.figuresInterval)
         self.setDeadline(.saveClockFloor, after: self.runtime.options.clockFloorSaveInterval)
@@ -624,9 +627,8 @@ struct Loop {
                 self.logger.warning("ignored a shared-attribute message that is not JSON", metadata: ["mqtt.topic": "\(topic)"])
                 return
             }
-            for problem in self.overrides.apply(update, sensors: Set(self.configuration.sensors.map(\.name))) {
-                self.logger.warning("\(problem)")
-            }
+            let problems = self.overrides.apply(update, sensors: Set(self.configuration.sensors.map(\.name)))
+            if !problems.isEmpty { self.logLimited(.attributes, problems) }
             self.configureSampling()
             return
         }
@@ -634,7 +636,7 @@ struct Loop {
         let reply: JSONValue
         switch rpc.result {
         case .failure(let error):
-            self.logger.warning("answered a bad RPC with an error", metadata: ["rpc.id": "\(rpc.id)", "error": "\(error.message)"])
+            self.logLimited(.badRPC, ["answered a bad RPC (id \(String(rpc.id.prefix(40)))) with an error: \(error.message)"])
             reply = error.reply
         case .success(.getStatus):
             reply = self.statusDocument()
@@ -859,6 +861,19 @@ struct Loop {
         } catch {
             self.logger.warning("the status socket is not available; tb-agent status will show the stored state only", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// Logs what a server can repeat at will at most once a minute per kind, saying how many were left out.
+    mutating func logLimited(_ kind: LimitedLog, _ lines: [String]) {
+        let now = self.now
+        if let last = self.limitedLogged[kind], now - last.at < .seconds(60) {
+            self.limitedLogged[kind]?.suppressed += lines.count
+            return
+        }
+        let suppressed = self.limitedLogged[kind]?.suppressed ?? 0
+        self.limitedLogged[kind] = (now, 0)
+        for line in lines { self.logger.warning("\(line)") }
+        if suppressed > 0 { self.logger.warning("(\(suppressed) more such problem(s) in the last minute were not logged)") }
     }
 
     mutating func storageProblem(_ error: AgentError) {
