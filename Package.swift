@@ -92,22 +92,19 @@ let package = Package(
             dependencies: ["AgentCore", "CGPIOD", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: [.define(gpiodAPI == 2 ? "GPIOD_API_V2" : "GPIOD_API_V1")]
         ),
-        .target(
-            name: "AgentSimulated",
-            dependencies: ["AgentCore", "AgentPlatform", .product(name: "SystemPackage", package: "swift-system")]
-        ),
-        // Board I/O: sensor readers, line watchers, the status LED and the button, over AgentGPIO or AgentSimulated.
+        // Fakes that are real modules: the simulated GPIO bank, the in-memory broker, the manual clock.
+        .target(name: "AgentSimulated", dependencies: ["AgentCore", "AgentPlatform"]),
+        // Board I/O: sensor readers, line watchers, the status LED and the button, over any GPIOBackend.
         .target(
             name: "AgentBoard",
-            dependencies: [
-                "AgentCore", "AgentGPIO", "AgentSimulated", "AgentPlatform", .product(name: "Logging", package: "swift-log"),
-            ]
+            dependencies: ["AgentCore", "AgentGPIO", "AgentPlatform", "TBJSON", .product(name: "Logging", package: "swift-log")]
         ),
-        // The service: the run loop that carries out the core's decisions.
+        // The service: the run loop that carries out the core's decisions through its ports (no MQTT library, no
+        // GPIO: tested in-process against AgentSimulated).
         .target(
             name: "AgentService",
             dependencies: [
-                "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "TBJSON",
+                "AgentCore", "AgentPlatform", "TBJSON",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -148,6 +145,10 @@ let package = Package(
         .target(name: "AgentTestSupport", path: "Tests/AgentTestSupport"),
 
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TBJSON"]),
+        .testTarget(
+            name: "AgentServiceTests",
+            dependencies: ["AgentService", "AgentSimulated", "AgentCore", "AgentPlatform", "TBJSON", "AgentTestSupport"]
+        ),
         .testTarget(
             name: "BoardIOTests",
             dependencies: ["AgentBoard", "AgentCore", "AgentGPIO", "AgentSimulated", "AgentTestSupport"]

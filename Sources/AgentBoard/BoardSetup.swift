@@ -1,6 +1,5 @@
 import AgentCore
 import AgentGPIO
-import AgentSimulated
 
 #if canImport(Glibc)
 import Glibc
@@ -8,14 +7,6 @@ import Glibc
 
 /// Builds the board's parts from the configuration.
 public enum BoardSetup {
-    /// The GPIO backend `[gpio] backend` names.
-    public static func gpioBackend(_ settings: GPIOSettings) -> any GPIOBackend {
-        switch settings.backend {
-        case .libgpiod: return LibgpiodBackend()
-        case .simulated(let directory): return SimulatedGPIOBackend(directory: directory)
-        }
-    }
-
     /// The configuration with its relative paths (`[device] sysroot`, `state_dir`, `[gpio] simulated_dir`)
     /// resolved against the folder of the configuration file, so a configuration means the same thing whatever
     /// the current directory. Absolute paths are left alone.
@@ -32,11 +23,12 @@ public enum BoardSetup {
         return resolved
     }
 
-    /// Where the sensors read from and keep their state.
-    public static func sensorEnvironment(_ configuration: AgentConfiguration) -> SensorEnvironment {
+    /// Where the sensors read from and keep their state; `gpio` is the backend `[gpio] backend` names (the
+    /// executable chooses it: this module does not know the simulated one).
+    public static func sensorEnvironment(_ configuration: AgentConfiguration, gpio: any GPIOBackend) -> SensorEnvironment {
         SensorEnvironment(
             files: DiskBoardFiles(root: configuration.device.sysroot),
-            gpio: Self.gpioBackend(configuration.gpio),
+            gpio: gpio,
             counters: CounterStore(stateDirectory: configuration.device.stateDir),
             telemetryInterval: configuration.telemetry.interval)
     }

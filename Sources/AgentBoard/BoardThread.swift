@@ -109,3 +109,86 @@ enum BoardPoll {
         return Set(fds.filter { $0.revents != 0 }.map(\.fd))
     }
 }
+
+extension BoardThread {
+    /// Blocks the calling thread (never call it on Swift's cooperative pool).
+    static func sleep(for duration: Duration) {
+        guard duration > .zero else { return }
+        let (seconds, attoseconds) = duration.components
+        var request = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+        var remaining = timespec()
+        while nanosleep(&request, &remaining) != 0 && errno == EINTR { request = remaining }
+    }
+}
+
+/// A thread of its own that runs blocking jobs one at a time, in order (the sensor reads): the cooperative pool
+/// stays free, so the loop (and with it the systemd watchdog) runs however long a read takes.
+final class BoardWorker: Sendable {
+    private final class Shared: Sendable {
+        struct Queue {
+            var jobs: [@Sendable () -> Void] = []
+            var stopping = false
+        }
+        let queue = Mutex(Queue())
+        // A counting semaphore: one post per job, one for the stop. Allocated once, destroyed in deinit.
+        nonisolated(unsafe) let semaphore: UnsafeMutablePointer<sem_t>
+
+        init() {
+            self.semaphore = .allocate(capacity: 1)
+            sem_init(self.semaphore, 0, 0)
+        }
+
+        deinit {
+            sem_destroy(self.semaphore)
+            self.semaphore.deallocate()
+        }
+
+        func run() {
+            while true {
+                while sem_wait(self.semaphore) != 0 && errno == EINTR {}
+                let job: (@Sendable () -> Void)? = self.queue.withLock { queue in
+                    queue.jobs.isEmpty ? nil : queue.jobs.removeFirst()
+                }
+                if let job {
+                    job()
+                    continue
+                }
+                if self.queue.withLock({ $0.stopping }) { return }
+            }
+        }
+    }
+
+    private let shared = Shared()
+    private let thread: BoardThread
+    /// At most this many jobs wait; more are refused (the caller keeps one in flight, so this is a safety net).
+    let capacity: Int
+
+    init(capacity: Int = 4) throws(AgentError) {
+        let shared = self.shared
+        self.capacity = capacity
+        self.thread = try BoardThread { shared.run() }
+    }
+
+    /// Queues `job`; false when the queue is full or the worker is stopping (the job then never runs).
+    @discardableResult
+    func submit(_ job: @escaping @Sendable () -> Void) -> Bool {
+        let capacity = self.capacity
+        let queued = self.shared.queue.withLock { queue -> Bool in
+            guard !queue.stopping, queue.jobs.count < capacity else { return false }
+            queue.jobs.append(job)
+            return true
+        }
+        if queued { sem_post(self.shared.semaphore) }
+        return queued
+    }
+
+    /// Lets the job under way finish, drops the queued ones, and joins the thread.
+    func stop() {
+        let first = self.shared.queue.withLock { queue -> Bool in
+            defer { queue.stopping = true; queue.jobs = [] }
+            return !queue.stopping
+        }
+        if first { sem_post(self.shared.semaphore) }
+        self.thread.join()
+    }
+}

@@ -21,14 +21,15 @@ public struct SensorEnvironment: Sendable {
     public var counters: CounterStore
     /// `[telemetry] interval`, for the freshness window of sensors without their own `interval`.
     public var telemetryInterval: Duration
-    /// How retries wait (tests pass one that does not).
-    public var sleep: @Sendable (Duration) async -> Void
+    /// How retries wait (tests pass one that does not). Reads run on the board's sampling thread, never on
+    /// Swift's cooperative pool, so this blocks.
+    public var sleep: @Sendable (Duration) -> Void
     /// The monotonic clock.
     public var now: @Sendable () -> Duration
 
     public init(
         files: any BoardFiles, gpio: any GPIOBackend, counters: CounterStore, telemetryInterval: Duration = .seconds(10),
-        sleep: @escaping @Sendable (Duration) async -> Void = { try? await Task.sleep(for: $0) },
+        sleep: @escaping @Sendable (Duration) -> Void = SensorEnvironment.blockingSleep,
         now: @escaping @Sendable () -> Duration = { MonotonicClock.now() }
     ) {
         self.files = files
@@ -40,11 +41,17 @@ public struct SensorEnvironment: Sendable {
     }
 }
 
+extension SensorEnvironment {
+    /// Sleeps the calling thread (the sampling thread; never Swift's cooperative pool).
+    public static func blockingSleep(_ duration: Duration) { BoardThread.sleep(for: duration) }
+}
+
 /// A configured sensor. A failing sensor reports its failure in its health and never throws: the others carry on.
 public protocol BoardSensor: AnyObject, Sendable {
     var settings: SensorSettings { get }
-    /// Reads once (with retries where the kind calls for them).
-    func read() async -> SensorReport
+    /// Reads once (with retries where the kind calls for them). Blocks (a DS18B20 takes ~750 ms): call it from a
+    /// thread of its own (`BoardRuntime`'s sampling thread) or a command, never from Swift's cooperative pool.
+    func read() -> SensorReport
     /// Starts watching the line (gpio and counter sensors); a no-op for file sensors.
     func start() throws(AgentError)
     /// Stops watching and saves what must survive a restart (a counter's total).
@@ -69,9 +76,9 @@ public enum BoardSensors {
     }
 
     /// Reads every sensor once, in order.
-    public static func readAll(_ sensors: [any BoardSensor]) async -> [SensorReport] {
+    public static func readAll(_ sensors: [any BoardSensor]) -> [SensorReport] {
         var reports: [SensorReport] = []
-        for sensor in sensors { reports.append(await sensor.read()) }
+        for sensor in sensors { reports.append(sensor.read()) }
         return reports
     }
 }
@@ -120,7 +127,7 @@ final class FileBackedSensor: BoardSensor {
         self.environment = environment
     }
 
-    func read() async -> SensorReport {
+    func read() -> SensorReport {
         let reader = FileSensor(self.settings)
         var attempt = 1
         while true {
@@ -130,7 +137,7 @@ final class FileBackedSensor: BoardSensor {
             } catch {
                 if self.record.policy.shouldRetry(after: error, attempt: attempt) {
                     attempt += 1
-                    await self.environment.sleep(self.record.policy.pause)
+                    self.environment.sleep(self.record.policy.pause)
                     continue
                 }
                 let message = attempt > 1 ? SensorFailure(error.kind, "\(error.message) (\(attempt) attempts)") : error
@@ -197,7 +204,7 @@ public final class DigitalInputSensor: BoardSensor {
         }
     }
 
-    public func read() async -> SensorReport {
+    public func read() -> SensorReport {
         let now = self.environment.now()
         // While watching, the debounced level; otherwise a one-off read of the line.
         if let watcher = self.watcher.withLock({ $0 }) {
@@ -296,7 +303,7 @@ public final class PulseCounterSensor: BoardSensor {
     }
 
     /// Samples the count and the rate since the previous read, and saves the total (once per interval).
-    public func read() async -> SensorReport {
+    public func read() -> SensorReport {
         let now = self.environment.now()
         let sample = self.tally.value.withLock { $0.sample(at: now) }
         let watching = self.watcher.withLock { $0 } != nil

@@ -28,6 +28,8 @@ final class CallbackContext: Sendable {
         var refusedCode: ConnackCode?
         var closeRequested: MQTTDisconnectReason?
         var publishWaiters: [CInt: CheckedContinuation<Result<Void, MQTTError>, Never>] = [:]
+        /// Completion callbacks of `submit(_:payload:done:)`: no task per message.
+        var publishCallbacks: [CInt: @Sendable (Bool) -> Void] = [:]
         var publishedEarly: Set<CInt> = []
         var subscribeWaiters: [CInt: CheckedContinuation<Result<[Int], MQTTError>, Never>] = [:]
         var subscribedEarly: [CInt: [Int]] = [:]
@@ -41,12 +43,33 @@ final class CallbackContext: Sendable {
     }
 
     let endpoint: ServerEndpoint
-    let continuation: AsyncStream<MQTTEvent>.Continuation
+    private let continuation: AsyncStream<MQTTEvent>.Continuation
+    /// When set (before connecting), events go here instead of the stream, from the network thread.
+    private let sink = Mutex<(@Sendable (MQTTEvent) -> Void)?>(nil)
+    let maxIncomingPayload: Int
     let state = Mutex(State())
 
-    init(endpoint: ServerEndpoint, continuation: AsyncStream<MQTTEvent>.Continuation) {
+    init(endpoint: ServerEndpoint, maxIncomingPayload: Int, continuation: AsyncStream<MQTTEvent>.Continuation) {
         self.endpoint = endpoint
+        self.maxIncomingPayload = maxIncomingPayload
         self.continuation = continuation
+    }
+
+    func setSink(_ sink: @escaping @Sendable (MQTTEvent) -> Void) {
+        self.sink.withLock { $0 = sink }
+        self.continuation.finish()
+    }
+
+    private func deliver(_ event: MQTTEvent) {
+        if let sink = self.sink.withLock({ $0 }) {
+            sink(event)
+        } else {
+            self.continuation.yield(event)
+        }
+    }
+
+    private func finishStream() {
+        self.continuation.finish()
     }
 
     // MARK: - Called by the client
@@ -120,8 +143,8 @@ final class CallbackContext: Sendable {
             if state.socket >= 0 { close(state.socket) }
             state.socket = -1
         }
-        self.continuation.yield(.disconnected(reason: reason))
-        self.continuation.finish()
+        self.deliver(.disconnected(reason: reason))
+        self.finishStream()
     }
 
     /// The connect timeout passed; true if the connect was still waiting (the caller then aborts).
@@ -161,6 +184,17 @@ final class CallbackContext: Sendable {
         if let ready { continuation.resume(returning: ready) }
     }
 
+    /// `done` runs once: true on the acknowledgement, false when the session ends first.
+    func registerPublish(mid: CInt, _ done: @escaping @Sendable (Bool) -> Void) {
+        let ready: Bool? = self.state.withLock { state in
+            if state.publishedEarly.remove(mid) != nil { return true }
+            if state.phase == .closed { return false }
+            state.publishCallbacks[mid] = done
+            return nil
+        }
+        if let ready { done(ready) }
+    }
+
     func registerSubscribe(mid: CInt, _ continuation: CheckedContinuation<Result<[Int], MQTTError>, Never>) {
         let ready: Result<[Int], MQTTError>? = self.state.withLock { state in
             if let granted = state.subscribedEarly.removeValue(forKey: mid) { return .success(granted) }
@@ -193,8 +227,8 @@ final class CallbackContext: Sendable {
             }
         }
         if finish {
-            self.continuation.yield(.disconnected(reason: kind))
-            self.continuation.finish()
+            self.deliver(.disconnected(reason: kind))
+            self.finishStream()
         }
         return action
     }
@@ -242,7 +276,7 @@ final class CallbackContext: Sendable {
             state.streamFinished = true
             return finish
         }
-        if finish { self.continuation.finish() }
+        if finish { self.finishStream() }
     }
 
     // MARK: - Called on the network thread
@@ -266,8 +300,13 @@ final class CallbackContext: Sendable {
             CallbackContext.from(userdata)?.subscribed(mid, copy)
         }
         mosquitto_message_callback_set(handle) { _, userdata, message in
-            // The message and its payload are freed when this returns: copy them.
-            guard let message = message?.pointee, let topic = message.topic else { return }
+            // The message and its payload are freed when this returns: copy them (unless too large).
+            guard let message = message?.pointee, let topic = message.topic, let context = CallbackContext.from(userdata)
+            else { return }
+            if Int(message.payloadlen) > context.maxIncomingPayload {
+                context.deliver(.oversized(topic: String(cString: topic), bytes: Int(message.payloadlen)))
+                return
+            }
             let payload: [UInt8]
             if let bytes = message.payload, message.payloadlen > 0 {
                 payload = Array(UnsafeRawBufferPointer(start: bytes, count: Int(message.payloadlen)))
@@ -277,7 +316,7 @@ final class CallbackContext: Sendable {
             let copy = MQTTMessage(
                 topic: String(cString: topic), payload: payload,
                 qos: MQTTQoS(rawValue: Int(message.qos)) ?? .atLeastOnce, retain: message.retain)
-            CallbackContext.from(userdata)?.continuation.yield(.message(copy))
+            context.deliver(.message(copy))
         }
     }
 
@@ -309,7 +348,7 @@ final class CallbackContext: Sendable {
             _ = mosquitto_disconnect(mosq)
         }
         guard report else { return }
-        self.continuation.yield(.connected(returnCode: code))
+        self.deliver(.connected(returnCode: code))
         waiter?.resume(returning: outcome)
     }
 
@@ -319,6 +358,7 @@ final class CallbackContext: Sendable {
             var reason: MQTTDisconnectReason
             var connectWaiter: (CheckedContinuation<Result<Void, MQTTError>, Never>, Result<Void, MQTTError>)?
             var publishWaiters: [CheckedContinuation<Result<Void, MQTTError>, Never>]
+            var publishCallbacks: [@Sendable (Bool) -> Void]
             var subscribeWaiters: [CheckedContinuation<Result<[Int], MQTTError>, Never>]
             var closeWaiters: [CheckedContinuation<Bool, Never>]
             var finish: Bool
@@ -360,9 +400,11 @@ final class CallbackContext: Sendable {
             state.phase = .closed
             let ending = Ending(
                 reason: reason, connectWaiter: connect, publishWaiters: Array(state.publishWaiters.values),
+                publishCallbacks: Array(state.publishCallbacks.values),
                 subscribeWaiters: Array(state.subscribeWaiters.values), closeWaiters: Array(state.closeWaiters.values),
                 finish: !state.streamFinished)
             state.publishWaiters = [:]
+            state.publishCallbacks = [:]
             state.subscribeWaiters = [:]
             state.closeWaiters = [:]
             state.streamFinished = true
@@ -374,23 +416,28 @@ final class CallbackContext: Sendable {
         guard let ending else { return }
         if let (waiter, result) = ending.connectWaiter { waiter.resume(returning: result) }
         for waiter in ending.publishWaiters { waiter.resume(returning: .failure(.connectionLost(error))) }
+        for done in ending.publishCallbacks { done(false) }
         for waiter in ending.subscribeWaiters { waiter.resume(returning: .failure(.connectionLost(error))) }
         if ending.finish {
-            self.continuation.yield(.disconnected(reason: ending.reason))
-            self.continuation.finish()
+            self.deliver(.disconnected(reason: ending.reason))
+            self.finishStream()
         }
         for waiter in ending.closeWaiters { waiter.resume(returning: true) }
     }
 
     private func published(_ mid: CInt) {
-        let waiter = self.state.withLock { state in
+        let (waiter, done) = self.state.withLock { state in
+            if let done = state.publishCallbacks.removeValue(forKey: mid) {
+                return (nil as CheckedContinuation<Result<Void, MQTTError>, Never>?, Optional(done))
+            }
             guard let waiter = state.publishWaiters.removeValue(forKey: mid) else {
                 state.publishedEarly.insert(mid)
-                return nil as CheckedContinuation<Result<Void, MQTTError>, Never>?
+                return (nil, nil)
             }
-            return waiter
+            return (waiter, nil)
         }
         waiter?.resume(returning: .success(()))
+        done?(true)
     }
 
     private func subscribed(_ mid: CInt, _ granted: [Int]) {

@@ -87,6 +87,9 @@ public enum MQTTEvent: Sendable, Equatable {
     case connected(returnCode: ConnackCode)
     case disconnected(reason: MQTTDisconnectReason)
     case message(MQTTMessage)
+    /// A message above `MQTTConnectOptions.maxIncomingPayload` arrived; it was dropped in libmosquitto's callback,
+    /// unread and uncopied.
+    case oversized(topic: String, bytes: Int)
 }
 
 /// TLS settings for a connection. The server's certificate is verified by default.
@@ -124,12 +127,16 @@ public struct MQTTConnectOptions: Sendable, Equatable, CustomStringConvertible {
     public var tls: MQTTTLSOptions?
     /// How long to wait for the CONNACK after the TCP connect started.
     public var connectTimeout: Duration
+    /// Incoming messages with a larger payload are dropped in libmosquitto's callback (which holds the packet
+    /// already: MQTT 3.1.1 has no way to refuse it earlier) and reported as `.oversized`, never copied.
+    public var maxIncomingPayload: Int
 
     public init(
         host: String, port: Int, clientID: String, username: Secret? = nil, password: Secret? = nil,
         keepalive: Duration = .seconds(60), cleanSession: Bool = true, tls: MQTTTLSOptions? = nil,
-        connectTimeout: Duration = .seconds(30)
+        connectTimeout: Duration = .seconds(30), maxIncomingPayload: Int = 64 * 1024
     ) {
+        self.maxIncomingPayload = maxIncomingPayload
         self.host = host
         self.port = port
         self.clientID = clientID

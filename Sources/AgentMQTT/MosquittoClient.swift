@@ -55,7 +55,7 @@ public final class MosquittoClient: Sendable {
         self.logger = logger
         let (stream, continuation) = AsyncStream.makeStream(of: MQTTEvent.self, bufferingPolicy: .unbounded)
         self.events = stream
-        let context = CallbackContext(endpoint: options.endpoint, continuation: continuation)
+        let context = CallbackContext(endpoint: options.endpoint, maxIncomingPayload: options.maxIncomingPayload, continuation: continuation)
         self.context = context
         // libmosquitto refuses a client id it cannot send (mosquitto_new then fails with an unset errno), and C
         // strings end at a NUL: such credentials fail on every attempt, which is a rejection, not a network error.
@@ -171,10 +171,10 @@ public final class MosquittoClient: Sendable {
             default: throw error
             }
             let options = self.options
-            let detail = await Task.detached {
+            let detail = await OffPool.run {
                 TLSDiagnosis.diagnose(
                     host: options.host, port: options.port, caFile: tls.caFile, verifyHostname: !tls.insecureSkipHostnameCheck)
-            }.value
+            }
             if case .closedBeforeConnack = error, detail == nil { throw error }  // the handshake is fine: not TLS
             throw .tlsFailed(endpoint, cause ?? .tls, detail: detail)
         }
@@ -285,6 +285,24 @@ public final class MosquittoClient: Sendable {
             throw .library(operation: "mosquitto_publish", MosquittoError(rawValue: rc, systemErrno: errno))
         }
         return PublishReceipt(context: self.context, mid: mid)
+    }
+
+    /// Hands a QoS 1 (or 0) message to libmosquitto now and calls `done` once, from the network thread: true on
+    /// the PUBACK (for QoS 0 once written), false when the session ends first. No task and no continuation per
+    /// message: the telemetry path's cost stays near libmosquitto's own.
+    ///
+    /// - Throws: `.notConnected`, `.library` (payload too large…); `done` is then never called.
+    public func submit(
+        _ topic: String, payload: [UInt8], qos: MQTTQoS = .atLeastOnce, done: @escaping @Sendable (Bool) -> Void
+    ) throws(MQTTError) {
+        let receipt = try self.submit(topic, payload: payload, qos: qos, retain: false)
+        self.context.registerPublish(mid: receipt.mid, done)
+    }
+
+    /// Sends events to `sink` (from the network thread) instead of `events`, which finishes at once. Set it
+    /// before `connect()`.
+    public func deliverEvents(to sink: @escaping @Sendable (MQTTEvent) -> Void) {
+        self.context.setSink(sink)
     }
 
     // MARK: - Ending

@@ -141,7 +141,7 @@ public struct ProvisioningClient: Sendable {
                     action = session.received(topic: message.topic, payload: message.payload)
                 case .disconnected:
                     action = session.closed()
-                case .connected:
+                case .connected, .oversized:
                     action = .none
                 }
                 if case .finish = action { break }
@@ -158,5 +158,28 @@ public struct ProvisioningClient: Sendable {
         return AgentError(
             .provisioningFailed,
             "the server at \(endpoint) refused the provisioning connection (\(code)): ThingsBoard accepts every CONNECT with user name \"provision\"; is this ThingsBoard's MQTT transport?")
+    }
+}
+
+/// The run loop's provisioning port over `ProvisioningClient`: one session with a request prepared at start.
+public struct ConfiguredProvisioner: Provisioning {
+    public let client: ProvisioningClient
+    public let request: ProvisionRequest
+    public let certificateFile: String?
+    public let keyFile: String?
+
+    public init(client: ProvisioningClient, request: ProvisionRequest, certificateFile: String?, keyFile: String?) {
+        self.client = client
+        self.request = request
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+    }
+
+    public func provision() async -> Result<DeviceCredentials, AgentError> {
+        do {
+            return .success(try await self.client.provision(self.request, certificateFile: self.certificateFile, keyFile: self.keyFile))
+        } catch {
+            return .failure(error.agentError)
+        }
     }
 }

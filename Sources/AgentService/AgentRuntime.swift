@@ -1,5 +1,4 @@
 import AgentCore
-import AgentMQTT
 import AgentPlatform
 import Logging
 import ServiceLifecycle
@@ -7,13 +6,16 @@ import Synchronization
 import TBJSON
 import UnixSignals
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// `tb-agent run`: the service. One task owns every piece of mutable state and handles one event at a time;
-/// the decisions are `AgentStateMachine`'s, this type only carries its actions out (MQTT sessions, the spool,
-/// the LED, timers, systemd notifications).
+/// the decisions are the core's (`AgentStateMachine`, `SamplingSchedule`, `ClockSanity`, `TelemetryEncoder`),
+/// this type only carries them out through its ports: the MQTT session (`DeviceLinks`), the credential store,
+/// the provisioner, the board, the clock, systemd.
+///
+/// Work it starts has one owner and a bound: timers are deadlines in one table with one ticker task; the MQTT
+/// session, its announcement, the provisioning session and the signal watcher each run in one owned task slot
+/// (`TaskSlots`), cancelled with the loop; a PUBLISH's acknowledgement is a callback, not a task; sensor reads run
+/// on the board's own thread, one at a time (`SamplingSchedule` coalesces the rest); server messages wait in a
+/// bounded inbox (beyond it they are dropped and counted), and libmosquitto drops oversized ones unread.
 public final class AgentRuntime: Service, CustomStringConvertible {
     public struct Options: Sendable {
         /// At most this many telemetry PUBLISHes awaiting their PUBACK.
@@ -28,38 +30,67 @@ public final class AgentRuntime: Service, CustomStringConvertible {
         public var clientAttributes: [(String, JSONValue)] = []
         /// How often the agent's own figures and the sensors' health go out as telemetry.
         public var figuresInterval: Duration = .seconds(60)
+        /// Server messages (RPCs, attribute updates) waiting for the loop; more are dropped and counted.
+        public var inboxLimit: Int = 64
+        /// Readings held while the clock is not trustworthy; older ones are dropped and counted.
+        public var heldReadingsLimit: Int = 10_000
+        /// How often a newer clock floor is saved (and at shutdown): few writes to flash.
+        public var clockFloorSaveInterval: Duration = .seconds(3600)
         public init() {}
+    }
+
+    /// What the loop works through.
+    public struct Ports: Sendable {
+        public var links: any DeviceLinks
+        public var store: any CredentialKeeping
+        public var provisioner: any Provisioning
+        public var board: (any BoardIO)?
+        public var notifier: SystemdNotifier
+        public var clock: any AgentClock
+        /// Where the newest stored timestamp survives restarts (nil: only the build time bounds the clock).
+        public var clockFloor: (any ClockFloorKeeping)?
+
+        public init(
+            links: any DeviceLinks, store: any CredentialKeeping, provisioner: any Provisioning, board: (any BoardIO)?,
+            notifier: SystemdNotifier, clock: any AgentClock = SystemClock(), clockFloor: (any ClockFloorKeeping)? = nil
+        ) {
+            self.clockFloor = clockFloor
+            self.links = links
+            self.store = store
+            self.provisioner = provisioner
+            self.board = board
+            self.notifier = notifier
+            self.clock = clock
+        }
     }
 
     public let description = "tb-agent"
     let configuration: AgentConfiguration
     let deviceName: String
-    let store: any CredentialKeeping
-    let provisioner: any Provisioning
-    let board: (any BoardIO)?
+    let ports: Ports
     let spoolDirectory: String
     let spoolSettings: SpoolSettings
-    let notifier: SystemdNotifier
     let logger: Logger
     let options: Options
     let reload: (@Sendable () -> Result<AgentConfiguration, AgentError>)?
     /// The latest `getStatus` document, for the status socket's thread.
     let statusSnapshot = Mutex<JSONValue>(.null)
     let statusServer = Mutex<StatusSocketServer?>(nil)
+    /// Server messages handed to the loop and not yet handled (the link's thread adds, the loop removes).
+    let inbox = Atomic<Int>(0)
+    /// Server messages dropped: the inbox was full, or the payload was above the limit.
+    let droppedMessages = Atomic<UInt64>(0)
 
     public init(
-        configuration: AgentConfiguration, deviceName: String, store: any CredentialKeeping, provisioner: any Provisioning,
-        board: (any BoardIO)?, spoolDirectory: String, spoolSettings: SpoolSettings = .init(), notifier: SystemdNotifier, logger: Logger, options: Options = .init(),
+        configuration: AgentConfiguration, deviceName: String, ports: Ports, spoolDirectory: String,
+        spoolSettings: SpoolSettings = .init(), logger: Logger, options: Options = .init(),
         reload: (@Sendable () -> Result<AgentConfiguration, AgentError>)? = nil
     ) {
         self.configuration = configuration
         self.deviceName = deviceName
-        self.store = store
-        self.provisioner = provisioner
-        self.board = board
+        self.ports = ports
         self.spoolDirectory = spoolDirectory
         self.spoolSettings = spoolSettings
-        self.notifier = notifier
         self.logger = logger
         self.options = options
         self.reload = reload
@@ -69,6 +100,9 @@ public final class AgentRuntime: Service, CustomStringConvertible {
         var loop = try Loop(runtime: self)
         try await loop.run()
     }
+
+    /// The `getStatus` document as the loop last published it.
+    public var status: JSONValue { self.statusSnapshot.withLock { $0 } }
 }
 
 /// The build time, so that a clock reading earlier than it is known to be wrong.
@@ -78,21 +112,68 @@ public enum AgentBuild {
 }
 
 enum RuntimeEvent: Sendable {
-    case connectFinished(session: Int, Result<Void, MQTTError>)
-    case mqtt(session: Int, MQTTEvent)
+    case connectFinished(session: Int, LinkConnectOutcome)
+    case link(session: Int, LinkEvent)
     case published(session: Int, sequences: [UInt64], ok: Bool)
-    case subscribed(session: Int)
+    case announced(session: Int)
     case provisioned(Result<DeviceCredentials, AgentError>)
-    case timer(AgentStateMachine<SystemRandomNumberGenerator>.Timer, generation: Int)
-    /// Readings and the (monotonic) time they were taken, captured where they were taken: the loop may get to
-    /// them later.
-    case sampled([(String, JSONValue)], at: ContinuousClock.Instant)
-    case board(BoardEvent, at: ContinuousClock.Instant)
-    case identifyOver(generation: Int)
-    case watchdog
+    /// Readings and the monotonic time they were taken, captured where they were taken: the loop may get to them
+    /// later.
+    case sampled([(String, JSONValue)], at: Duration)
+    case board(BoardEvent, at: Duration)
+    /// The ticker's deadline passed.
+    case tick
     case reload
+}
+
+/// What the loop waits for, each at most once: the deadline table's keys.
+enum Deadline: Hashable, Sendable {
+    case machine(AgentStateMachine<SystemRandomNumberGenerator>.Timer)
+    case identifyOver
+    case watchdog
     case spoolSync
     case figures
+    case sampling
+    case saveClockFloor
+}
+
+/// Tasks the loop owns, one per slot: starting a slot's task cancels the one before; the loop cancels and awaits
+/// them all when it stops.
+struct TaskSlots {
+    enum Slot: Hashable {
+        case ticker, connect, announce, provision, signals
+        /// Closing an old session (DISCONNECT waits for the server, bounded).
+        case retire
+    }
+
+    private var tasks: [Slot: Task<Void, Never>] = [:]
+
+    mutating func start(_ slot: Slot, _ body: @escaping @Sendable () async -> Void) {
+        self.tasks.removeValue(forKey: slot)?.cancel()
+        self.tasks[slot] = Task(operation: body)
+    }
+
+    /// Starts `body` after the slot's current task has finished (never two at once, none lost).
+    mutating func chain(_ slot: Slot, _ body: @escaping @Sendable () async -> Void) {
+        let previous = self.tasks[slot]
+        self.tasks[slot] = Task {
+            await previous?.value
+            await body()
+        }
+    }
+
+    mutating func cancel(_ slot: Slot) { self.tasks.removeValue(forKey: slot)?.cancel() }
+
+    func isRunning(_ slot: Slot) -> Bool { self.tasks[slot] != nil }
+
+    mutating func finished(_ slot: Slot) { self.tasks[slot] = nil }
+
+    /// Cancels every task except `keep` (awaited) and waits for all of them.
+    mutating func stopAll(except keep: Set<Slot> = []) async {
+        for (slot, task) in self.tasks where !keep.contains(slot) { task.cancel() }
+        for task in self.tasks.values { await task.value }
+        self.tasks = [:]
+    }
 }
 
 /// The event loop's state. A struct owned by the one task that runs `run()`: no locks needed.
@@ -105,34 +186,43 @@ struct Loop {
     let events: AsyncStream<RuntimeEvent>
     let emit: AsyncStream<RuntimeEvent>.Continuation
     var logger: Logger { self.runtime.logger }
+    var ports: AgentRuntime.Ports { self.runtime.ports }
+    var clock: any AgentClock { self.runtime.ports.clock }
 
+    // Owned work
+    var slots = TaskSlots()
+    var deadlines: [Deadline: Duration] = [:]
+    /// The deadline the ticker task sleeps until.
+    var tickerTarget: Duration? = nil
     // MQTT
     var session = 0
-    var client: MosquittoClient? = nil
+    var link: (any DeviceLink)? = nil
+    /// The session's connect has succeeded (events before it are the connect's business).
+    var linkUp = false
+    /// The session closed before its connect reported success.
+    var closedEarly: String? = nil
     var candidate: DeviceCredentials? = nil
-    var reprovisionTask: Task<Void, Never>? = nil
     // Telemetry
     var sentThrough: UInt64 = 0
     var inFlight = 0
-    var clock: ClockSanity
+    var clockSanity: ClockSanity
+    /// The floor as last saved (or loaded).
+    var savedClockFloor: Int64? = nil
     var heldReadings: [(taken: Duration, key: String, value: JSONValue)] = []
+    var heldDropped: UInt64 = 0
     var overrides = RemoteControl.IntervalOverrides()
-    var samplers: [Duration: Task<Void, Never>] = [:]
-    var samplerGroups: [Duration: [String]] = [:]
-    // Timers
-    var timerGenerations: [Machine.Timer: Int] = [:]
-    var timerTasks: [Machine.Timer: Task<Void, Never>] = [:]
-    var identifyGeneration = 0
-    var background: [Task<Void, Never>] = []
+    var sampling = SamplingSchedule()
     // Figures
-    let started = ContinuousClock.now
     var reconnects = 0
     var published = 0
+    var oversizedLogged = false
     var lastError: String? = nil
     /// Storage problems logged and when: a full or read-only file system fails every write, and each problem is
     /// logged once (again every 10 minutes), not once per reading.
     var storageLogged: [String: Duration] = [:]
     var spoolFailing = false
+    enum LimitedLog: Hashable { case attributes, badRPC }
+    var limitedLogged: [LimitedLog: (at: Duration, suppressed: Int)] = [:]
 
     let spool: Spool
 
@@ -142,24 +232,21 @@ struct Loop {
         self.configuration = runtime.configuration
         self.machine = Machine(settings: runtime.options.machine, random: SystemRandomNumberGenerator())
         (self.events, self.emit) = AsyncStream.makeStream(of: RuntimeEvent.self, bufferingPolicy: .unbounded)
-        self.clock = ClockSanity(buildTime: runtime.options.clockFloor)
+        let stored = runtime.ports.clockFloor?.load()
+        self.clockSanity = ClockSanity(buildTime: runtime.options.clockFloor, newestStored: stored)
+        self.savedClockFloor = stored
     }
 
-    var now: Duration { ContinuousClock.now - self.started }
-
-    static func wallClockMilliseconds() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
-    }
+    var now: Duration { self.clock.now() }
 
     // MARK: the loop
 
     mutating func run() async throws {
         let emit = self.emit
-        if let board = self.runtime.board {
+        let clock = self.clock
+        if let board = self.ports.board {
             do {
-                try board.start(emit: { emit.yield(.board($0, at: ContinuousClock.now)) })
+                try board.start(emit: { emit.yield(.board($0, at: clock.now())) })
             } catch {
                 self.logger.error("the board could not be set up; sensors that need it will report failures", metadata: ["error": "\(error)"])
                 self.lastError = error.description
@@ -167,10 +254,11 @@ struct Loop {
         }
         self.startStatusSocket()
         for note in self.spool.recoveryNotes { self.logger.warning("\(note)") }
-        self.startBackgroundTicks()
-        self.restartSamplers()
-        self.perform(self.machine.start(self.runtime.store.inventory()))
-        self.runtime.notifier.ready(status: "starting as \(self.runtime.deviceName)")
+        self.startBackgroundWork()
+        self.configureSampling()
+        self.perform(self.machine.start(self.ports.store.inventory()))
+        self.ports.notifier.ready(status: "starting as \(self.runtime.deviceName)")
+        self.armTicker()
         self.publishStatus()
 
         // Graceful shutdown finishes the stream: the loop handles what is already queued, then stops. (Not
@@ -178,7 +266,8 @@ struct Loop {
         // a third of the CPU when publishing fast.)
         await withGracefulShutdownHandler {
             for await event in self.events {
-                await self.handle(event)
+                self.handle(event)
+                self.armTicker()
                 self.publishStatus()
             }
         } onGracefulShutdown: {
@@ -187,34 +276,43 @@ struct Loop {
         await self.shutdown()
     }
 
-    mutating func handle(_ event: RuntimeEvent) async {
+    mutating func handle(_ event: RuntimeEvent) {
         switch event {
-        case .connectFinished(let session, let result):
+        case .connectFinished(let session, let outcome):
             guard session == self.session else { return }
-            switch result {
-            case .success:
+            self.slots.finished(.connect)
+            switch outcome {
+            case .connected:
+                self.linkUp = true
                 if self.machine.reprovisioning == nil && self.candidate == nil { self.reconnects += 1 }
                 self.perform(self.machine.connected(now: self.now))
-            case .failure(let error):
-                self.client = nil
-                let agentError = error.agentError
-                self.lastError = agentError.message
-                let failure: Machine.ConnectFailure =
-                    agentError.code == .credentialsRejected ? .credentialsRejected : .transient(agentError.message)
-                self.perform(self.machine.connectFailed(failure, now: self.now))
+                if let reason = self.closedEarly { self.linkClosed(reason) }
+            case .rejected(let message):
+                self.link = nil
+                self.lastError = message
+                self.perform(self.machine.connectFailed(.credentialsRejected, now: self.now))
+            case .failed(let message):
+                self.link = nil
+                self.lastError = message
+                self.perform(self.machine.connectFailed(.transient(message), now: self.now))
             }
-        case .mqtt(let session, let mqttEvent):
-            guard session == self.session else { return }
-            switch mqttEvent {
-            case .connected: break  // handled by connectFinished
-            case .disconnected(let reason):
-                self.client = nil
-                self.inFlight = 0
-                self.sentThrough = self.spool.acknowledgedThrough
-                self.lastError = "\(reason)"
-                self.perform(self.machine.disconnected(reason: "\(reason)", now: self.now))
-            case .message(let message):
-                await self.received(message)
+        case .link(let session, let linkEvent):
+            guard session == self.session else {
+                if case .message = linkEvent { self.runtime.inbox.subtract(1, ordering: .relaxed) }
+                return
+            }
+            switch linkEvent {
+            case .closed(let reason):
+                if self.linkUp { self.linkClosed(reason) } else { self.closedEarly = reason }
+            case .message(let topic, let payload):
+                self.runtime.inbox.subtract(1, ordering: .relaxed)
+                self.received(topic: topic, payload: payload)
+            case .oversized(let topic, let bytes):
+                if !self.oversizedLogged {
+                    self.oversizedLogged = true
+                    self.logger.warning(
+                        "dropped a server message of \(bytes) bytes on \(String(topic.prefix(120))) unread: it is above the agent's limit for incoming messages; further ones are only counted (agent_dropped_messages)")
+                }
             }
         case .published(let session, let sequences, let ok):
             guard session == self.session else { return }
@@ -224,10 +322,10 @@ struct Loop {
                 do { try self.spool.acknowledge(sequences) } catch { self.storageProblem(error) }
                 self.pump()
             }
-        case .subscribed:
-            break
+        case .announced(let session):
+            if session == self.session { self.slots.finished(.announce) }
         case .provisioned(let result):
-            self.reprovisionTask = nil
+            self.slots.finished(.provision)
             switch result {
             case .success(let credentials):
                 if self.machine.reprovisioning != nil {
@@ -235,7 +333,7 @@ struct Loop {
                 } else {
                     // First provisioning: persist before anything else (ThingsBoard never returns them again).
                     do {
-                        try self.runtime.store.save(credentials)
+                        try self.ports.store.save(credentials)
                     } catch {
                         self.storageProblem(error)
                         self.perform(self.machine.provisioningFinished(.failed(error.message), now: self.now))
@@ -249,12 +347,9 @@ struct Loop {
                     error.code == .provisioningRefused ? .refused(error.message) : .failed(error.message)
                 self.perform(self.machine.provisioningFinished(outcome, now: self.now))
             }
-        case .timer(let timer, let generation):
-            guard self.timerGenerations[timer] == generation else { return }
-            self.timerTasks[timer] = nil
-            self.perform(self.machine.timerFired(timer, now: self.now))
         case .sampled(let values, let takenAt):
             self.record(values, at: takenAt)
+            if let next = self.sampling.finished() { self.startSample(next) }
         case .board(let boardEvent, let takenAt):
             switch boardEvent {
             case .reading(let key, let value):
@@ -267,17 +362,110 @@ struct Loop {
             case .notice(let text):
                 self.logger.warning("\(text)")
             }
-        case .identifyOver(let generation):
-            if generation == self.identifyGeneration { self.perform(self.machine.identify(false)) }
-        case .watchdog:
-            // Fed from the loop itself: a hung loop stops feeding and systemd restarts the agent.
-            self.runtime.notifier.watchdog()
+        case .tick:
+            self.tickerTarget = nil
+            self.slots.finished(.ticker)
+            self.fireDueDeadlines()
         case .reload:
             self.reloadConfiguration()
+        }
+    }
+
+    mutating func linkClosed(_ reason: String) {
+        self.link = nil
+        self.linkUp = false
+        self.closedEarly = nil
+        self.inFlight = 0
+        self.sentThrough = self.spool.acknowledgedThrough
+        self.slots.cancel(.announce)
+        self.lastError = reason
+        self.perform(self.machine.disconnected(reason: reason, now: self.now))
+    }
+
+    // MARK: deadlines
+
+    mutating func setDeadline(_ deadline: Deadline, after delay: Duration) {
+        self.deadlines[deadline] = self.now + delay
+    }
+
+    /// Fires every deadline that has passed, oldest first.
+    mutating func fireDueDeadlines() {
+        let now = self.now
+        let due = self.deadlines.filter { $0.value <= now }.sorted { $0.value < $1.value }
+        for (deadline, _) in due {
+            self.deadlines[deadline] = nil
+            self.fire(deadline, now: now)
+        }
+    }
+
+    mutating func fire(_ deadline: Deadline, now: Duration) {
+        switch deadline {
+        case .machine(let timer):
+            self.perform(self.machine.timerFired(timer, now: now))
+        case .identifyOver:
+            self.perform(self.machine.identify(false))
+        case .watchdog:
+            // Fed from the loop itself: a hung loop stops feeding and systemd restarts the agent. Every quarter of
+            // WatchdogSec, so that a loop late by a busy moment still feeds within half of it.
+            self.ports.notifier.watchdog()
+            if let interval = self.ports.notifier.watchdogInterval { self.setDeadline(.watchdog, after: interval / 2) }
         case .spoolSync:
             do { try self.spool.sync() } catch { self.storageProblem(error) }
+            self.setDeadline(.spoolSync, after: self.spoolSyncInterval)
         case .figures:
-            self.record(self.figures(), at: ContinuousClock.now)
+            self.record(self.figures(), at: now)
+            self.setDeadline(.figures, after: self.runtime.options.figuresInterval)
+        case .sampling:
+            if let request = self.sampling.tick(now: now) { self.startSample(request) }
+            if let next = self.sampling.nextDeadline { self.deadlines[.sampling] = next }
+        case .saveClockFloor:
+            self.saveClockFloor()
+            self.setDeadline(.saveClockFloor, after: self.runtime.options.clockFloorSaveInterval)
+        }
+    }
+
+    mutating func saveClockFloor() {
+        guard let keeper = self.ports.clockFloor, self.clockSanity.floor > self.clockSanity.buildTime,
+            self.savedClockFloor.map({ $0 != self.clockSanity.floor }) ?? true
+        else { return }
+        do {
+            try keeper.save(self.clockSanity.floor)
+            self.savedClockFloor = self.clockSanity.floor
+        } catch {
+            self.storageProblem(error)
+        }
+    }
+
+    /// One ticker task sleeps until the earliest deadline; it is replaced only when that deadline moves earlier.
+    mutating func armTicker() {
+        guard let earliest = self.deadlines.values.min() else { return }
+        if let target = self.tickerTarget, target <= earliest, self.slots.isRunning(.ticker) { return }
+        self.tickerTarget = earliest
+        let clock = self.clock
+        let emit = self.emit
+        self.slots.start(.ticker) {
+            do {
+                try await clock.sleep(until: earliest)
+            } catch {
+                return  // replaced or stopping
+            }
+            emit.yield(.tick)
+        }
+    }
+
+    /// A full sync a little more often than the sync interval: the spool's own check when a reading is appended
+    /// then never finds one due, so a reading (a door that just opened) does not wait for fsyncs before it is
+    /// published. Readings still reach flash within the interval.
+    var spoolSyncInterval: Duration { max(self.spool.settings.syncInterval * 9 / 10, .milliseconds(200)) }
+
+    mutating func startBackgroundWork() {
+        if self.ports.notifier.watchdogInterval != nil { self.deadlines[.watchdog] = self.now }
+        self.setDeadline(.spoolSync, after: self.spoolSyncInterval)
+        self.setDeadline(.figures, after: self.runtime.options.figuresInterval)
+        self.setDeadline(.saveClockFloor, after: self.runtime.options.clockFloorSaveInterval)
+        let emit = self.emit
+        self.slots.start(.signals) {
+            for await _ in await UnixSignalsSequence(trapping: .sighup) { emit.yield(.reload) }
         }
     }
 
@@ -291,10 +479,10 @@ struct Loop {
             case .connect(let choice):
                 let credentials: DeviceCredentials?
                 switch choice {
-                case .stored: credentials = self.runtime.store.load()
+                case .stored: credentials = self.ports.store.load()
                 case .candidate:
                     // After a restart the candidate is the pending generation on flash.
-                    if self.candidate == nil { self.candidate = self.runtime.store.loadPending() }
+                    if self.candidate == nil { self.candidate = self.ports.store.loadPending() }
                     credentials = self.candidate
                 }
                 guard let credentials else {
@@ -308,7 +496,7 @@ struct Loop {
             case .storeCandidate:
                 if let candidate = self.candidate {
                     do {
-                        try self.runtime.store.savePending(candidate)
+                        try self.ports.store.savePending(candidate)
                         self.logger.notice("re-provisioned: the new credentials are stored (pending until they connect)", metadata: ["credentials": "\(candidate)"])
                     } catch {
                         self.storageProblem(error)  // tried from memory all the same: the server has no others
@@ -317,7 +505,7 @@ struct Loop {
             case .commitCandidate:
                 if let candidate = self.candidate {
                     do {
-                        try self.runtime.store.commitPending(candidate)
+                        try self.ports.store.commitPending(candidate)
                         self.logger.notice("the new credentials replace the old ones", metadata: ["credentials": "\(candidate)"])
                     } catch {
                         self.storageProblem(error)
@@ -326,26 +514,19 @@ struct Loop {
                 self.candidate = nil
             case .discardCandidate:
                 self.candidate = nil
-                do { try self.runtime.store.discardPending() } catch { self.storageProblem(error) }
+                do { try self.ports.store.discardPending() } catch { self.storageProblem(error) }
             case .disconnect:
-                if let client = self.client {
-                    self.session += 1  // events of the old session are ignored from now on
-                    self.client = nil
-                    self.inFlight = 0
-                    self.sentThrough = self.spool.acknowledgedThrough
-                    Task { await client.disconnect() }
-                }
+                self.retireLink()
             case .announce:
                 self.announce()
                 self.pump()
             case .startTimer(let timer, let delay):
-                self.startTimer(timer, after: delay)
+                self.setDeadline(.machine(timer), after: delay)
             case .cancelTimer(let timer):
-                self.timerGenerations[timer, default: 0] += 1
-                self.timerTasks.removeValue(forKey: timer)?.cancel()
+                self.deadlines[.machine(timer)] = nil
             case .setLED(let state):
-                self.runtime.board?.show(state)
-                self.runtime.notifier.status("\(state.rawValue) as \(self.runtime.deviceName)")
+                self.ports.board?.show(state)
+                self.ports.notifier.status("\(state.rawValue) as \(self.runtime.deviceName)")
             case .log(let level, let text):
                 switch level {
                 case .info: self.logger.info("\(text)")
@@ -358,71 +539,74 @@ struct Loop {
         }
     }
 
+    /// Ends the current session (events of the old session are ignored from now on).
+    mutating func retireLink() {
+        self.session += 1
+        self.slots.cancel(.connect)
+        self.slots.cancel(.announce)
+        self.linkUp = false
+        self.closedEarly = nil
+        self.inFlight = 0
+        self.sentThrough = self.spool.acknowledgedThrough
+        guard let link = self.link else { return }
+        self.link = nil
+        self.slots.chain(.retire) { await link.disconnect() }
+    }
+
     mutating func startProvisioning() {
-        guard self.reprovisionTask == nil else { return }
-        let provisioner = self.runtime.provisioner
+        guard !self.slots.isRunning(.provision) else { return }
+        let provisioner = self.ports.provisioner
         let emit = self.emit
-        self.reprovisionTask = Task {
+        self.slots.start(.provision) {
             let result = await provisioner.provision()
             emit.yield(.provisioned(result))
         }
     }
 
     mutating func connect(with credentials: DeviceCredentials) {
-        self.session += 1
+        self.retireLink()
         let session = self.session
-        let options: MQTTConnectOptions
+        let link: any DeviceLink
         do {
-            options = try DeviceConnection.connectOptions(
-                for: credentials, deviceName: self.runtime.deviceName, server: self.configuration.server)
+            link = try self.ports.links.link(for: credentials, deviceName: self.runtime.deviceName)
         } catch {
             self.lastError = error.message
             self.logger.error("\(error.message)")
-            self.perform(self.machine.connectFailed(.transient(error.message), now: self.now))
+            let failure: Machine.ConnectFailure =
+                error.code == .credentialsRejected ? .credentialsRejected : .transient(error.message)
+            self.perform(self.machine.connectFailed(failure, now: self.now))
             return
         }
-        let client: MosquittoClient
-        do {
-            client = try MosquittoClient(options, logger: self.logger)
-        } catch {
-            self.emit.yield(.connectFinished(session: session, .failure(error)))
-            return
-        }
-        self.client = client
-        self.inFlight = 0
-        self.sentThrough = self.spool.acknowledgedThrough
+        self.link = link
         let emit = self.emit
-        Task {
-            do throws(MQTTError) {
-                try await client.connect()
-            } catch {
-                emit.yield(.connectFinished(session: session, .failure(error)))
-                return
+        let runtime = self.runtime
+        let inboxLimit = runtime.options.inboxLimit
+        self.slots.start(.connect) {
+            let outcome = await link.connect { event in
+                switch event {
+                case .message:
+                    // A bounded inbox: a server flooding RPCs cannot queue more than this much work.
+                    let queued = runtime.inbox.add(1, ordering: .relaxed).newValue
+                    if queued > inboxLimit {
+                        runtime.inbox.subtract(1, ordering: .relaxed)
+                        runtime.droppedMessages.add(1, ordering: .relaxed)
+                        return
+                    }
+                case .oversized:
+                    runtime.droppedMessages.add(1, ordering: .relaxed)
+                case .closed:
+                    break
+                }
+                emit.yield(.link(session: session, event))
             }
-            emit.yield(.connectFinished(session: session, .success(())))
-            for await event in client.events { emit.yield(.mqtt(session: session, event)) }
+            emit.yield(.connectFinished(session: session, outcome))
         }
-    }
-
-    func startTimerTask(_ event: RuntimeEvent, after delay: Duration) -> Task<Void, Never> {
-        let emit = self.emit
-        return Task {
-            try? await Task.sleep(for: delay)
-            guard !Task.isCancelled else { return }
-            emit.yield(event)
-        }
-    }
-
-    mutating func startTimer(_ timer: Machine.Timer, after delay: Duration) {
-        self.timerGenerations[timer, default: 0] += 1
-        self.timerTasks.removeValue(forKey: timer)?.cancel()
-        self.timerTasks[timer] = self.startTimerTask(.timer(timer, generation: self.timerGenerations[timer] ?? 0), after: delay)
     }
 
     // MARK: on connect
 
-    func announce() {
-        guard let client = self.client else { return }
+    mutating func announce() {
+        guard let link = self.link else { return }
         let session = self.session
         let emit = self.emit
         let sensorNames = self.configuration.sensors.map(\.name)
@@ -431,72 +615,72 @@ struct Loop {
         let attributesPayload = JSONValue.object(attributes).serializedBytes
         let request: JSONValue = ["sharedKeys": .string(RemoteControl.IntervalOverrides.keys(sensors: sensorNames).joined(separator: ","))]
         let logger = self.logger
-        Task {
-            do {
+        self.slots.start(.announce) {
+            do throws(AgentError) {
                 // ThingsBoard keeps no session: subscribe again on every connect.
-                for filter in [RemoteControl.attributesTopic, RemoteControl.rpcRequestFilter, RemoteControl.attributesResponseFilter] {
-                    let grant = try await client.subscribe(filter, qos: .atLeastOnce)
-                    if grant.rawValue == 0x80 { logger.warning("the server refused the subscription", metadata: ["mqtt.filter": "\(filter)"]) }
+                let filters = [RemoteControl.attributesTopic, RemoteControl.rpcRequestFilter, RemoteControl.attributesResponseFilter]
+                let granted = try await link.subscribe(filters)
+                for (filter, ok) in zip(filters, granted) where !ok {
+                    logger.warning("the server refused the subscription", metadata: ["mqtt.filter": "\(filter)"])
                 }
-                try await client.publish(TelemetryEncoder.attributesTopic, payload: attributesPayload, qos: .atLeastOnce)
-                try await client.publish(RemoteControl.attributesRequestPrefix + "1", payload: request.serializedBytes, qos: .atLeastOnce)
-                emit.yield(.subscribed(session: session))
+                try link.publish(TelemetryEncoder.attributesTopic, payload: attributesPayload, done: nil)
+                try link.publish(RemoteControl.attributesRequestPrefix + "1", payload: request.serializedBytes, done: nil)
             } catch {
-                logger.warning("could not subscribe or announce on connect", metadata: ["error": "\(error)"])
+                if !Task.isCancelled { logger.warning("could not subscribe or announce on connect", metadata: ["error": "\(error)"]) }
             }
+            emit.yield(.announced(session: session))
         }
     }
 
     // MARK: server messages
 
-    mutating func received(_ message: MQTTMessage) async {
-        if message.topic == RemoteControl.attributesTopic || message.topic.hasPrefix(RemoteControl.attributesResponsePrefix) {
-            guard let update = try? JSONValue.parse(message.payload, lenient: true) else {
-                self.logger.warning("ignored a shared-attribute message that is not JSON", metadata: ["mqtt.topic": "\(message.topic)"])
+    mutating func received(topic: String, payload: [UInt8]) {
+        if topic == RemoteControl.attributesTopic || topic.hasPrefix(RemoteControl.attributesResponsePrefix) {
+            guard let update = try? JSONValue.parse(payload, lenient: true) else {
+                self.logger.warning("ignored a shared-attribute message that is not JSON", metadata: ["mqtt.topic": "\(topic)"])
                 return
             }
-            for problem in self.overrides.apply(update) { self.logger.warning("\(problem)") }
-            self.restartSamplers()
+            let problems = self.overrides.apply(update, sensors: Set(self.configuration.sensors.map(\.name)))
+            if !problems.isEmpty { self.logLimited(.attributes, problems) }
+            self.configureSampling()
             return
         }
-        guard let rpc = RemoteControl.parseRPC(topic: message.topic, payload: message.payload) else { return }
+        guard let rpc = RemoteControl.parseRPC(topic: topic, payload: payload) else { return }
         let reply: JSONValue
         switch rpc.result {
         case .failure(let error):
-            self.logger.warning("answered a bad RPC with an error", metadata: ["rpc.id": "\(rpc.id)", "error": "\(error.message)"])
+            self.logLimited(.badRPC, ["answered a bad RPC (id \(String(rpc.id.prefix(40)))) with an error: \(error.message)"])
             reply = error.reply
         case .success(.getStatus):
             reply = self.statusDocument()
         case .success(.sampleNow):
-            self.sampleInBackground(nil)
+            // One read at a time: a burst of requests is merged into one pending read.
+            if let request = self.sampling.requestAll() { self.startSample(request) }
             reply = ["sampling": .integer(Int64(self.configuration.sensors.count))]
         case .success(.identify(let duration)):
-            self.identifyGeneration += 1
+            // One identify timer: a new request replaces the end of the one under way.
             self.perform(self.machine.identify(true))
-            self.background.append(self.startTimerTask(.identifyOver(generation: self.identifyGeneration), after: duration))
+            self.setDeadline(.identifyOver, after: duration)
             reply = ["identify": .string(DurationText.format(duration))]
         case .success(.reprovision):
             let (answer, actions) = self.machine.requestReprovision(.remote, now: self.now)
             self.perform(actions)
             reply = answer.reply
         }
-        if let client = self.client {
-            let payload = reply.serializedBytes
-            let topic = rpc.responseTopic
-            Task { try? await client.publish(topic, payload: payload, qos: .atLeastOnce) }
-        }
+        try? self.link?.publish(rpc.responseTopic, payload: reply.serializedBytes, done: nil)
     }
 
     // MARK: telemetry
 
-    /// Reads sensors off the loop (a DHT retry can take a second) and hands the values back as an event.
-    func sampleInBackground(_ names: [String]?) {
-        guard let board = self.runtime.board else { return }
+    /// Starts a read on the board's thread; its values come back as `.sampled`.
+    func startSample(_ request: SamplingSchedule.Request) {
         let emit = self.emit
-        Task {
-            let values = await board.sample(names)
-            emit.yield(.sampled(values, at: ContinuousClock.now))
+        let clock = self.clock
+        guard let board = self.ports.board else {
+            emit.yield(.sampled([], at: clock.now()))
+            return
         }
+        board.sample(request.names) { values in emit.yield(.sampled(values, at: clock.now())) }
     }
 
     /// Stamps values with the time they were taken, spools them, and publishes when online.
@@ -505,18 +689,27 @@ struct Loop {
     /// late (busy for half a second, say) must not give five rounds of a 100 ms sensor one timestamp, since
     /// ThingsBoard keeps one value per key and timestamp; and a wall clock set between taking and recording
     /// (NTP's first answer) is not trusted before it is.
-    mutating func record(_ values: [(String, JSONValue)], at instant: ContinuousClock.Instant) {
+    mutating func record(_ values: [(String, JSONValue)], at taken: Duration) {
         guard !values.isEmpty else { return }
-        let wall = Self.wallClockMilliseconds()
+        let wall = self.clock.wallMilliseconds()
         let now = self.now
-        let taken = min(instant - self.started, now)
-        guard self.clock.isPlausible(wall) else {
+        let taken = min(taken, now)
+        let synchronized = !self.clockSanity.isPlausible(wall) && self.clock.isSynchronized()
+        if synchronized, self.clockSanity.correct(to: wall) {
+            self.logger.warning("the system clock is synchronised but reads earlier than the newest stored reading: that one was stamped by a clock set into the future; the synchronised clock is trusted from now on")
+        }
+        guard self.clockSanity.isPlausible(wall) else {
             // No trustworthy time yet (no RTC, no NTP): hold the readings with their monotonic time.
             if self.heldReadings.isEmpty {
-                self.logger.warning("the system clock is not set (it reads before this agent was built); holding readings until it is")
+                self.logger.warning("the system clock is not set (it reads before this agent was built or before the newest stored reading, \(UTCTimestamp(secondsSinceEpoch: self.clockSanity.floor / 1000))); holding readings in memory until it is (at most \(self.runtime.options.heldReadingsLimit), then the oldest are dropped and counted)")
             }
             self.heldReadings += values.map { (taken, $0.0, $0.1) }
-            if self.heldReadings.count > 10_000 { self.heldReadings.removeFirst(self.heldReadings.count - 10_000) }
+            let limit = self.runtime.options.heldReadingsLimit
+            if self.heldReadings.count > limit {
+                let excess = self.heldReadings.count - limit
+                self.heldReadings.removeFirst(excess)
+                self.heldDropped += UInt64(excess)
+            }
             return
         }
         if !self.heldReadings.isEmpty {
@@ -530,7 +723,7 @@ struct Loop {
         }
         let ts = ClockSanity.rebase(monotonicTaken: taken, monotonicNow: now, wallNow: wall)
         self.append(values.map { Reading(key: $0.0, value: $0.1, timestamp: ts) })
-        self.clock.observeStored(ts)
+        self.clockSanity.observeStored(ts)
         self.pump()
     }
 
@@ -547,9 +740,10 @@ struct Loop {
         }
     }
 
-    /// Sends spooled records, oldest first, while the in-flight window has room.
+    /// Sends spooled records, oldest first, while the in-flight window has room. Each PUBLISH is handed to the
+    /// link here, on the loop, so batches leave in spool order; its PUBACK comes back as a callback.
     mutating func pump() {
-        guard self.machine.state == .online, let client = self.client else { return }
+        guard self.machine.state == .online, self.linkUp, let link = self.link else { return }
         while self.inFlight < self.runtime.options.inFlightWindow {
             let records: [SpoolRecord]
             do {
@@ -559,111 +753,39 @@ struct Loop {
                 return
             }
             guard !records.isEmpty else { return }
-            // Records are JSON arrays of entries: concatenate as many as fit into one ThingsBoard-sized payload.
-            var batch: [SpoolRecord] = []
-            var size = 2
-            for record in records {
-                let cost = record.payload.count - 2 + (batch.isEmpty ? 0 : 1)
-                if !batch.isEmpty && size + cost > TelemetryEncoder.defaultMaxPayloadBytes { break }
-                batch.append(record)
-                size += cost
-            }
-            var payload: [UInt8] = [UInt8(ascii: "[")]
-            for (i, record) in batch.enumerated() {
-                if i > 0 { payload.append(UInt8(ascii: ",")) }
-                payload += record.payload.count >= 2 ? record.payload[1..<(record.payload.count - 1)] : []
-            }
-            payload.append(UInt8(ascii: "]"))
-            let sequences = batch.map(\.sequence)
-            self.sentThrough = sequences.last ?? self.sentThrough
-            self.inFlight += 1
+            let (payload, sequences) = TelemetryEncoder.batch(records)
             let session = self.session
             let emit = self.emit
-            // Submitted here, on the loop, so batches leave in spool order; only the wait for the PUBACK is a task.
-            let receipt: PublishReceipt
             do {
-                receipt = try client.submit(TelemetryEncoder.topic, payload: payload, qos: .atLeastOnce)
+                try link.publish(TelemetryEncoder.topic, payload: payload) { ok in
+                    emit.yield(.published(session: session, sequences: sequences, ok: ok))
+                }
             } catch {
-                emit.yield(.published(session: session, sequences: sequences, ok: false))
+                // Not handed over (the session is ending): its close event follows; the records stay spooled.
                 return
             }
-            Task {
-                do {
-                    try await receipt.acknowledged()
-                    emit.yield(.published(session: session, sequences: sequences, ok: true))
-                } catch {
-                    emit.yield(.published(session: session, sequences: sequences, ok: false))
-                }
-            }
+            self.sentThrough = sequences.last ?? self.sentThrough
+            self.inFlight += 1
         }
     }
 
-    /// One sampling task per distinct interval: sensors that share an interval are read together and go out as
-    /// one entry (one timestamp), so a board with five sensors sends one message per round, not five.
-    mutating func restartSamplers() {
-        let emit = self.emit
-        guard let board = self.runtime.board else { return }
+    /// Sensors that share an interval are read together and go out as one entry (one timestamp), so a board with
+    /// five sensors sends one message per round, not five.
+    mutating func configureSampling() {
+        guard self.ports.board != nil else { return }
         var wanted: [Duration: [String]] = [:]
         for sensor in self.configuration.sensors {
             let interval = self.overrides.interval(for: sensor.name, configured: sensor.interval ?? self.configuration.telemetry.interval)
             wanted[interval, default: []].append(sensor.name)
         }
-        guard wanted != self.samplerGroups else { return }
-        for task in self.samplers.values { task.cancel() }
-        self.samplers = [:]
-        for (interval, names) in wanted {
-            self.samplers[interval] = Task {
-                let clock = ContinuousClock()
-                var next = clock.now
-                while !Task.isCancelled {
-                    let values = await board.sample(names)
-                    emit.yield(.sampled(values, at: ContinuousClock.now))
-                    // On a fixed grid, so readings keep their rhythm whatever a read costs.
-                    next = next.advanced(by: interval)
-                    if next < clock.now { next = clock.now.advanced(by: interval) }
-                    try? await Task.sleep(until: next, clock: clock)
-                }
-            }
-        }
-        self.samplerGroups = wanted
-    }
-
-    mutating func startBackgroundTicks() {
-        let emit = self.emit
-        if let interval = self.runtime.notifier.watchdogInterval {
-            self.background.append(Task {
-                while !Task.isCancelled {
-                    emit.yield(.watchdog)
-                    try? await Task.sleep(for: interval)
-                }
-            })
-        }
-        // A full sync a little more often than the sync interval: the spool's own check when a reading is appended
-        // then never finds one due, so a reading (a door that just opened) does not wait for fsyncs before it is
-        // published. Readings still reach flash within the interval.
-        let syncInterval = max(self.spool.settings.syncInterval * 9 / 10, .milliseconds(200))
-        self.background.append(Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: syncInterval)
-                emit.yield(.spoolSync)
-            }
-        })
-        let figuresInterval = self.runtime.options.figuresInterval
-        self.background.append(Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: figuresInterval)
-                emit.yield(.figures)
-            }
-        })
-        self.background.append(Task {
-            for await _ in await UnixSignalsSequence(trapping: .sighup) { emit.yield(.reload) }
-        })
+        guard self.sampling.configure(wanted, now: self.now) else { return }
+        self.deadlines[.sampling] = self.sampling.nextDeadline
     }
 
     mutating func reloadConfiguration() {
         guard let reload = self.runtime.reload else { return }
-        self.runtime.notifier.reloading()
-        defer { self.runtime.notifier.status("\(self.machine.led.rawValue) as \(self.runtime.deviceName)") }
+        self.ports.notifier.reloading()
+        defer { self.ports.notifier.status("\(self.machine.led.rawValue) as \(self.runtime.deviceName)") }
         switch reload() {
         case .failure(let error):
             self.logger.error("the new configuration is invalid and was not applied; the running one stays in force", metadata: ["error": "\(error)"])
@@ -675,10 +797,10 @@ struct Loop {
             applied.sensors = new.sensors
             applied.telemetry = new.telemetry
             self.configuration = applied
-            self.restartSamplers()
+            self.configureSampling()
             self.logger.notice("configuration reloaded: sensors and intervals updated")
         }
-        self.runtime.notifier.ready()
+        self.ports.notifier.ready()
     }
 
     // MARK: status
@@ -707,14 +829,19 @@ struct Loop {
             ("published", .integer(Int64(self.published))),
             ("reconnects", .integer(Int64(max(0, self.reconnects - 1)))),
             ("clockSet", .bool(self.heldReadings.isEmpty)),
+            ("droppedMessages", .integer(Int64(clamping: self.runtime.droppedMessages.load(ordering: .relaxed)))),
         ]
+        if !self.heldReadings.isEmpty || self.heldDropped > 0 {
+            members.append(("heldReadings", .integer(Int64(self.heldReadings.count))))
+            members.append(("heldDropped", .integer(Int64(clamping: self.heldDropped))))
+        }
         if case .needsPerson(let message) = self.machine.state { members.append(("problem", .string(message))) }
         if let reprovisioning = self.machine.reprovisioning { members.append(("reprovisioning", .string(reprovisioning.rawValue))) }
         if let lastError = self.lastError { members.append(("lastError", .string(lastError))) }
         if let problem = self.spool.problem {
             members.append(("storage", .string("\(problem.message); readings are kept in memory and still sent (\(spool.inMemory) now)")))
         }
-        members.append(("sensors", self.runtime.board?.health() ?? .object([])))
+        members.append(("sensors", self.ports.board?.health() ?? .object([])))
         return .object(members)
     }
 
@@ -726,8 +853,11 @@ struct Loop {
             ("agent_dropped", .integer(Int64(clamping: spool.dropped))),
             ("agent_reconnects", .integer(Int64(max(0, self.reconnects - 1)))),
             ("agent_uptime_s", .integer(self.now.components.seconds)),
+            ("agent_dropped_messages", .integer(Int64(clamping: self.runtime.droppedMessages.load(ordering: .relaxed)))),
+            ("agent_samples_coalesced", .integer(Int64(clamping: self.sampling.coalesced))),
         ]
-        if let health = self.runtime.board?.health() { out.append(("sensor_health", health)) }
+        if self.heldDropped > 0 { out.append(("agent_held_dropped", .integer(Int64(clamping: self.heldDropped)))) }
+        if let health = self.ports.board?.health() { out.append(("sensor_health", health)) }
         return out
     }
 
@@ -747,6 +877,19 @@ struct Loop {
         }
     }
 
+    /// Logs what a server can repeat at will at most once a minute per kind, saying how many were left out.
+    mutating func logLimited(_ kind: LimitedLog, _ lines: [String]) {
+        let now = self.now
+        if let last = self.limitedLogged[kind], now - last.at < .seconds(60) {
+            self.limitedLogged[kind]?.suppressed += lines.count
+            return
+        }
+        let suppressed = self.limitedLogged[kind]?.suppressed ?? 0
+        self.limitedLogged[kind] = (now, 0)
+        for line in lines { self.logger.warning("\(line)") }
+        if suppressed > 0 { self.logger.warning("(\(suppressed) more such problem(s) in the last minute were not logged)") }
+    }
+
     mutating func storageProblem(_ error: AgentError) {
         self.lastError = error.message
         let now = self.now
@@ -758,26 +901,21 @@ struct Loop {
     // MARK: shutdown
 
     mutating func shutdown() async {
-        self.runtime.notifier.stopping()
-        for task in self.samplers.values { task.cancel() }
-        for task in self.background { task.cancel() }
-        for task in self.timerTasks.values { task.cancel() }
-        self.reprovisionTask?.cancel()
+        self.ports.notifier.stopping()
         let actions = self.machine.shutdown()
         for action in actions {
             switch action {
             case .flushSpool:
                 do { try self.spool.sync() } catch { self.storageProblem(error) }
-            case .disconnect:
-                if let client = self.client { await client.disconnect() }
-                self.client = nil
-            case .setLED:
-                break
             default:
                 break
             }
         }
-        self.runtime.board?.stop()
+        self.retireLink()
+        self.saveClockFloor()
+        // Every task the loop started ends here: the DISCONNECT of the last session is awaited, the rest cancelled.
+        await self.slots.stopAll(except: [.retire])
+        self.ports.board?.stop()
         self.runtime.statusServer.withLock { $0?.stop(); $0 = nil }
         self.logger.info("stopped")
     }

@@ -69,10 +69,12 @@ struct BenchPublish: AsyncParsableCommand {
         options.recordsPerPublish = self.recordsPerPublish
         options.statusSocketPath = socketPath
         options.figuresInterval = .seconds(3600)
+        let ports = AgentRuntime.Ports(
+            links: MosquittoLinks(server: config.server, logger: logger), store: FixedCredentials(token: Secret(self.token)),
+            provisioner: NoProvisioning(), board: board, notifier: SystemdNotifier(environment: [:]))
         let runtime = AgentRuntime(
-            configuration: config, deviceName: "bench-publish", store: FixedCredentials(token: Secret(self.token)),
-            provisioner: NoProvisioning(), board: board, spoolDirectory: spoolDirectory, spoolSettings: config.spool,
-            notifier: SystemdNotifier(environment: [:]), logger: logger, options: options)
+            configuration: config, deviceName: "bench-publish", ports: ports, spoolDirectory: spoolDirectory,
+            spoolSettings: config.spool, logger: logger, options: options)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(services: [runtime], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
 
@@ -189,7 +191,7 @@ final class BurstBoard: BoardIO {
         }
     }
 
-    func sample(_ names: [String]?) async -> [(String, JSONValue)] { [] }
+    func sample(_ names: [String]?, done: @escaping @Sendable ([(String, JSONValue)]) -> Void) { done([]) }
     func show(_ state: LEDState) {}
     func health() -> JSONValue { .object([]) }
     func stop() {}

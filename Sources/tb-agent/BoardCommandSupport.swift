@@ -96,9 +96,9 @@ enum BoardCommand {
 
     /// The GPIO backend: the options', else the configuration's, else libgpiod.
     static func backend(_ options: BackendOptions, _ global: GlobalOptions) throws -> any GPIOBackend {
-        if let explicit = options.explicitBackend { return BoardSetup.gpioBackend(GPIOSettings(backend: explicit)) }
+        if let explicit = options.explicitBackend { return GPIOBackends.make(GPIOSettings(backend: explicit)) }
         let settings = try self.optionalConfiguration(global)?.gpio ?? GPIOSettings()
-        return BoardSetup.gpioBackend(settings)
+        return GPIOBackends.make(settings)
     }
 
     /// Reports an error the way every command does and exits with a status that tells the class apart.

@@ -55,8 +55,8 @@ struct ButtonCommand: AsyncParsableCommand {
         if let bias = self.bias { settings.bias = bias }
         if let activeLow = self.activeLow { settings.activeLow = activeLow }
         let limit = try self.duration.map { try BoardCommand.parseDuration($0, option: "--for") }
-        let backend = self.backendOptions.explicitBackend.map { BoardSetup.gpioBackend(GPIOSettings(backend: $0)) }
-            ?? BoardSetup.gpioBackend(configuration?.gpio ?? GPIOSettings())
+        let backend = self.backendOptions.explicitBackend.map { GPIOBackends.make(GPIOSettings(backend: $0)) }
+            ?? GPIOBackends.make(configuration?.gpio ?? GPIOSettings())
 
         // The LED shows the hold's progress, as the agent's would; a missing LED is not this command's problem.
         var led: LEDController? = nil

@@ -117,7 +117,7 @@ struct Doctor: AsyncParsableCommand {
             report.line(.ok, "GPIO library", "the simulated board in \(directory) (this binary is built for \(LibgpiodBackend.summary))")
         }
         let running = StatusSocketServer.query(path: Run.statusSocketPath(config)) != nil
-        let backend = BoardSetup.gpioBackend(config.gpio)
+        let backend = GPIOBackends.make(config.gpio)
         var lines: [(String, LineAddress, InputRequest)] = []
         for sensor in config.sensors where sensor.kind == .gpio || sensor.kind == .counter {
             if let line = sensor.line {
@@ -141,11 +141,11 @@ struct Doctor: AsyncParsableCommand {
             }
         }
         if !config.sensors.isEmpty {
-            let sensors = BoardSensors.make(config.sensors, environment: BoardSetup.sensorEnvironment(config))
+            let sensors = BoardSensors.make(config.sensors, environment: BoardSetup.sensorEnvironment(config, gpio: GPIOBackends.make(config.gpio)))
             for sensor in sensors {
                 let kind = sensor.settings.kind
                 if running && (kind == .gpio || kind == .counter) { continue }  // their lines were checked above
-                let result = await sensor.read()
+                let result = sensor.read()
                 if let value = result.value, result.status == .ok {
                     report.line(.ok, "sensor \(result.name)", "\(value)")
                 } else {
@@ -155,7 +155,7 @@ struct Doctor: AsyncParsableCommand {
         }
         if let led = config.led {
             do {
-                let environment = BoardSetup.sensorEnvironment(config)
+                let environment = BoardSetup.sensorEnvironment(config, gpio: GPIOBackends.make(config.gpio))
                 let output = try BoardSetup.led(led, files: environment.files, gpio: backend)
                 output.release()
                 report.line(.ok, "status LED", "\(output.name) can be driven")

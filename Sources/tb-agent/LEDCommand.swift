@@ -78,8 +78,8 @@ struct LEDCommand: AsyncParsableCommand {
             throw ValidationError("no LED: give --sysfs NAME or --line LINE, or a configuration with [led]")
         }
         let files = DiskBoardFiles(root: self.sysroot ?? configuration?.device.sysroot ?? "/")
-        let backend = self.backendOptions.explicitBackend.map { BoardSetup.gpioBackend(GPIOSettings(backend: $0)) }
-            ?? BoardSetup.gpioBackend(configuration?.gpio ?? GPIOSettings())
+        let backend = self.backendOptions.explicitBackend.map { GPIOBackends.make(GPIOSettings(backend: $0)) }
+            ?? GPIOBackends.make(configuration?.gpio ?? GPIOSettings())
         let controller: LEDController
         do {
             let output = try BoardSetup.led(settings, files: files, gpio: backend)

@@ -1,5 +1,7 @@
+import AgentBoard
 import AgentConfig
 import AgentCore
+import AgentGPIO
 import AgentMQTT
 import AgentPlatform
 import AgentService
@@ -38,18 +40,23 @@ struct Run: AsyncParsableCommand {
         let endpoint = ServerEndpoint(config.server)
         let store = StoredCredentialsAdapter(
             store: CredentialStore(directory: config.device.stateDir), server: endpoint, deviceName: identity.name, logger: logger)
-        let provisioner = try ProvisionerAdapter(configuration: config, deviceName: identity.name, logger: logger)
-        let board = try BoardSetupForRun.make(config, configurationFile: self.global.config, logger: logger)
+        let provisioner = try Self.provisioner(config, deviceName: identity.name, logger: logger)
+        let board = try LinkCommand.run { () throws(AgentError) in
+            try Self.board(config, configurationFile: self.global.config, logger: logger)
+        }
 
         var options = AgentRuntime.Options()
         options.statusSocketPath = Self.statusSocketPath(config)
         options.machine.backoffCap = config.server.maxBackoff
         options.clientAttributes = Self.clientAttributes(identity: identity, config: config)
         let configPath = self.global.config
+        let ports = AgentRuntime.Ports(
+            links: MosquittoLinks(server: config.server, logger: logger), store: store, provisioner: provisioner,
+            board: board, notifier: SystemdNotifier(environment: ProcessInfo.processInfo.environment),
+            clockFloor: ClockFloorFile(stateDirectory: config.device.stateDir))
         let runtime = AgentRuntime(
-            configuration: config, deviceName: identity.name, store: store, provisioner: provisioner, board: board,
-            spoolDirectory: config.device.stateDir + "/spool", spoolSettings: config.spool,
-            notifier: SystemdNotifier(environment: ProcessInfo.processInfo.environment), logger: logger,
+            configuration: config, deviceName: identity.name, ports: ports,
+            spoolDirectory: config.device.stateDir + "/spool", spoolSettings: config.spool, logger: logger,
             options: options,
             reload: {
                 do throws(ConfigurationFileError) {
@@ -69,6 +76,26 @@ struct Run: AsyncParsableCommand {
         }
     }
 
+    /// The provisioning session `run` uses: the configured key, secret, credentials type and, for X.509, the
+    /// certificate read now (a missing file is a configuration error at start, not a failure later).
+    static func provisioner(_ config: AgentConfiguration, deviceName: String, logger: Logger) throws -> ConfiguredProvisioner {
+        let certificateFile = config.provisioning.certFile ?? config.server.tls?.certFile
+        var certificatePEM: String? = nil
+        if config.provisioning.credentialsType == .x509Certificate, let certificateFile {
+            switch POSIXFile.read(certificateFile) {
+            case .success(let bytes): certificatePEM = String(decoding: bytes, as: UTF8.self)
+            case .failure(let error):
+                CommandOutput.error("tb-agent run: cannot read the certificate \(certificateFile) ([provisioning] cert_file): \(error)")
+                throw ExitCode(ExitStatus.config)
+            }
+        }
+        let request = ProvisionRequest(deviceName: deviceName, settings: config.provisioning, certificatePEM: certificatePEM)
+        try LinkCommand.run { () throws(AgentError) in try request.validate() }
+        return ConfiguredProvisioner(
+            client: ProvisioningClient(server: config.server, timeout: config.provisioning.timeout, logger: logger),
+            request: request, certificateFile: certificateFile, keyFile: config.server.tls?.keyFile)
+    }
+
     static func statusSocketPath(_ config: AgentConfiguration) -> String { config.device.stateDir + "/agent.sock" }
 
     static func clientAttributes(identity: DerivedIdentity, config: AgentConfiguration) -> [(String, JSONValue)] {
@@ -83,8 +110,17 @@ struct Run: AsyncParsableCommand {
         if let board = config.device.board { out.append(("boardProfile", .string(board))) }
         if let serial = identity.facts.serial { out.append(("serial", .string(serial))) }
         if let mac = identity.facts.mac { out.append(("mac", .string(mac))) }
-        out += BoardSetupForRun.versionAttributes
+        out.append(("libgpiodVersion", .string(LibgpiodBackend.libraryVersion)))
         return out
+    }
+
+    /// The board `run` drives, or nil when the configuration has no sensor, button or LED.
+    static func board(_ config: AgentConfiguration, configurationFile: String, logger: Logger) throws(AgentError)
+        -> (any BoardIO)?
+    {
+        if config.sensors.isEmpty && config.button == nil && config.led == nil { return nil }
+        let resolved = BoardSetup.resolvingPaths(config, configurationFile: configurationFile)
+        return try BoardRuntime(resolved, gpio: GPIOBackends.make(resolved.gpio), logger: logger)
     }
 }
 
@@ -147,40 +183,5 @@ struct StoredCredentialsAdapter: CredentialKeeping {
         StoredCredentials(
             server: self.server, deviceName: self.deviceName, credentials: credentials,
             issuedAt: UTCTimestamp(secondsSinceEpoch: Int64(Date().timeIntervalSince1970)))
-    }
-}
-
-/// One provisioning session with the configured key, secret and credentials type.
-struct ProvisionerAdapter: Provisioning {
-    let client: ProvisioningClient
-    let request: ProvisionRequest
-    let certificateFile: String?
-    let keyFile: String?
-
-    init(configuration config: AgentConfiguration, deviceName: String, logger: Logger) throws {
-        var certificatePEM: String? = nil
-        let certificateFile = config.provisioning.certFile ?? config.server.tls?.certFile
-        if config.provisioning.credentialsType == .x509Certificate, let certificateFile {
-            do {
-                certificatePEM = try String(contentsOfFile: certificateFile, encoding: .utf8)
-            } catch {
-                CommandOutput.error("tb-agent run: cannot read the certificate \(certificateFile) ([provisioning] cert_file): \(error.localizedDescription)")
-                throw ExitCode(ExitStatus.config)
-            }
-        }
-        self.request = ProvisionRequest(deviceName: deviceName, settings: config.provisioning, certificatePEM: certificatePEM)
-        let request = self.request
-        try LinkCommand.run { () throws(AgentError) in try request.validate() }
-        self.client = ProvisioningClient(server: config.server, timeout: config.provisioning.timeout, logger: logger)
-        self.certificateFile = certificateFile
-        self.keyFile = config.server.tls?.keyFile
-    }
-
-    func provision() async -> Result<DeviceCredentials, AgentError> {
-        do {
-            return .success(try await self.client.provision(self.request, certificateFile: self.certificateFile, keyFile: self.keyFile))
-        } catch {
-            return .failure(error.agentError)
-        }
     }
 }

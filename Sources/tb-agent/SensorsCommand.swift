@@ -21,8 +21,8 @@ struct SensorsCommand: AsyncParsableCommand {
             CommandOutput.error("tb-agent sensors: \(self.global.config) has no [[sensors]]")
             return
         }
-        let sensors = BoardSensors.make(configuration.sensors, environment: BoardSetup.sensorEnvironment(configuration))
-        let reports = await BoardSensors.readAll(sensors)
+        let sensors = BoardSensors.make(configuration.sensors, environment: BoardSetup.sensorEnvironment(configuration, gpio: GPIOBackends.make(configuration.gpio)))
+        let reports = BoardSensors.readAll(sensors)
         let nameWidth = max(4, reports.map(\.name.count).max() ?? 0)
         let values = reports.map { report -> String in
             guard let value = report.value else { return "-" }

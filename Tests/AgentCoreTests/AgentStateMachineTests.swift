@@ -201,6 +201,22 @@ import Testing
 }
 
 @Suite struct TelemetryEncoderTests {
+    @Test func batchesConcatenateSpooledRecordsUpToThePayloadLimit() {
+        let records = (1...5).map { i in
+            SpoolRecord(sequence: UInt64(i), payload: Array(#"[{"ts":\#(i),"values":{"t":\#(i)}}]"#.utf8))
+        }
+        let (payload, sequences) = TelemetryEncoder.batch(records, maxPayloadBytes: 1000)
+        #expect(sequences == [1, 2, 3, 4, 5])
+        #expect(String(decoding: payload, as: UTF8.self).hasPrefix(#"[{"ts":1,"values":{"t":1}},{"ts":2,"#))
+        #expect((try? JSONValue.parse(payload))?.arrayValue?.count == 5)
+        // A limit that fits two records: two, in order; a record larger than the limit still goes alone.
+        let two = TelemetryEncoder.batch(records, maxPayloadBytes: 2 + 2 * (records[0].payload.count - 2) + 1)
+        #expect(two.sequences == [1, 2])
+        let one = TelemetryEncoder.batch(records, maxPayloadBytes: 3)
+        #expect(one.sequences == [1])
+        #expect(one.payload == records[0].payload)
+    }
+
     @Test func groupsByTimestampInTimeOrder() throws {
         let readings = [
             Reading(key: "b", value: 2, timestamp: 2000), Reading(key: "a", value: .double(23.125), timestamp: 1000),
@@ -265,6 +281,19 @@ import Testing
         #expect(c.isPlausible(1_790_000_000_001))
         c.observeStored(1_800_000_000_000)
         #expect(!c.isPlausible(1_795_000_000_000))
+    }
+
+    @Test func aSynchronisedClockIsTrustedFromTheBuildTimeAndCorrectsTheFloor() {
+        var c = ClockSanity(buildTime: 1_790_000_000_000, newestStored: 1_900_000_000_000)
+        #expect(!c.isPlausible(1_800_000_000_000))
+        #expect(c.isPlausible(1_800_000_000_000, synchronized: true))
+        #expect(!c.isPlausible(1_700_000_000_000, synchronized: true))  // before the build: wrong whatever NTP says
+        let corrected = c.correct(to: 1_800_000_000_000)
+        #expect(corrected)
+        #expect(c.floor == 1_800_000_000_000)
+        let beforeBuild = c.correct(to: 1_700_000_000_000)
+        #expect(!beforeBuild)
+        #expect(c.isPlausible(1_800_000_000_000))
     }
 
     @Test func rebasesReadingsTakenBeforeSync() {

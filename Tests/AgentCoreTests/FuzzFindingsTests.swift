@@ -27,7 +27,7 @@ import Testing
     @Test func intervalWithAnImpossibleValueIsIgnored() throws {
         var overrides = RemoteControl.IntervalOverrides()
         let update = try JSONValue.parse(#"{"interval":1e300,"interval_a":"nan","interval_b":"-inf","interval_c":"5s"}"#)
-        let problems = overrides.apply(update)
+        let problems = overrides.apply(update, sensors: ["a", "b", "c"])
         #expect(problems.count == 3)
         #expect(problems.allSatisfy { $0.contains("ignored") })
         #expect(overrides.all == nil)

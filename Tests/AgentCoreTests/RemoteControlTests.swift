@@ -37,16 +37,28 @@ import Testing
 
     @Test func intervalOverridesFollowSharedAttributes() throws {
         var o = RemoteControl.IntervalOverrides()
-        #expect(o.apply(try JSONValue.parse(#"{"interval":"30s","interval_door":5,"other":1}"#)).isEmpty)
+        #expect(o.apply(try JSONValue.parse(#"{"interval":"30s","interval_door":5,"other":1}"#), sensors: ["door"]).isEmpty)
         #expect(o.interval(for: "door", configured: .seconds(10)) == .seconds(5))
         #expect(o.interval(for: "temperature", configured: .seconds(10)) == .seconds(30))
-        #expect(o.apply(try JSONValue.parse(#"{"deleted":["interval"]}"#)).isEmpty)
+        #expect(o.apply(try JSONValue.parse(#"{"deleted":["interval"]}"#), sensors: ["door"]).isEmpty)
         #expect(o.interval(for: "temperature", configured: .seconds(10)) == .seconds(10))
-        let problems = o.apply(try JSONValue.parse(#"{"interval":"0s","interval_door":"soon"}"#))
+        let problems = o.apply(try JSONValue.parse(#"{"interval":"0s","interval_door":"soon"}"#), sensors: ["door"])
         #expect(problems.count == 2)
         #expect(o.interval(for: "door", configured: .seconds(10)) == .seconds(5))
         // An attributes response on connect.
-        #expect(o.apply(try JSONValue.parse(#"{"shared":{"interval":"1m"}}"#)).isEmpty)
+        #expect(o.apply(try JSONValue.parse(#"{"shared":{"interval":"1m"}}"#), sensors: ["door"]).isEmpty)
         #expect(o.all == .seconds(60))
+    }
+
+    /// Issue 10, finding 3: every `interval_<anything>` was kept (400,000 keys: +42 MB). Only configured sensors
+    /// count now; the rest is one problem line.
+    @Test func intervalOverridesKeepOnlyConfiguredSensors() {
+        var o = RemoteControl.IntervalOverrides()
+        var members: [(String, JSONValue)] = (0..<50_000).map { ("interval_ghost\($0)", .integer(5)) }
+        members.append(("interval_door", .integer(7)))
+        let problems = o.apply(.object(members), sensors: ["door"])
+        #expect(o.perSensor == ["door": .seconds(7)])
+        #expect(problems.count == 1)
+        #expect(problems.first?.contains("ignored 50000 shared attribute(s)") == true)
     }
 }

@@ -29,7 +29,7 @@ import Glibc
 
     @Test func shutdownReachesTheClientsConnectionNotItsOldNumber() throws {
         let (_, continuation) = AsyncStream.makeStream(of: MQTTEvent.self)
-        let context = CallbackContext(endpoint: ServerEndpoint(host: "127.0.0.1", port: 1883), continuation: continuation)
+        let context = CallbackContext(endpoint: ServerEndpoint(host: "127.0.0.1", port: 1883), maxIncomingPayload: 65536, continuation: continuation)
         // The client's connection: `library` stands for libmosquitto's descriptor, `server` for the far end.
         let (library, server) = try Self.pair()
         defer { close(server) }

@@ -219,4 +219,63 @@ final class EventRecorder: Sendable {
             #expect(!text.contains("token-as-user-name"))
         }
     }
+
+    /// Issue 10, finding 3: any incoming payload was copied whatever its size (a 100 MB RPC: peak 325 MB). Above
+    /// the limit it is now dropped in libmosquitto's callback, reported as `.oversized`, never copied; smaller
+    /// messages still arrive, in order.
+    @Test func oversizedIncomingMessagesAreDroppedInTheCallback() async throws {
+        let broker = try MosquittoBroker()
+        defer { broker.stop() }
+        var options = Self.options(port: broker.port)
+        options.maxIncomingPayload = 1024
+        let client = try MosquittoClient(options)
+        let events = Mutex<[MQTTEvent]>([])
+        client.deliverEvents { event in events.withLock { $0.append(event) } }
+        try await client.connect()
+        _ = try await client.subscribe("big/#", qos: .atLeastOnce)
+        let sender = try MosquittoClient(Self.options(port: broker.port))
+        try await sender.connect()
+        try await sender.publish("big/1", payload: [UInt8](repeating: 0x61, count: 1024), qos: .atLeastOnce)
+        try await sender.publish("big/2", payload: [UInt8](repeating: 0x62, count: 200_000), qos: .atLeastOnce)
+        try await sender.publish("big/3", payload: [0x63], qos: .atLeastOnce)
+        #expect(TestSupport.waitUntil { events.withLock { $0.count } >= 4 })
+        let seen = events.withLock { $0 }
+        #expect(seen.count == 4)
+        guard seen.count == 4 else { return }
+        #expect(seen[0] == .connected(returnCode: .accepted))
+        if case .message(let m) = seen[1] { #expect(m.topic == "big/1" && m.payload.count == 1024) } else { Issue.record("\(seen[1])") }
+        #expect(seen[2] == .oversized(topic: "big/2", bytes: 200_000))
+        if case .message(let m) = seen[3] { #expect(m.topic == "big/3") } else { Issue.record("\(seen[3])") }
+        await sender.disconnect()
+        await client.disconnect()
+    }
+
+    /// The telemetry path: a completion callback per PUBLISH instead of a task, called exactly once: true on
+    /// the PUBACK, false for the ones the session's end overtakes.
+    @Test func publishCompletionCallbacksAreCalledOnceEach() async throws {
+        let broker = try MosquittoBroker()
+        defer { broker.stop() }
+        let client = try MosquittoClient(Self.options(port: broker.port))
+        try await client.connect()
+        let acknowledged = Atomic<Int>(0)
+        for i in 0..<500 {
+            try client.submit("t/\(i)", payload: [UInt8(i & 0xff)], qos: .atLeastOnce) { ok in
+                if ok { acknowledged.add(1, ordering: .relaxed) }
+            }
+        }
+        #expect(TestSupport.waitUntil { acknowledged.load(ordering: .relaxed) == 500 })
+        // Then a burst cut short: every callback still runs once, with false for what was not acknowledged.
+        let ok = Atomic<Int>(0)
+        let failed = Atomic<Int>(0)
+        for i in 0..<2000 {
+            try client.submit("u/\(i)", payload: [UInt8](repeating: 1, count: 512), qos: .atLeastOnce) { acked in
+                if acked { ok.add(1, ordering: .relaxed) } else { failed.add(1, ordering: .relaxed) }
+            }
+        }
+        client.closeNow()
+        #expect(TestSupport.waitUntil { ok.load(ordering: .relaxed) + failed.load(ordering: .relaxed) == 2000 })
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(ok.load(ordering: .relaxed) + failed.load(ordering: .relaxed) == 2000)
+        await client.disconnect()
+    }
 }

@@ -249,7 +249,7 @@ struct SimulatedBoardTests {
         }
         let counter = try #require(first as? PulseCounterSensor)
         #expect(await eventually { counter.count == 3 })
-        let report = await first.read()
+        let report = first.read()
         guard case .counter(let count, let rate)? = report.value else {
             Issue.record("no counter value: \(report.summary)")
             return
@@ -261,7 +261,7 @@ struct SimulatedBoardTests {
         #expect((try? String(contentsOf: stored, encoding: .utf8)) == "3\n")
         // "Restart": a new sensor starts from the stored total.
         let second = BoardSensors.make([settings], environment: environment)[0]
-        #expect(await second.read().value == .counter(count: 3, ratePerSecond: nil))
+        #expect(second.read().value == .counter(count: 3, ratePerSecond: nil))
     }
 
     @Test("every sensor of the simulated board reads, with full precision")
@@ -279,7 +279,7 @@ struct SimulatedBoardTests {
             SensorSettings(name: "h", kind: .iio, device: "dht11", channel: "in_humidityrelative_input", scale: 0.001),
             SensorSettings(name: "missing", kind: .iio, device: "bme280", channel: "in_temp_input"),
         ], environment: environment)
-        let reports = await BoardSensors.readAll(sensors)
+        let reports = BoardSensors.readAll(sensors)
         #expect(reports.map(\.value) == [.bool(true), .integer(0), .number(23.125), .number(48.312), .number(48), nil])
         #expect(reports.map(\.status) == [.ok, .ok, .ok, .ok, .ok, .failing])
         #expect(reports[5].summary.contains("no IIO device named 'bme280'"))
@@ -287,7 +287,7 @@ struct SimulatedBoardTests {
         let slave = board.sysroot.appendingPathComponent("sys/bus/w1/devices/28-00000a1b2c3d/w1_slave")
         try "72 01 4b 46 7f ff 0e 10 57 : crc=a0 NO\n72 01 4b 46 7f ff 0e 10 57 t=23125\n"
             .write(to: slave, atomically: true, encoding: .utf8)
-        let again = await sensors[2].read()
+        let again = sensors[2].read()
         #expect(again.status == .stale)
         #expect(again.value == .number(23.125))
         #expect(again.health.consecutiveFailures == 1)
@@ -340,7 +340,7 @@ struct IIORetryTests {
         defer { board.remove() }
         let files = FlakyFiles(root: board.sysroot.path, failures: [.transient, .transient])
         let sensor = BoardSensors.make([self.settings], environment: self.environment(files, board: board))[0]
-        let report = await sensor.read()
+        let report = sensor.read()
         #expect(report.value == .number(22))
         #expect(report.status == .ok)
         #expect(files.reads.load(ordering: .relaxed) == 3)
@@ -356,17 +356,17 @@ struct IIORetryTests {
             files: files, gpio: board.backend, counters: CounterStore(stateDirectory: board.state.path),
             telemetryInterval: .seconds(10), sleep: { _ in }, now: { clock.value.withLock { $0 } })
         let sensor = BoardSensors.make([self.settings], environment: environment)[0]
-        #expect(await sensor.read().value == .number(22))
+        #expect(sensor.read().value == .number(22))
         files.failures.withLock { $0 = Array(repeating: .transient, count: 6) }
         clock.value.withLock { $0 = .seconds(110) }
-        let stale = await sensor.read()
+        let stale = sensor.read()
         #expect(stale.status == .stale)
         #expect(stale.value == .number(22))
         #expect(stale.summary.contains("3 attempts"))
         #expect(stale.summary.contains("Input/output error"))
         #expect(stale.summary.contains("last good 22.0 10s ago"))
         clock.value.withLock { $0 = .seconds(200) }  // past the 30 s freshness window
-        let failing = await sensor.read()
+        let failing = sensor.read()
         #expect(failing.status == .failing)
         #expect(failing.value == nil)
         #expect(failing.health.consecutiveFailures == 2)
@@ -380,7 +380,7 @@ struct IIORetryTests {
         var settings = self.settings
         settings.channel = "in_pressure_input"
         let sensor = BoardSensors.make([settings], environment: self.environment(files, board: board))[0]
-        let report = await sensor.read()
+        let report = sensor.read()
         #expect(report.status == .failing)
         #expect(files.reads.load(ordering: .relaxed) == 1)
     }

@@ -34,7 +34,7 @@ struct ServiceTests {
         }
     }
 
-    @Test("systemd notifications: READY=1, WATCHDOG=1 about every WATCHDOG_USEC/2, STATUS=, and STOPPING=1 on SIGTERM")
+    @Test("systemd notifications: READY=1, WATCHDOG=1 about every WATCHDOG_USEC/4, STATUS=, and STOPPING=1 on SIGTERM")
     func watchdogProtocol() async throws {
         let sim = try await E2ESim.start()
         let board = try BoardCopy()
@@ -51,7 +51,9 @@ struct ServiceTests {
             let beats = notify.times(of: "WATCHDOG=1")
             let gaps = zip(beats, beats.dropFirst()).map { $1 - $0 }.sorted()
             let median = gaps[gaps.count / 2]
-            #expect(median >= .milliseconds(300) && median <= .milliseconds(800), "WATCHDOG=1 every \(median), expected about 500ms")
+            // Every quarter of WatchdogSec: a loop late by a busy moment still feeds within half of it.
+            #expect(median >= .milliseconds(150) && median <= .milliseconds(400), "WATCHDOG=1 every \(median), expected about 250ms")
+            #expect(gaps.last.map { $0 <= .milliseconds(500) } == true, "a gap of \(gaps.last ?? .zero) without WATCHDOG=1")
             try #require(await eventually(.seconds(20)) {
                 notify.notifications.flatMap(\.lines).contains { $0.hasPrefix("STATUS=") && $0.contains("online") }
             }, "no STATUS= saying online: \(notify.notifications.map(\.lines))")

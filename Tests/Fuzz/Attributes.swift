@@ -2,7 +2,7 @@
 import TBJSON
 
 /// Shared-attribute payloads (pushes on `v1/devices/me/attributes` and attribute responses), parsed leniently the
-/// way the runtime does, then `RemoteControl.IntervalOverrides.apply(_:)`.
+/// way the runtime does, then `RemoteControl.IntervalOverrides.apply(_:sensors:)`.
 ///
 /// Properties: no crash; every interval kept lies within 100 ms...24 h; each ignored value is reported once, with
 /// its key; applying the same update twice changes nothing more (an update is idempotent).
@@ -17,7 +17,7 @@ public func fuzzAttributes(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         ]
         for start in starts {
             var overrides = start
-            let problems = overrides.apply(update)
+            let problems = overrides.apply(update, sensors: ["door", "temp"])
             let range = RemoteControl.IntervalOverrides.minimum...RemoteControl.IntervalOverrides.maximum
             for duration in [overrides.all].compactMap({ $0 }) + Array(overrides.perSensor.values) {
                 require(range.contains(duration), "interval \(duration) kept from \(update.serialized)")
@@ -26,7 +26,7 @@ public func fuzzAttributes(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 require(problem.hasPrefix("shared attribute interval"), "a problem without its key: \(problem)")
             }
             var twice = overrides
-            _ = twice.apply(update)
+            _ = twice.apply(update, sensors: ["door", "temp"])
             require(twice == overrides, "applying \(update.serialized) twice differs from once")
         }
     }

@@ -87,6 +87,12 @@ class FakeServer:
         self.lock = threading.Lock()
         self.stopped = False
         self.sockets = []  # the open connections, each closed by its own thread (under the lock)
+        # Called once per device session after its three SUBSCRIBEs, on a thread of its own, with a send function
+        # safe beside the session's own replies: how the flood scenario sends what ThingsBoard never would.
+        self.on_device_ready = None
+        self.send_lock = threading.Lock()
+        self.rpc_responses = 0
+        self.responded = set()  # the "final…" RPC ids answered
         self.accept_thread = threading.Thread(target=self.accept_loop, daemon=True)
         self.accept_thread.start()
 
@@ -240,8 +246,13 @@ class FakeServer:
         except OSError:
             pass
 
+    def send(self, conn, data):
+        with self.send_lock:
+            conn.sendall(data)
+
     def session(self, conn, kind, mode):
         sent_big = False
+        subscribes = 0
         while not self.stopped:
             first, body = self.read_packet(conn)
             kind_code = first >> 4
@@ -254,7 +265,11 @@ class FakeServer:
                     offset += 2 + n + 1
                     count += 1
                 code = 0x80 if mode == "suback-failure" else 0x01
-                conn.sendall(packet(0x90, packet_id + bytes([code] * count)))
+                self.send(conn, packet(0x90, packet_id + bytes([code] * count)))
+                subscribes += 1
+                if kind == "device" and subscribes == 3 and self.on_device_ready is not None:
+                    hook = self.on_device_ready
+                    threading.Thread(target=self.run_hook, args=(hook, conn), daemon=True).start()
                 if kind == "device" and mode == "big-publishes" and not sent_big:
                     sent_big = True
                     conn.sendall(publish("v1/devices/me/attributes",
@@ -268,15 +283,35 @@ class FakeServer:
                 topic = body[2:2 + n].decode("utf-8", "replace")
                 offset = 2 + n
                 if qos:
-                    conn.sendall(packet(0x40, body[offset:offset + 2]))
+                    self.send(conn, packet(0x40, body[offset:offset + 2]))
+                if topic.startswith("v1/devices/me/rpc/response/"):
+                    with self.lock:
+                        self.rpc_responses += 1
+                        rpc_id = topic.rsplit("/", 1)[1]
+                        if rpc_id.startswith("final"):
+                            self.responded.add(rpc_id)
                 if topic == "/provision/request":
                     if mode == "close-after-request":
                         return
-                    conn.sendall(publish("/provision/response", self.provision_answer(mode)))
+                    self.send(conn, publish("/provision/response", self.provision_answer(mode)))
             elif kind_code == 12:  # PINGREQ
-                conn.sendall(packet(0xD0, b""))
+                self.send(conn, packet(0xD0, b""))
             elif kind_code == 14:  # DISCONNECT
                 return
+
+    def run_hook(self, hook, conn):
+        try:
+            hook(lambda data: self.send(conn, data))
+        except OSError:
+            pass  # the session ended under the flood
+
+    def responses(self):
+        with self.lock:
+            return self.rpc_responses
+
+    def answered_final(self):
+        with self.lock:
+            return any(rpc_id.startswith("final") for rpc_id in self.responded)
 
     def provision_answer(self, mode):
         if mode == "status-weird":

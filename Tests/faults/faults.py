@@ -27,6 +27,7 @@ SCENARIOS = {
     "storage": (1, 1),
     "badserver": (1, 3),
     "secrets": (1, 1),
+    "floods": (1, 50),
     "reprovision": (2, 50),
 }
 

@@ -98,9 +98,13 @@ public enum RemoteControl {
         public static let maximum: Duration = .seconds(86400)
 
         /// Applies a shared-attribute update (`{"k":v}`, `{"deleted":["k"]}`, or an attributes response's
-        /// `{"shared":{…}}`), returning the problems with values it ignored.
-        public mutating func apply(_ update: JSONValue) -> [String] {
+        /// `{"shared":{…}}`), returning the problems with values it ignored. Only `interval` and the
+        /// `interval_NAME` of a configured sensor are kept: the server cannot grow the agent's memory with keys for
+        /// sensors that do not exist (those are counted in one problem line).
+        public mutating func apply(_ update: JSONValue, sensors: Set<String>) -> [String] {
             var problems: [String] = []
+            var unknown = 0
+            var firstUnknown: String? = nil
             let members = update["shared"]?.objectMembers ?? update.objectMembers ?? []
             for (key, value) in members {
                 if key == "deleted" {
@@ -112,16 +116,25 @@ public enum RemoteControl {
                     continue
                 }
                 guard key == "interval" || key.hasPrefix("interval_") else { continue }
+                if key != "interval" && !sensors.contains(String(key.dropFirst(9))) {
+                    unknown += 1
+                    if firstUnknown == nil { firstUnknown = key }
+                    continue
+                }
                 let duration: Duration?
                 switch value {
                 case .string(let s): duration = DurationText.parse(s) ?? Double(s).flatMap(RemoteControl.duration(seconds:))
                 default: duration = value.doubleValue.flatMap(RemoteControl.duration(seconds:))
                 }
                 guard let duration, duration >= Self.minimum, duration <= Self.maximum else {
-                    problems.append("shared attribute \(key) = \(value.serialized) ignored: use a duration from 100ms to 24h, like \"30s\" or 30")
+                    problems.append("shared attribute \(String(key.prefix(80))) = \(String(value.serialized.prefix(80))) ignored: use a duration from 100ms to 24h, like \"30s\" or 30")
+                    if problems.count >= 8 { break }
                     continue
                 }
                 if key == "interval" { self.all = duration } else { self.perSensor[String(key.dropFirst(9))] = duration }
+            }
+            if let firstUnknown {
+                problems.append("ignored \(unknown) shared attribute(s) for sensors this agent does not have (e.g. \(String(firstUnknown.prefix(80)))): interval_NAME applies to a sensor configured under [[sensor]]")
             }
             return problems
         }

@@ -130,3 +130,28 @@ public enum TelemetryEncoder {
         return (payloads, rejected)
     }
 }
+
+extension TelemetryEncoder {
+    /// One PUBLISH's worth of spooled records, oldest first: their entries concatenated into one JSON array of at
+    /// most `maxPayloadBytes` (always at least the first record), and the records' sequence numbers.
+    public static func batch(_ records: [SpoolRecord], maxPayloadBytes: Int = defaultMaxPayloadBytes)
+        -> (payload: [UInt8], sequences: [UInt64])
+    {
+        var batch: [SpoolRecord] = []
+        var size = 2
+        for record in records {
+            let cost = record.payload.count - 2 + (batch.isEmpty ? 0 : 1)
+            if !batch.isEmpty && size + cost > maxPayloadBytes { break }
+            batch.append(record)
+            size += cost
+        }
+        var payload: [UInt8] = [UInt8(ascii: "[")]
+        payload.reserveCapacity(size)
+        for (i, record) in batch.enumerated() {
+            if i > 0 { payload.append(UInt8(ascii: ",")) }
+            if record.payload.count >= 2 { payload += record.payload[1..<(record.payload.count - 1)] }
+        }
+        payload.append(UInt8(ascii: "]"))
+        return (payload, batch.map(\.sequence))
+    }
+}

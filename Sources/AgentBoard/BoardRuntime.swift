@@ -1,14 +1,12 @@
-import AgentBoard
 import AgentCore
 import AgentGPIO
-import AgentService
 import Logging
 import Synchronization
 import TBJSON
 
 /// The board as `run` drives it: the configured sensors, digital inputs reporting each debounced change, the
-/// button's long press, and the status LED.
-final class BoardRuntime: BoardIO {
+/// button's long press, and the status LED. Sensor reads run on a thread of its own (`BoardWorker`).
+public final class BoardRuntime: BoardIO {
     let configuration: AgentConfiguration
     let environment: SensorEnvironment
     let sensors: [any BoardSensor]
@@ -17,11 +15,17 @@ final class BoardRuntime: BoardIO {
     private let button = Mutex<ButtonMonitor?>(nil)
     /// The latest report of each sensor, for its health.
     private let reports = Mutex<[String: SensorReport]>([:])
+    /// The tasks that forward line changes and button events; cancelled by `stop()`.
     private let tasks = Mutex<[Task<Void, Never>]>([])
+    private let worker: BoardWorker
 
-    init(_ configuration: AgentConfiguration, logger: Logger) {
+    /// The board of `configuration` (paths resolved, see `BoardSetup.resolvingPaths`) over `gpio`.
+    ///
+    /// - Throws: `AgentError.hardwareUnavailable` when the sampling thread cannot be started.
+    public init(_ configuration: AgentConfiguration, gpio: any GPIOBackend, logger: Logger) throws(AgentError) {
         self.configuration = configuration
-        self.environment = BoardSetup.sensorEnvironment(configuration)
+        self.environment = BoardSetup.sensorEnvironment(configuration, gpio: gpio)
+        self.worker = try BoardWorker()
         self.sensors = BoardSensors.make(configuration.sensors, environment: self.environment)
         self.logger = logger
         var led: LEDController? = nil
@@ -35,7 +39,7 @@ final class BoardRuntime: BoardIO {
         self.led = led
     }
 
-    func start(emit: @escaping @Sendable (BoardEvent) -> Void) throws(AgentError) {
+    public func start(emit: @escaping @Sendable (BoardEvent) -> Void) throws(AgentError) {
         var problems: [String] = []
         for sensor in self.sensors {
             do {
@@ -95,10 +99,16 @@ final class BoardRuntime: BoardIO {
         }
     }
 
-    func sample(_ names: [String]?) async -> [(String, JSONValue)] {
+    public func sample(_ names: [String]?, done: @escaping @Sendable ([(String, JSONValue)]) -> Void) {
+        let queued = self.worker.submit { done(self.readNow(names)) }
+        if !queued { done([]) }
+    }
+
+    /// Reads the named sensors (all when nil) on the calling thread, which blocks.
+    func readNow(_ names: [String]?) -> [(String, JSONValue)] {
         var out: [(String, JSONValue)] = []
         for sensor in self.sensors where names.map({ $0.contains(sensor.settings.name) }) ?? true {
-            let report = await sensor.read()
+            let report = sensor.read()
             self.reports.withLock { $0[report.name] = report }
             guard let value = report.value else { continue }
             out += Self.telemetry(name: report.name, value: value)
@@ -119,9 +129,9 @@ final class BoardRuntime: BoardIO {
         }
     }
 
-    func show(_ state: LEDState) { self.led?.show(state) }
+    public func show(_ state: LEDState) { self.led?.show(state) }
 
-    func health() -> JSONValue {
+    public func health() -> JSONValue {
         let now = self.environment.now()
         let reports = self.reports.withLock { $0 }
         return .object(self.sensors.map { sensor in
@@ -140,21 +150,11 @@ final class BoardRuntime: BoardIO {
         })
     }
 
-    func stop() {
+    public func stop() {
         for task in self.tasks.withLock({ $0 }) { task.cancel() }
+        self.worker.stop()
         self.button.withLock { $0?.stop() }
         for sensor in self.sensors { sensor.stop() }
         self.led?.stop()
-    }
-}
-
-enum BoardSetupForRun {
-    static func make(_ config: AgentConfiguration, configurationFile: String, logger: Logger) throws -> (any BoardIO)? {
-        if config.sensors.isEmpty && config.button == nil && config.led == nil { return nil }
-        return BoardRuntime(BoardSetup.resolvingPaths(config, configurationFile: configurationFile), logger: logger)
-    }
-
-    static var versionAttributes: [(String, JSONValue)] {
-        [("libgpiodVersion", .string(LibgpiodBackend.libraryVersion))]
     }
 }

@@ -1,0 +1,92 @@
+import AgentCore
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The run loop's MQTT port (`DeviceLinks`) over libmosquitto: one `MosquittoClient` per session.
+public struct MosquittoLinks: DeviceLinks {
+    public let server: ServerSettings
+    /// Incoming messages above this many bytes are dropped in libmosquitto's callback and reported.
+    public let maxIncomingPayload: Int
+    let logger: Logger
+
+    public init(server: ServerSettings, maxIncomingPayload: Int = 64 * 1024, logger: Logger) {
+        self.server = server
+        self.maxIncomingPayload = maxIncomingPayload
+        self.logger = logger
+    }
+
+    public func link(for credentials: DeviceCredentials, deviceName: String) throws(AgentError) -> any DeviceLink {
+        var options = try DeviceConnection.connectOptions(for: credentials, deviceName: deviceName, server: self.server)
+        options.maxIncomingPayload = self.maxIncomingPayload
+        do {
+            return MosquittoLink(try MosquittoClient(options, logger: self.logger))
+        } catch {
+            // libmosquitto refuses a client id or user name it cannot send (MOSQ_ERR_INVAL, MOSQ_ERR_MALFORMED_UTF8):
+            // these credentials will never work, which is a rejection, not a reason to retry for ever.
+            if case .library(let operation, let cause) = error,
+                (operation == "mosquitto_new" && cause.isErrno(EINVAL))
+                    || (operation == "mosquitto_username_pw_set" && cause.rawValue != MosquittoError.noMemory.rawValue)
+            {
+                throw AgentError(
+                    .credentialsRejected,
+                    "the MQTT library refuses the stored credentials (\(cause)): they cannot be sent to any server; provision again (tb-agent provision --force)")
+            }
+            throw error.agentError
+        }
+    }
+}
+
+/// One session over a `MosquittoClient`.
+final class MosquittoLink: DeviceLink {
+    let client: MosquittoClient
+
+    init(_ client: MosquittoClient) { self.client = client }
+
+    func connect(events: @escaping @Sendable (LinkEvent) -> Void) async -> LinkConnectOutcome {
+        self.client.deliverEvents { event in
+            switch event {
+            case .connected: break  // the outcome is connect()'s
+            case .message(let message): events(.message(topic: message.topic, payload: message.payload))
+            case .oversized(let topic, let bytes): events(.oversized(topic: topic, bytes: bytes))
+            case .disconnected(let reason): events(.closed("\(reason)"))
+            }
+        }
+        do {
+            try await self.client.connect()
+            return .connected
+        } catch {
+            let agentError = error.agentError
+            return agentError.code == .credentialsRejected ? .rejected(agentError.message) : .failed(agentError.message)
+        }
+    }
+
+    func subscribe(_ filters: [String]) async throws(AgentError) -> [Bool] {
+        var granted: [Bool] = []
+        for filter in filters {
+            do {
+                granted.append(!(try await self.client.subscribe(filter, qos: .atLeastOnce)).isRefused)
+            } catch {
+                throw error.agentError
+            }
+        }
+        return granted
+    }
+
+    func publish(_ topic: String, payload: [UInt8], done: (@Sendable (Bool) -> Void)?) throws(AgentError) {
+        do {
+            if let done {
+                try self.client.submit(topic, payload: payload, qos: .atLeastOnce, done: done)
+            } else {
+                _ = try self.client.submit(topic, payload: payload, qos: .atLeastOnce, retain: false)
+            }
+        } catch {
+            throw error.agentError
+        }
+    }
+
+    func disconnect() async { await self.client.disconnect() }
+}
