@@ -105,4 +105,43 @@ struct HostTests {
             #expect((try? String(contentsOf: board.spoolDirectory, encoding: .utf8)) == "not a directory\n")
         }
     }
+
+    @Test("tb-agent run is not dumpable: its /proc files belong to root, and its own user cannot read its environment")
+    func runIsNotDumpable() async throws {
+        let board = try BoardCopy()
+        // Nothing listens on the port: the agent keeps trying, holding the provision secret in memory.
+        try board.writeConfig(port: try TestSupport.freePort(), sensors: BoardCopy.sensors(["cpu_temperature"]))
+        let asRoot = geteuid() == 0
+        var command = [TestSupport.binary("tb-agent").path, "run", "--config", board.configURL.path]
+        if asRoot {
+            // As another user, so that "owned by root" tells the kernel's non-dumpable rule apart.
+            for path in try [board.directory.path] + FileManager.default.subpathsOfDirectory(atPath: board.directory.path)
+                .map({ board.directory.appendingPathComponent($0).path }) {
+                _ = lchown(path, 65534, 65534)
+            }
+            command = ["/usr/bin/setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"] + command
+        }
+        let argv = command
+        let child = try await offPool { try ChildProcess(URL(fileURLWithPath: argv[0]), Array(argv.dropFirst())) }
+        defer { _ = child.stop() }
+        let pid = child.pid
+        try #require(await eventually(.seconds(20)) { child.stderr.contains("starting") || !child.isRunning },
+                     "the agent did not start: \(child.stderr)")
+        try #require(child.isRunning, "the agent stopped: \(child.stderr)")
+        var environ = stat()
+        try #require(stat("/proc/\(pid)/environ", &environ) == 0)
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        let uid = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }?.split(separator: "\t").dropFirst().first
+        if asRoot {
+            #expect(uid == "65534", "\(status)")
+            #expect(environ.st_uid == 0, "/proc/\(pid)/environ belongs to uid \(environ.st_uid): the agent is dumpable")
+            let read = try TestSupport.run(URL(fileURLWithPath: "/usr/bin/setpriv"),
+                                           ["--reuid", "65534", "--regid", "65534", "--clear-groups", "cat", "/proc/\(pid)/environ"])
+            #expect(read.status != 0 && read.stdout.isEmpty, "its own user read its environment")
+        } else {
+            let fd = open("/proc/\(pid)/environ", O_RDONLY)
+            if fd >= 0 { close(fd) }
+            #expect(fd < 0, "its own user can open /proc/\(pid)/environ: the agent is dumpable")
+        }
+    }
 }
