@@ -353,7 +353,8 @@ test_package() {
     sed -e "s|^port = 1883|port = $port|" \
         -e 's|^sysroot = "../simulated/sysroot"|sysroot = "/usr/share/doc/tb-agent/simulated/sysroot"|' \
         -e 's|"provision-secret.example"|"/usr/share/doc/tb-agent/examples/provision-secret.example"|' \
-        -e "s|/tmp/tb-agent-simulated/|$run_dir/|g" \
+        -e "s|^state_dir = .*|state_dir = \"$run_dir/state\"|" \
+        -e "s|^simulated_dir = .*|simulated_dir = \"$run_dir/gpio\"|" \
         "$chroot_dir/usr/share/doc/tb-agent/examples/simulated.toml" > "$chroot_dir$run_dir/config.toml"
     chmod 0644 "$chroot_dir$run_dir/config.toml"
     check "[$name] the run configuration uses port $port" grep -qx "port = $port" "$chroot_dir$run_dir/config.toml"

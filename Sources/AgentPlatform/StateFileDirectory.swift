@@ -218,8 +218,8 @@ public final class StateFileDirectory {
 public enum StateOwnership {
     /// Why `status` (of `path`, a directory of the agent's state) lets another user plant or swap files, in a
     /// sentence naming the fix; nil when it is the effective user's and nobody else may write in it.
-    public static func problem(_ status: stat, _ path: String, what: String = "the state directory") -> String? {
-        let user = geteuid()
+    /// - Parameter user: who runs the agent (this process by default; `doctor` run as root asks for the owner).
+    public static func problem(_ status: stat, _ path: String, what: String = "the state directory", user: uid_t = geteuid()) -> String? {
         if status.st_uid != user {
             let owner = Self.userName(status.st_uid)
             let me = Self.userName(user)
@@ -235,7 +235,7 @@ public enum StateOwnership {
     /// Why a directory above `path` lets another user swap `path` for a directory or link of theirs, naming the
     /// fix; nil when each is owned by root or the effective user and writable by nobody else (or sticky, like /tmp).
     /// Checks the directories above the path as written and above the path it resolves to.
-    public static func ancestorProblem(_ path: String) -> String? {
+    public static func ancestorProblem(_ path: String, user: uid_t = geteuid()) -> String? {
         var paths = [Self.absolute(path)]
         if let resolved = realpath(path, nil) {
             paths.append(String(cString: resolved))
@@ -246,9 +246,9 @@ public enum StateOwnership {
             for ancestor in Self.ancestors(of: full) where checked.insert(ancestor).inserted {
                 var status = stat()
                 guard stat(ancestor, &status) == 0 else { continue }  // not there yet: created by ensure, 0755 root or us
-                if status.st_uid != 0 && status.st_uid != geteuid() {
+                if status.st_uid != 0 && status.st_uid != user {
                     let owner = Self.userName(status.st_uid)
-                    return "the directory \(ancestor), above the state directory \(path), belongs to \(owner) (uid \(status.st_uid)), who could swap the state directory for one of theirs, so it is not used. Fix: set [device] state_dir to a place that only root and \(Self.userName(geteuid())) control, such as /var/lib/tb-agent"
+                    return "the directory \(ancestor), above the state directory \(path), belongs to \(owner) (uid \(status.st_uid)), who could swap the state directory for one of theirs, so it is not used. Fix: set [device] state_dir to a place that only root and \(Self.userName(user)) control, such as /var/lib/tb-agent"
                 }
                 if status.st_mode & 0o022 != 0 && status.st_mode & S_ISVTX == 0 {
                     let mode = String(status.st_mode & 0o7777, radix: 8)

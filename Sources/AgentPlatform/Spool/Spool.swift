@@ -564,6 +564,39 @@ public final class Spool {
         }
     }
 
+    /// Why `user` (the one running the agent) could not use the spool directory, in a sentence naming the fix: what
+    /// makes the agent keep readings in memory only. Nil when it can, or when the directory does not exist yet (the
+    /// agent creates it). Looks without changing anything (for `doctor`).
+    public static func problem(directory: String, user: uid_t = geteuid()) -> String? {
+        var status = stat()
+        guard lstat(directory, &status) == 0 else {
+            if errno == ENOENT { return nil }
+            return "cannot look at the spool directory \(directory): \(AtomicFile.IOError.text(errno))"
+        }
+        switch status.st_mode & S_IFMT {
+        case S_IFDIR:
+            break
+        case S_IFLNK:
+            return "the spool directory \(directory) is a symbolic link, which the agent does not follow: remove it (`rm \(directory)`) so that the agent can create the spool there"
+        default:
+            return "the spool directory \(directory) is not a directory: remove it (`rm \(directory)`) so that the agent can create the spool there"
+        }
+        if let problem = StateOwnership.problem(status, directory, what: "the spool directory", user: user) { return problem }
+        if status.st_mode & 0o700 != 0o700 {
+            return "the spool directory \(directory) is not writable by its owner (mode \(String(status.st_mode & 0o7777, radix: 8))): `chmod 700 \(directory)`"
+        }
+        guard user == geteuid() else { return nil }  // what is in it: only as the agent's user
+        do {
+            let handle = try StateFileDirectory(directory)
+            for name in try handle.names() where name.hasSuffix(".seg") || name == "state.json" {
+                close(try handle.open(name, O_RDONLY))
+            }
+        } catch {
+            return "the spool directory \(directory) holds a file the agent cannot read (\(error)): `chown -R \(StateOwnership.userName(user)): \(directory)`"
+        }
+        return nil
+    }
+
     static func storageError(_ what: String, _ error: any Error) -> AgentError {
         let errno = (error as? Errno) ?? (error as? AtomicFile.IOError).map { Errno(rawValue: $0.errno) }
         var fix = ""
