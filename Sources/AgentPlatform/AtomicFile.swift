@@ -79,14 +79,19 @@ public enum AtomicFile {
     /// `read` refuses larger files.
     public static let maxReadBytes = 1 << 20
 
-    /// The file's bytes, or nil if it does not exist. A symbolic link in its place is an error (ELOOP), not followed.
+    /// The file's bytes, or nil if it does not exist. A symbolic link in its place is an error (ELOOP), not followed;
+    /// so is anything but a regular file (a FIFO would block the read).
     static func read(_ path: String) throws(IOError) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else {
             if errno == ENOENT { return nil }
             throw IOError(operation: "opening", path: path, errno: errno)
         }
         defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+            throw IOError(operation: "opening (not a regular file)", path: path, errno: EINVAL)
+        }
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
         while true {

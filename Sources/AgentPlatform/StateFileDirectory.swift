@@ -59,10 +59,16 @@ public final class StateFileDirectory {
         return status
     }
 
-    /// Opens an existing file of the directory, never through a symbolic link.
+    /// Opens an existing regular file of the directory, never through a symbolic link (nor a FIFO or device put
+    /// in its place: O_NONBLOCK keeps a FIFO from blocking the open, and anything but a regular file is refused).
     public func open(_ name: String, _ flags: CInt) throws(IOError) -> CInt {
-        let fd = openat(self.fd, name, flags | O_NOFOLLOW | O_CLOEXEC)
+        let fd = openat(self.fd, name, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw IOError(operation: "opening", path: self.child(name), errno: errno) }
+        var status = stat()
+        guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw IOError(operation: "opening (not a regular file)", path: self.child(name), errno: EINVAL)
+        }
         return fd
     }
 
@@ -83,10 +89,12 @@ public final class StateFileDirectory {
 
     /// The whole file, at most `limit` bytes; nil when it does not exist.
     public func read(_ name: String, limit: Int = AtomicFile.maxReadBytes) throws(IOError) -> [UInt8]? {
-        let fd = openat(self.fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno == ENOENT { return nil }
-            throw IOError(operation: "opening", path: self.child(name), errno: errno)
+        let fd: CInt
+        do {
+            fd = try self.open(name, O_RDONLY)
+        } catch {
+            if error.errno == ENOENT { return nil }
+            throw error
         }
         defer { close(fd) }
         var result: [UInt8] = []

@@ -2,6 +2,7 @@ import AgentCore
 import AgentPlatform
 import AgentTestSupport
 import Foundation
+import Synchronization
 import Testing
 
 #if canImport(Glibc)
@@ -67,6 +68,48 @@ import Glibc
         #expect(try spool.pending(limit: 100).map(\.payload) == (1...6).map(self.payload))
         let problem = try #require(spool.problem)
         #expect(problem.message.contains("not followed"), "\(problem.message)")
+    }
+
+    @Test func aLinkPlantedAsAnExistingSegmentIsRemovedNeverFollowedNorTruncated() throws {
+        let root = try TestSupport.makeTemporaryDirectory("planted")
+        let victim = try self.victim(root)
+        let spoolDir = root.appendingPathComponent("spool")
+        do {
+            let spool = Spool(directoryOrMemory: spoolDir.path, settings: .init(syncInterval: .zero))
+            _ = try spool.append(self.payload(1))
+        }
+        // Not a valid segment: recovery would cut it to nothing if it followed the link.
+        let planted = spoolDir.appendingPathComponent(String(repeating: "0", count: 18) + "50.seg").path
+        try FileManager.default.createSymbolicLink(atPath: planted, withDestinationPath: victim.path)
+        let spool = Spool(directoryOrMemory: spoolDir.path, settings: .init(syncInterval: .zero))
+        #expect(self.content(victim) == "precious content that must survive\n")
+        #expect(!FileManager.default.fileExists(atPath: planted) && !self.isSymlink(planted))
+        #expect(spool.recoveryNotes.contains { $0.contains(planted) && $0.contains("symbolic link") }, "\(spool.recoveryNotes)")
+        #expect(spool.problem == nil)
+        #expect(try spool.pending().map(\.payload) == [self.payload(1)])
+    }
+
+    @Test func aFIFOInPlaceOfTheSpoolStateDoesNotBlockTheStart() async throws {
+        let root = try TestSupport.makeTemporaryDirectory("planted")
+        let spoolDir = root.appendingPathComponent("spool")
+        try FileManager.default.createDirectory(at: spoolDir, withIntermediateDirectories: false)
+        chmod(spoolDir.path, 0o700)
+        #expect(mkfifo(spoolDir.appendingPathComponent("state.json").path, 0o600) == 0)
+        #expect(mkfifo(spoolDir.appendingPathComponent("00000000000000000001.seg").path, 0o600) == 0)
+        // On a thread of its own: a blocked open must fail the test, not hang it.
+        let opened = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            let done = Mutex(false)
+            Thread.detachNewThread {
+                let spool = Spool(directoryOrMemory: spoolDir.path, settings: .init(syncInterval: .zero))
+                _ = spool.status
+                if done.withLock({ let first = !$0; $0 = true; return first }) { continuation.resume(returning: true) }
+            }
+            Thread.detachNewThread {
+                Thread.sleep(forTimeInterval: 10)
+                if done.withLock({ let first = !$0; $0 = true; return first }) { continuation.resume(returning: false) }
+            }
+        }
+        #expect(opened, "opening the spool blocked on a FIFO")
     }
 
     @Test func aLinkInPlaceOfTheSpoolDirectoryIsNotFollowed() throws {

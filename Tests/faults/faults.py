@@ -27,6 +27,8 @@ SCENARIOS = {
     "storage": (1, 1),
     "badserver": (1, 3),
     "secrets": (1, 1),
+    "lock": (4, 60),
+    "symlink": (6, 60),
 }
 
 

@@ -366,6 +366,16 @@ public final class Spool {
         for name in names {
             let path = self.directory.appending(name)
             guard let first = UInt64(name.dropLast(4)) else { continue }
+            var info = stat()
+            guard fstatat(directory.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            if info.st_mode & S_IFMT != S_IFREG {
+                // A link, a FIFO, a directory…: never a segment the agent wrote. Removing the name (never what a
+                // link points at) frees it for the segment that will need it.
+                let removed = info.st_mode & S_IFMT != S_IFDIR && directory.remove(name)
+                self.recoveryNotes.append(
+                    "\(path) is not a spool segment tb-agent wrote (\(Self.kind(info.st_mode))); it was \(removed ? "removed" : "left alone") and never followed: check who else can write in \(self.directory)")
+                continue
+            }
             let bytes: [UInt8]
             do {
                 bytes = try directory.read(name, limit: .max) ?? []
@@ -376,8 +386,12 @@ public final class Spool {
             if scan.damaged {
                 // A torn tail (or damage): keep what is before it, cut the rest so appends stay readable.
                 self.recoveredDamage += scan.damagedBytes
+                // Only a file that is the agent's alone: a second name for it (a hard link) may be another file.
                 if let fd = try? directory.open(name, O_WRONLY) {
-                    _ = ftruncate(fd, off_t(scan.validLength))
+                    var opened = stat()
+                    if fstat(fd, &opened) == 0 && opened.st_nlink == 1 && opened.st_uid == geteuid() {
+                        _ = ftruncate(fd, off_t(scan.validLength))
+                    }
                     close(fd)
                 }
                 let kept = scan.records.last.map { "after reading \($0.sequence)" } ?? "(no intact reading in it)"
@@ -561,6 +575,17 @@ public final class Spool {
             }
         } catch {
             throw Self.storageError("could not read \(segment.path)", error)
+        }
+    }
+
+    static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFLNK: return "a symbolic link"
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO"
+        case S_IFSOCK: return "a socket"
+        case S_IFCHR, S_IFBLK: return "a device"
+        default: return "not a regular file"
         }
     }
 
