@@ -54,8 +54,5 @@ public enum ConfigurationAudit {
         return name == "tb-agent" || name == StateOwnership.userName(owner)
     }
 
-    static func groupName(_ gid: gid_t) -> String {
-        guard let entry = getgrgid(gid), let name = entry.pointee.gr_name else { return "gid \(gid)" }
-        return String(cString: name)
-    }
+    static func groupName(_ gid: gid_t) -> String { StateOwnership.groupName(gid) }
 }

@@ -16,10 +16,14 @@ public final class StateDirectoryLock: @unchecked Sendable {
     public let path: String
     /// Written once in `acquire`, cleared once in `release`; both on the owner's task.
     private var fd: CInt
+    /// False on a read-only state directory: the lock is held on a descriptor opened for reading (the lock file,
+    /// or the directory), and no PID is written.
+    private let writable: Bool
 
-    private init(path: String, fd: CInt) {
+    private init(path: String, fd: CInt, writable: Bool) {
         self.path = path
         self.fd = fd
+        self.writable = writable
     }
 
     deinit { self.release() }
@@ -33,11 +37,28 @@ public final class StateDirectoryLock: @unchecked Sendable {
     public static func acquire(_ stateDirectory: String, holder: String) throws(AgentError) -> StateDirectoryLock {
         let path = stateDirectory.hasSuffix("/") ? stateDirectory + Self.fileName : stateDirectory + "/" + Self.fileName
         let fd: CInt
+        var writable = true
         do {
             let directory = try StateFileDirectory(stateDirectory, lastComponent: .mayBeALink)
-            // No O_TRUNC: the holder's PID is in it until the lock is ours.
-            fd = openat(directory.fd, Self.fileName, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw AtomicFile.IOError(operation: "opening the lock file", path: path, errno: errno) }
+            // No O_TRUNC: the holder's PID is in it until the lock is ours. O_NONBLOCK: a FIFO in its place must not
+            // block the start (it is refused below).
+            var opened = openat(directory.fd, Self.fileName, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0o600)
+            if opened < 0 && [EROFS, EACCES, EPERM, ENOSPC, EDQUOT].contains(errno) {
+                // A read-only or full state directory (the agent runs on, from memory): flock needs no write access. The
+                // lock file if there is one, else the directory itself, so that agents on it still exclude each
+                // other.
+                writable = false
+                opened = openat(directory.fd, Self.fileName, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+                if opened < 0 && errno == ENOENT { opened = openat(directory.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+            }
+            guard opened >= 0 else { throw AtomicFile.IOError(operation: "opening the lock file", path: path, errno: errno) }
+            var status = stat()
+            let type = fstat(opened, &status) == 0 ? status.st_mode & S_IFMT : 0
+            guard type == S_IFREG || type == S_IFDIR else {
+                close(opened)
+                throw AtomicFile.IOError(operation: "opening the lock file (not a regular file)", path: path, errno: EINVAL)
+            }
+            fd = opened
         } catch {
             throw AgentError(
                 .storageFailure,
@@ -57,17 +78,19 @@ public final class StateDirectoryLock: @unchecked Sendable {
                 .invalidConfiguration,
                 "\(who) is using the state directory \(stateDirectory); two agents on one device would evict each other's session and share one spool, so this one stops and changes nothing. Stop the other first (\(stop)), or give this one its own [device] state_dir")
         }
-        let text = Array("\(getpid()) \(holder)\n".utf8)
-        _ = ftruncate(fd, 0)
-        _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
-        return StateDirectoryLock(path: path, fd: fd)
+        if writable {
+            let text = Array("\(getpid()) \(holder)\n".utf8)
+            _ = ftruncate(fd, 0)
+            _ = text.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        }
+        return StateDirectoryLock(path: path, fd: fd, writable: writable)
     }
 
     /// Drops the lock (the file stays: removing it would let a third process lock a new file while a second one
     /// still waits on the old).
     public func release() {
         guard self.fd >= 0 else { return }
-        _ = ftruncate(self.fd, 0)
+        if self.writable { _ = ftruncate(self.fd, 0) }
         close(self.fd)
         self.fd = -1
     }
