@@ -398,7 +398,7 @@ public final class Spool {
                 self.recoveryNotes.append(
                     "the spool segment \(path) was damaged (a power cut during a write, or a flash error): \(scan.damagedBytes) bytes \(kept) were cut off; every complete reading before the damage is kept")
             }
-        let last = scan.records.last?.sequence ?? (first &- 1)
+            let last = scan.records.last?.sequence ?? (first &- 1)
             if scan.records.isEmpty || last <= self.acknowledgedThrough {
                 directory.remove(name)
                 continue
