@@ -97,7 +97,7 @@ public final class AgentRuntime: Service, CustomStringConvertible {
     }
 
     public func run() async throws {
-        var loop = try Loop(runtime: self)
+        var loop = Loop(runtime: self)
         try await loop.run()
     }
 
@@ -226,9 +226,9 @@ struct Loop {
 
     let spool: Spool
 
-    init(runtime: AgentRuntime) throws(AgentError) {
+    init(runtime: AgentRuntime) {
         self.runtime = runtime
-        self.spool = try Spool(directory: runtime.spoolDirectory, settings: runtime.spoolSettings)
+        self.spool = Spool(directoryOrMemory: runtime.spoolDirectory, settings: runtime.spoolSettings)
         self.configuration = runtime.configuration
         self.machine = Machine(settings: runtime.options.machine, random: SystemRandomNumberGenerator())
         (self.events, self.emit) = AsyncStream.makeStream(of: RuntimeEvent.self, bufferingPolicy: .unbounded)

@@ -49,6 +49,14 @@ struct Provision: AsyncParsableCommand {
             logger.info("Not provisioned yet", metadata: ["reason": "\(reason)"])
         }
 
+        // Before the server creates anything: a state directory that cannot be used, or a running agent on it,
+        // stops here (the server never hands the same credentials out again).
+        let stateLock = try LinkCommand.run { () throws(AgentError) in
+            try StateDirectory.ensure(config.device.stateDir)
+            return try StateDirectoryLock.acquire(config.device.stateDir, holder: "tb-agent provision")
+        }
+        defer { stateLock.release() }
+
         var certificatePEM: String? = nil
         let certificateFile = config.provisioning.certFile ?? config.server.tls?.certFile
         if config.provisioning.credentialsType == .x509Certificate, let certificateFile {

@@ -33,6 +33,11 @@ struct Run: AsyncParsableCommand {
         }
         let warnings = try LinkCommand.run { () throws(AgentError) in try StateDirectory.ensure(config.device.stateDir) }
         for warning in warnings { logger.warning("\(warning)") }
+        // One agent per state directory, held until the run ends: a second one stops here, having changed nothing.
+        let stateLock = try LinkCommand.run { () throws(AgentError) in
+            try StateDirectoryLock.acquire(config.device.stateDir, holder: "tb-agent run")
+        }
+        defer { stateLock.release() }
         if let tls = config.server.tls, !tls.verifyHostname {
             logger.warning("[server.tls] verify_hostname = false: the server's host name is NOT checked against its certificate; anyone with a certificate from the same CA can impersonate it")
         }
