@@ -122,11 +122,7 @@ public enum AtomicFile {
         return String(path[path.index(after: slash)...])
     }
 
-    public static func directory(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        let directory = String(path[..<slash])
-        return directory.isEmpty ? "/" : directory
-    }
+    public static func directory(of path: String) -> String { HostProcess.parent(of: path) }
 }
 
 /// The agent's state directory (`[device] state_dir`): created 0700, parents 0755.

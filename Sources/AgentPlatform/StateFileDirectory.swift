@@ -244,7 +244,7 @@ public enum StateOwnership {
     /// fix; nil when each is owned by root or the effective user and writable by nobody else (or sticky, like /tmp).
     /// Checks the directories above the path as written and above the path it resolves to.
     public static func ancestorProblem(_ path: String, user: uid_t = geteuid()) -> String? {
-        var paths = [Self.absolute(path)]
+        var paths = [HostProcess.absolutePath(path)]
         if let resolved = realpath(path, nil) {
             paths.append(String(cString: resolved))
             free(resolved)
@@ -277,14 +277,6 @@ public enum StateOwnership {
             out.append(prefix)
         }
         return out
-    }
-
-    static func absolute(_ path: String) -> String {
-        if path.hasPrefix("/") { return path }
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        guard getcwd(&buffer, buffer.count) != nil else { return "/" + path }
-        let cwd = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return (cwd == "/" ? "" : cwd) + "/" + path
     }
 
     /// The user's name, or "uid N" when it has none.

@@ -5,7 +5,6 @@ import AgentGPIO
 import AgentPlatform
 import AgentService
 import ArgumentParser
-import Foundation
 import TBJSON
 
 #if canImport(Glibc)
@@ -64,7 +63,7 @@ struct Doctor: AsyncParsableCommand {
         // 3. The state directory and the credentials.
         let stateDir = config.device.stateDir
         let probe = stateDir + "/.doctor-\(getpid())"
-        let parent = URL(fileURLWithPath: stateDir).deletingLastPathComponent().path
+        let parent = HostProcess.parent(of: stateDir)
         let fd = open(probe, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
         if fd < 0 && errno == ENOENT && access(parent, W_OK) == 0 {
             // Not created yet: the agent (or systemd's StateDirectory=) creates it 0700 on its first start. The doctor

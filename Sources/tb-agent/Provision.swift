@@ -3,7 +3,6 @@ import AgentCore
 import AgentMQTT
 import AgentPlatform
 import ArgumentParser
-import Foundation
 import Logging
 
 struct Provision: AsyncParsableCommand {
@@ -61,10 +60,10 @@ struct Provision: AsyncParsableCommand {
         let certificateFile = config.provisioning.certFile ?? config.server.tls?.certFile
         if config.provisioning.credentialsType == .x509Certificate, let certificateFile {
             do {
-                certificatePEM = try String(contentsOfFile: certificateFile, encoding: .utf8)
+                certificatePEM = String(decoding: try POSIXFile.read(certificateFile).get(), as: UTF8.self)
             } catch {
                 CommandOutput.error(
-                    "tb-agent provision: cannot read the certificate \(certificateFile) ([provisioning] cert_file): \(error.localizedDescription)")
+                    "tb-agent provision: cannot read the certificate \(certificateFile) ([provisioning] cert_file): \(error)")
                 throw ExitCode(ExitStatus.config)
             }
         }
@@ -81,7 +80,7 @@ struct Provision: AsyncParsableCommand {
         }
         let record = StoredCredentials(
             server: endpoint, deviceName: name, credentials: credentials,
-            issuedAt: UTCTimestamp(secondsSinceEpoch: Int64(Date().timeIntervalSince1970)))
+            issuedAt: UTCTimestamp(secondsSinceEpoch: SystemClock().wallMilliseconds() / 1000))
         do {
             try store.save(record)
         } catch {

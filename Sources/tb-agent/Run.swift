@@ -6,7 +6,6 @@ import AgentMQTT
 import AgentPlatform
 import AgentService
 import ArgumentParser
-import Foundation
 import Logging
 import ServiceLifecycle
 import TBJSON
@@ -57,7 +56,7 @@ struct Run: AsyncParsableCommand {
         let configPath = self.global.config
         let ports = AgentRuntime.Ports(
             links: MosquittoLinks(server: config.server, logger: logger), store: store, provisioner: provisioner,
-            board: board, notifier: SystemdNotifier(environment: ProcessInfo.processInfo.environment),
+            board: board, notifier: SystemdNotifier(environment: HostProcess.environment()),
             clockFloor: ClockFloorFile(stateDirectory: config.device.stateDir))
         let runtime = AgentRuntime(
             configuration: config, deviceName: identity.name, ports: ports,

@@ -2,7 +2,6 @@ import AgentConfig
 import AgentCore
 import AgentPlatform
 import ArgumentParser
-import Foundation
 
 #if canImport(Glibc)
 import Glibc
@@ -62,7 +61,7 @@ struct Setup: AsyncParsableCommand {
 
     func run() async throws {
         let path = self.global.config
-        if !self.force && FileManager.default.fileExists(atPath: path) {
+        if !self.force && HostProcess.exists(path) {
             CommandOutput.error("tb-agent setup: \(path) already exists; pass --force to replace it")
             throw ExitCode(Self.cannotCreate)
         }
@@ -97,7 +96,7 @@ struct Setup: AsyncParsableCommand {
         if let file = self.deviceSecretFile {
             secret = .file(ConfigurationLoaderPath.absolute(file))
         } else if self.deviceSecretStdin {
-            let text = Secret.fromText(String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self))
+            let text = Secret.fromText(String(decoding: HostProcess.readStandardInput(), as: UTF8.self))
             guard !text.isEmpty else {
                 CommandOutput.error("tb-agent setup: standard input held no provision device secret")
                 throw ExitCode(ExitStatus.usage)
@@ -153,7 +152,7 @@ struct Setup: AsyncParsableCommand {
                     _ = try ConfigurationLoader.load(path: candidate)
                 } catch {
                     // Problems name the temporary file: show them under the real name.
-                    let text = error.description.replacingOccurrences(of: candidate, with: path)
+                    let text = error.description.replacing(candidate, with: path)
                     throw AgentError(.invalidConfiguration, "the new configuration does not check:\n\(text)")
                 }
             }
@@ -169,8 +168,7 @@ struct Setup: AsyncParsableCommand {
 
 enum ConfigurationLoaderPath {
     static func absolute(_ path: String) -> String {
-        if path.hasPrefix("/") { return path }
-        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(path).standardized.path
+        HostProcess.absolutePath(path)
     }
 }
 
@@ -183,12 +181,12 @@ struct Prompter {
     }
 
     func prompt(_ text: String) {
-        FileHandle.standardError.write(Data(text.utf8))
+        HostProcess.writeStandardError(text)
     }
 
     func readAnswer() throws -> String {
         guard let line = readLine(strippingNewline: true) else { throw InputEnded() }
-        return line.trimmingCharacters(in: .whitespaces)
+        return String(line.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
     }
 
     /// Asks with a default shown in brackets; an empty answer takes the default. Without a terminal: the default.
