@@ -71,7 +71,7 @@ let package = Package(
         .target(name: "TBJSON"),
         .target(
             name: "AgentCore",
-            dependencies: ["TBJSON", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["TBJSON"]
         ),
         .target(
             name: "AgentConfig",
