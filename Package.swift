@@ -37,6 +37,7 @@ let gpiodAPI = libgpiodAPI()
 // The folder layout tells the architecture:
 //   AgentCore       pure rules and models (no C, no I/O): identity, configuration model, provisioning protocol
 //   TBJSON          a small ordered JSON value, parser and writer shared by the agent and tb-sim
+//   TBTOML          a TOML 1.0 reader whose values and errors carry line and column, shared by the agent and tb-sim
 //   AgentConfig     TOML (TOMLKit) -> AgentConfiguration, with positioned, key-path error messages
 //   AgentPlatform   the Linux file system: system-root reader, crash-safe state files, credential store
 //   AgentMQTT       the only module importing CMosquitto (libmosquitto)
@@ -67,6 +68,8 @@ let package = Package(
         .target(name: "AgentTLS", dependencies: ["COpenSSL"]),
 
         .target(name: "TBJSON"),
+        // A TOML 1.0 reader: positioned values and errors, bounded depth, no Foundation (stdlib and TBJSON only).
+        .target(name: "TBTOML", dependencies: ["TBJSON"]),
         .target(
             name: "AgentCore",
             dependencies: ["TBJSON", .product(name: "Logging", package: "swift-log")]
@@ -145,6 +148,7 @@ let package = Package(
         .target(name: "AgentTestSupport", path: "Tests/AgentTestSupport"),
 
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TBJSON"]),
+        .testTarget(name: "TOMLTests", dependencies: ["TBTOML", "TBJSON", "AgentTestSupport"]),
         .testTarget(
             name: "AgentServiceTests",
             dependencies: ["AgentService", "AgentSimulated", "AgentCore", "AgentPlatform", "TBJSON", "AgentTestSupport"]
