@@ -117,7 +117,7 @@ let package = Package(
             name: "tb-agent",
             dependencies: [
                 "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "AgentService",
-                "AgentBoard", "TBJSON",
+                "AgentBoard", "TBJSON", "TBTOML",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

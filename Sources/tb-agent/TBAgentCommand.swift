@@ -23,6 +23,7 @@ struct TBAgentCommand: AsyncParsableCommand {
             LEDCommand.self,
             ButtonCommand.self,
             BenchPublish.self,
+            TOMLDecode.self,
         ]
     )
 }
