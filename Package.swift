@@ -38,7 +38,7 @@ let gpiodAPI = libgpiodAPI()
 //   AgentCore       pure rules and models (no C, no I/O): identity, configuration model, provisioning protocol
 //   TBJSON          a small ordered JSON value, parser and writer shared by the agent and tb-sim
 //   TBTOML          a TOML 1.0 reader whose values and errors carry line and column, shared by the agent and tb-sim
-//   AgentConfig     TOML (TOMLKit) -> AgentConfiguration, with positioned, key-path error messages
+//   AgentConfig     TOML (TBTOML) -> AgentConfiguration, with positioned, key-path error messages
 //   AgentPlatform   the Linux file system: system-root reader, crash-safe state files, credential store
 //   AgentMQTT       the only module importing CMosquitto (libmosquitto)
 //   AgentGPIO       the only module importing CGPIOD (libgpiod v1 or v2, see libgpiodAPI())
@@ -57,7 +57,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
-        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
@@ -76,7 +75,7 @@ let package = Package(
         ),
         .target(
             name: "AgentConfig",
-            dependencies: ["AgentCore", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: ["AgentCore", "TBTOML"]
         ),
         .target(
             name: "AgentPlatform",
@@ -137,10 +136,9 @@ let package = Package(
         .executableTarget(
             name: "tb-sim",
             dependencies: [
-                "TBSimulator", "TBJSON",
+                "TBSimulator", "TBJSON", "TBTOML",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
 
