@@ -167,9 +167,12 @@ for t in "${targets[@]}"; do
     log="$out/logs/$t.log"
     dict=()
     [ -f "Tests/Fuzz/dict/$t.dict" ] && dict=(-dict="Tests/Fuzz/dict/$t.dict")
+    # toml-test's cases, when they are beside the repository, seed the TOML reader too.
+    seeds=()
+    [ "$t" = config ] && [ -d "$root/../shared/reference/toml-test/tests" ] && seeds=("$root/../shared/reference/toml-test/tests")
     rc=0
     "$out/bin/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=3072 -max_len=16384 -print_final_stats=1 \
-        "${dict[@]}" "${seed[@]}" -artifact_prefix="$out/crashes/$t-" "$out/corpus/$t" "Tests/Fuzz/corpus/$t" > "$log" 2>&1 || rc=$?
+        "${dict[@]}" "${seed[@]}" -artifact_prefix="$out/crashes/$t-" "$out/corpus/$t" "Tests/Fuzz/corpus/$t" "${seeds[@]}" > "$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)
     if [ $rc -ne 0 ]; then

@@ -78,15 +78,25 @@ public func fuzzConfig(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         require(problem.description.hasPrefix(problem.file + ":"), "a problem that does not start with its file: \(problem)")
     }
 
-    // The secrets, when the text is TOML and each is a string written exactly once in it.
+    // The secrets, when the text is TOML and each is a string written exactly once in it. A secret may also be a
+    // word the messages use anyway ("gpio"): it leaks when the messages show it more often than they do for the same
+    // file with a stand-in of the same length in its place.
     if let provisioning = document?["provisioning"]?.table {
         for key in ["device_secret", "token", "password"] {
             guard let secret = provisioning[key]?.string, secret.count >= 4,
-                text.split(separator: secret, omittingEmptySubsequences: false).count == 2
+                text.split(separator: secret, omittingEmptySubsequences: false).count == 2,
+                let standIn = sameLengthStandIn(secret)
             else { continue }
-            for problem in problems {
-                require(!problem.message.contains(secret), "[provisioning] \(key) shows in: \(problem)")
+            func shown(_ problems: [ConfigurationProblem]) -> Int {
+                problems.reduce(0) { $0 + $1.message.split(separator: secret, omittingEmptySubsequences: false).count - 1 }
             }
+            let count = shown(problems)
+            guard count > 0 else { continue }
+            var masked: [ConfigurationProblem] = []
+            let maskedText = text.replacing(secret, with: standIn)
+            do { _ = try ConfigurationLoader.parse(maskedText, path: path) } catch { masked += error.problems }
+            do { _ = try ConfigurationLoader.parseDeviceSettings(maskedText, path: path) } catch { masked += error.problems }
+            require(count <= shown(masked), "[provisioning] \(key) shows in: \(problems.filter { $0.message.contains(secret) })")
         }
     }
     return 0
