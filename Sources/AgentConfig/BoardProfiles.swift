@@ -69,7 +69,7 @@ public enum BoardProfiles {
     public static func parse(_ text: String, path: String, name: String) throws(ConfigurationFileError) -> BoardProfile {
         let problems = ProblemCollector(file: path)
         do {
-            problems.root = try TOMLParser.parse(text)
+            problems.root = try TOMLParser.parse(text, maxBytes: ConfigurationLoader.maxBytes)
         } catch {
             problems.reportSyntaxError(error)
             throw ConfigurationFileError(problems: problems.problems)

@@ -8,6 +8,9 @@ import TBTOML
 /// folder of the configuration file. Board profiles named by `[device] board` are looked up on
 /// `boardSearchPath(configurationPath:)`.
 public enum ConfigurationLoader {
+    /// A configuration (or board profile) larger than this is refused: real ones are a few kilobytes.
+    static let maxBytes = 1 << 20
+
     /// Reads and validates the configuration at `path`. `[server]` and `[provisioning]` are required.
     public static func load(path: String) throws(ConfigurationFileError) -> AgentConfiguration {
         try self.parse(try self.readConfiguration(path), path: path)
@@ -166,7 +169,7 @@ final class ConfigurationParser {
     func validate() {
         let root: TOMLTable
         do {
-            root = try TOMLParser.parse(self.text)
+            root = try TOMLParser.parse(self.text, maxBytes: ConfigurationLoader.maxBytes)
         } catch {
             self.problems.reportSyntaxError(error)
             return

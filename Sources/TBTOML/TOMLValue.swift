@@ -218,7 +218,7 @@ public struct TOMLTable: Sendable, Equatable {
 
     /// The entries in the order their keys first appear in the document.
     public private(set) var entries: [Entry] = []
-    private var indexByKey: [String: Int] = [:]
+    private var indexByKey: [ExactKey: Int] = [:]
 
     public init() {}
 
@@ -232,7 +232,7 @@ public struct TOMLTable: Sendable, Equatable {
     public var keys: [String] { self.entries.map(\.key) }
 
     public subscript(key: String) -> TOMLValue? {
-        guard let index = self.indexByKey[key] else { return nil }
+        guard let index = self.indexByKey[ExactKey(key)] else { return nil }
         return self.entries[index].value
     }
 
@@ -243,21 +243,36 @@ public struct TOMLTable: Sendable, Equatable {
     }
 
     public func entry(_ key: String) -> Entry? {
-        guard let index = self.indexByKey[key] else { return nil }
+        guard let index = self.indexByKey[ExactKey(key)] else { return nil }
         return self.entries[index]
     }
 
     /// Adds `entry`, or replaces the entry with its key (keeping that entry's place).
     public mutating func set(_ entry: Entry) {
-        if let index = self.indexByKey[entry.key] {
+        if let index = self.indexByKey[ExactKey(entry.key)] {
             self.entries[index] = entry
         } else {
-            self.indexByKey[entry.key] = self.entries.count
+            self.indexByKey[ExactKey(entry.key)] = self.entries.count
             self.entries.append(entry)
         }
     }
 
     public static func == (a: TOMLTable, b: TOMLTable) -> Bool { a.entries == b.entries }
+}
+
+/// A key compared by its UTF-8 bytes, as TOML compares keys: Swift's `String` equality would take "é" written as
+/// one scalar and as "e" with a combining accent for the same key.
+struct ExactKey: Hashable {
+    let string: String
+
+    init(_ string: String) { self.string = string }
+
+    static func == (a: ExactKey, b: ExactKey) -> Bool { a.string.utf8.elementsEqual(b.string.utf8) }
+
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(self.string.utf8.count)
+        for byte in self.string.utf8 { hasher.combine(byte) }
+    }
 }
 
 /// Why a document is not valid TOML, and where.

@@ -41,7 +41,7 @@ struct TableBuilder {
 
     struct Node {
         var entries: [Entry] = []
-        var index: [String: Int] = [:]
+        var index: [ExactKey: Int] = [:]
         var origin: Origin
         var position: TOMLPosition
         var depth: Int
@@ -64,12 +64,12 @@ struct TableBuilder {
     }
 
     func entry(_ key: String, in node: Int) -> Entry? {
-        guard let i = self.nodes[node].index[key] else { return nil }
+        guard let i = self.nodes[node].index[ExactKey(key)] else { return nil }
         return self.nodes[node].entries[i]
     }
 
     mutating func add(_ key: String, at position: TOMLPosition, _ content: Content, to node: Int) {
-        self.nodes[node].index[key] = self.nodes[node].entries.count
+        self.nodes[node].index[ExactKey(key)] = self.nodes[node].entries.count
         self.nodes[node].entries.append(Entry(key: key, keyPosition: position, content: content))
     }
 

@@ -96,4 +96,12 @@ import Testing
             return problem.line == 2 && problem.column == 2 && problem.message.contains("table name")
         }
     }
+
+    /// A configuration is read whole, so its size is bounded (1 MiB; real ones are a few kilobytes).
+    @Test func anOversizedFileIsRefused() throws {
+        let text = Self.minimal + "# " + String(repeating: "x", count: 1 << 20) + "\n"
+        let problem = try #require(self.problems(text).first)
+        #expect(problem.line == 1 && problem.column == 1)
+        #expect(problem.message.contains("at most 1048576 bytes"), "\(problem.message)")
+    }
 }

@@ -167,6 +167,15 @@ import Testing
         #expect(throws: TOMLError.self) { try TOMLParser.parse(text, maxDepth: 100) }
     }
 
+    /// Keys are compared by their bytes: "é" as one scalar and as "e" with a combining accent are two keys.
+    @Test func keysAreComparedByTheirBytes() throws {
+        let root = try self.parse("\"\u{E9}\" = 1\n\"e\u{301}\" = 2\n")
+        #expect(root.count == 2)
+        #expect(root.entries.map(\.value.integer) == [1, 2])
+        #expect(root["e\u{301}"]?.integer == 2)
+        #expect(self.error("\"\u{E9}\" = 1\n\"\\u00E9\" = 2\n")?.message.contains("defined twice") == true)
+    }
+
     @Test func sizeIsBounded() {
         #expect(throws: TOMLError.self) { try TOMLParser.parse("a = 1\n", maxBytes: 3) }
     }
