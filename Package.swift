@@ -63,6 +63,8 @@ let package = Package(
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CGPIOD", pkgConfig: "libgpiod", providers: [.apt(["libgpiod-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // prctl(2) for AgentPlatform's ProcessHardening (Swift cannot call a variadic C function).
+        .systemLibrary(name: "CProcessControl"),
         // Explains TLS failures (expired, wrong CA, wrong host name): the only module importing COpenSSL.
         .target(name: "AgentTLS", dependencies: ["COpenSSL"]),
 
@@ -80,7 +82,7 @@ let package = Package(
         .target(
             name: "AgentPlatform",
             dependencies: [
-                "AgentCore", "TBJSON",
+                "AgentCore", "TBJSON", "CProcessControl",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]

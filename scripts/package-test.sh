@@ -353,7 +353,8 @@ test_package() {
     sed -e "s|^port = 1883|port = $port|" \
         -e 's|^sysroot = "../simulated/sysroot"|sysroot = "/usr/share/doc/tb-agent/simulated/sysroot"|' \
         -e 's|"provision-secret.example"|"/usr/share/doc/tb-agent/examples/provision-secret.example"|' \
-        -e "s|/tmp/tb-agent-simulated/|$run_dir/|g" \
+        -e "s|^state_dir = .*|state_dir = \"$run_dir/state\"|" \
+        -e "s|^simulated_dir = .*|simulated_dir = \"$run_dir/gpio\"|" \
         "$chroot_dir/usr/share/doc/tb-agent/examples/simulated.toml" > "$chroot_dir$run_dir/config.toml"
     chmod 0644 "$chroot_dir$run_dir/config.toml"
     check "[$name] the run configuration uses port $port" grep -qx "port = $port" "$chroot_dir$run_dir/config.toml"
@@ -419,6 +420,75 @@ EOF
     kill "$listener_pid" 2>/dev/null || true
     listener_pid=""
     timings+=("[$name] tb-agent run: $(since "$t0") s")
+
+    # --- the unit's sandbox: SystemCallFilter=, LimitCORE=0, a non-dumpable process ------------------------------
+    # No systemd runs here: scripts/lib/unit-seccomp.py loads the installed unit's SystemCallFilter= lines with
+    # libseccomp as systemd would (a call they do not allow kills the agent with SIGSYS), after chroot and the switch
+    # to tb-agent, and tb-agent runs a whole session under it against Tests/faults/fakeserver.py (provisioning, a
+    # device session, telemetry, SIGHUP, SIGTERM). Native only: under qemu-user the filter would apply to qemu.
+    if [ "$arch" = "$native_arch" ] && command -v systemd-analyze > /dev/null && ldconfig -p | grep -q libseccomp.so.2; then
+        log "$name: tb-agent run under the unit's SystemCallFilter= (libseccomp), LimitCORE=0, as tb-agent"
+        t0=$(date +%s)
+        local fake_log=$logs/fakeserver.log sandbox_log=$logs/agent-sandbox.log sandbox_dir=/tmp/tb-agent-sandbox
+        : > "$fake_log"
+        python3 -c 'import sys, time; sys.path.insert(0, sys.argv[1]); from fakeserver import FakeServer
+s = FakeServer(); print(s.port, flush=True); time.sleep(600)' "$root/Tests/faults" > "$fake_log" 2>&1 &
+        listener_pid=$!
+        for _ in $(seq 50); do [ -s "$fake_log" ] && break; sleep 0.1; done
+        local fake_port
+        fake_port=$(head -1 "$fake_log")
+        mkdir -p "$chroot_dir$sandbox_dir/state"
+        sed -e "s|^port = .*|port = $fake_port|" -e "s|^state_dir = .*|state_dir = \"$sandbox_dir/state\"|" \
+            -e "s|^interval = .*|interval = \"500ms\"|" "$chroot_dir$run_dir/config.toml" > "$chroot_dir$sandbox_dir/config.toml"
+        cp -R "$chroot_dir$run_dir/gpio" "$chroot_dir$sandbox_dir/gpio" 2>/dev/null || mkdir -p "$chroot_dir$sandbox_dir/gpio"
+        sed -i "s|^simulated_dir = .*|simulated_dir = \"$sandbox_dir/gpio\"|" "$chroot_dir$sandbox_dir/config.toml"
+        in_root chown -R tb-agent:tb-agent "$sandbox_dir"
+        chmod 0700 "$chroot_dir$sandbox_dir/state"
+        python3 "$root/scripts/lib/unit-seccomp.py" --unit "$chroot_dir${unit:-/lib/systemd/system/tb-agent.service}" \
+            --root "$chroot_dir" --user tb-agent -- \
+            env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 \
+            tb-agent run --config "$sandbox_dir/config.toml" > "$sandbox_log" 2>&1 &
+        agent_pid=$!
+        local sandbox_ok=false
+        status=""
+        for _ in $(seq $((ready_wait * 10))); do
+            grep -q '"state": *"online"\|state.*online' <(in_root tb-agent status --json --config "$sandbox_dir/config.toml" 2>/dev/null) \
+                && { sandbox_ok=true; break; }
+            kill -0 "$agent_pid" 2>/dev/null || break
+            sleep 0.2
+        done
+        if $sandbox_ok; then
+            ok "[$name] under the unit's SystemCallFilter= the agent provisions and comes online"
+        else
+            set +e; kill -0 "$agent_pid" 2>/dev/null || { wait "$agent_pid"; status=$?; }; set -e
+            fail "[$name] under the unit's SystemCallFilter= the agent provisions and comes online" \
+                "status ${status:-running}: $(tail -5 "$sandbox_log" | tr '\n' ' ')"
+        fi
+        check "[$name] the agent under the filter is not dumpable (/proc/PID/environ belongs to root)" \
+            bash -c "[ \"\$(stat -c %u /proc/$agent_pid/environ)\" = 0 ] && [ \"\$(stat -c %u /proc/$agent_pid)\" != 0 ]"
+        check "[$name] its own user cannot read /proc/PID/environ" \
+            bash -c "! setpriv --reuid \$(stat -c %u /proc/$agent_pid) --regid \$(stat -c %g /proc/$agent_pid) --clear-groups cat /proc/$agent_pid/environ > /dev/null 2>&1"
+        check "[$name] LimitCORE=0 applies (RLIMIT_CORE 0 0)" \
+            bash -c "grep -Eq '^Max core file size +0 +0 ' /proc/$agent_pid/limits"
+        kill -HUP "$agent_pid" 2>/dev/null || true
+        sleep 2
+        check "[$name] under the filter SIGHUP reloads the configuration" grep -q "configuration reloaded" "$sandbox_log"
+        kill -TERM "$agent_pid" 2>/dev/null || true
+        status=timeout
+        for _ in $(seq 100); do
+            if ! kill -0 "$agent_pid" 2>/dev/null; then set +e; wait "$agent_pid"; status=$?; set -e; break; fi
+            sleep 0.1
+        done
+        if [ "$status" = 0 ]; then ok "[$name] under the filter SIGTERM ends the agent with 0 (no SIGSYS)"
+        else fail "[$name] under the filter SIGTERM ends the agent with 0 (no SIGSYS)" "status $status: $(tail -3 "$sandbox_log" | tr '\n' ' ')"; fi
+        kill -KILL "$agent_pid" 2>/dev/null || true
+        agent_pid=""
+        kill "$listener_pid" 2>/dev/null || true
+        listener_pid=""
+        timings+=("[$name] tb-agent run under the unit's sandbox: $(since "$t0") s")
+    else
+        echo "   (the SystemCallFilter= check runs for the native package only, with systemd-analyze and libseccomp here)"
+    fi
 
     # --- upgrade keeps the administrator's configuration ------------------------------------------------------
     log "$name: configuring as the administrator would, then upgrading to $v2"

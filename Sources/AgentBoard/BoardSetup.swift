@@ -1,5 +1,6 @@
 import AgentCore
 import AgentGPIO
+import AgentPlatform
 
 #if canImport(Glibc)
 import Glibc
@@ -13,7 +14,7 @@ public enum BoardSetup {
     public static func resolvingPaths(_ configuration: AgentConfiguration, configurationFile: String)
         -> AgentConfiguration
     {
-        let base = Self.directory(of: Self.absolute(configurationFile))
+        let base = HostProcess.parent(of: HostProcess.absolutePath(configurationFile))
         var resolved = configuration
         resolved.device.sysroot = Self.resolve(configuration.device.sysroot, against: base)
         resolved.device.stateDir = Self.resolve(configuration.device.stateDir, against: base)
@@ -45,36 +46,7 @@ public enum BoardSetup {
 
     static func resolve(_ path: String, against base: String) -> String {
         guard !path.isEmpty, !path.hasPrefix("/") else { return path }
-        return Self.normalize("\(base)/\(path)")
-    }
-
-    static func absolute(_ path: String) -> String {
-        guard !path.hasPrefix("/") else { return path }
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        guard getcwd(&buffer, buffer.count) != nil else { return path }
-        let cwd = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        return Self.normalize("\(cwd)/\(path)")
-    }
-
-    static func directory(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        let dir = String(path[..<slash])
-        return dir.isEmpty ? "/" : dir
-    }
-
-    /// Removes `.` and `..` components and doubled slashes.
-    static func normalize(_ path: String) -> String {
-        var parts: [Substring] = []
-        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
-            if part == "." { continue }
-            if part == "..", let last = parts.last, last != ".." {
-                parts.removeLast()
-                continue
-            }
-            parts.append(part)
-        }
-        let joined = parts.joined(separator: "/")
-        return path.hasPrefix("/") ? "/" + joined : (joined.isEmpty ? "." : joined)
+        return HostProcess.normalize("\(base)/\(path)")
     }
 }
 

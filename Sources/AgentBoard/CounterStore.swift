@@ -1,4 +1,5 @@
 import AgentCore
+import AgentPlatform
 
 #if canImport(Glibc)
 import Glibc
@@ -24,55 +25,47 @@ public struct CounterStore: Sendable {
     /// The stored count; 0 when there is none yet. A damaged file counts as none (and is reported).
     public func load(_ name: String) throws(AgentError) -> UInt64 {
         let path = self.path(for: name)
-        let files = DiskBoardFiles(root: "/")
-        let text: String
-        do {
-            text = try files.readText(path)
+        let bytes: [UInt8]?
+        do throws(AtomicFile.IOError) {
+            let directory = try StateFileDirectory(self.directory)
+            bytes = try directory.read(Self.fileName(path), limit: 4096)
         } catch {
-            if error.kind == .notFound { return 0 }
+            if error.errno == ENOENT { return 0 }
             throw AgentError(.storageFailure, "counter '\(name)': \(error)")
         }
-        guard let count = CounterTally.decode(text) else {
+        guard let bytes else { return 0 }
+        guard let count = CounterTally.decode(String(decoding: bytes, as: UTF8.self)) else {
             throw AgentError(.storageFailure, "counter '\(name)': \(path) does not hold a count; delete it to start from 0")
         }
         return count
     }
 
-    /// Replaces the stored count, crash-safely.
+    /// Replaces the stored count, crash-safely, relative to the folder's descriptor: a link planted in place of
+    /// the file or its temporary file is removed, never followed.
     public func save(_ name: String, count: UInt64) throws(AgentError) {
         let path = self.path(for: name)
-        guard Self.makeDirectories(self.directory) else {
+        guard Self.makeDirectories(AtomicFile.directory(of: self.directory)) else {
             throw AgentError(.storageFailure, "counter '\(name)': cannot create \(self.directory): \(String(cString: strerror(errno))); check `[device] state_dir`")
         }
-        let temporary = "\(path).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw AgentError(.storageFailure, "counter '\(name)': cannot write \(temporary): \(String(cString: strerror(errno)))")
-        }
-        let bytes = Array(CounterTally.encode(count).utf8)
-        let written = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        let synced = fsync(fd) == 0
-        close(fd)
-        guard written == bytes.count, synced else {
-            unlink(temporary)
-            throw AgentError(.storageFailure, "counter '\(name)': writing \(temporary) failed: \(String(cString: strerror(errno)))")
-        }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(temporary)
-            throw AgentError(.storageFailure, "counter '\(name)': cannot replace \(path): \(reason)")
-        }
-        let dir = open(self.directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dir >= 0 {
-            _ = fsync(dir)
-            close(dir)
+        do {
+            let directory = try StateFileDirectory(self.directory, create: 0o700)
+            if let problem = StateOwnership.problem(directory.status, self.directory, what: "the counters directory") {
+                throw AgentError(.storageFailure, "counter '\(name)': \(problem)")
+            }
+            try directory.replace(Self.fileName(path), with: Array(CounterTally.encode(count).utf8), mode: 0o644)
+        } catch let error as AgentError {
+            throw error
+        } catch {
+            throw AgentError(.storageFailure, "counter '\(name)': cannot replace \(path): \(error)")
         }
     }
+
+    static func fileName(_ path: String) -> String { AtomicFile.name(of: path) }
 
     /// `mkdir -p`.
     static func makeDirectories(_ path: String) -> Bool {
         var current = path.hasPrefix("/") ? "" : "."
-        for part in path.split(separator: "/") {
+        for part in path.split(separator: "/") where part != "." {
             current += "/\(part)"
             if mkdir(current, 0o755) != 0 && errno != EEXIST { return false }
         }

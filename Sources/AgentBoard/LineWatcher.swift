@@ -47,8 +47,10 @@ public final class LineWatcher<Machine: EdgeMachine>: Sendable {
                     outputs += machine.tick(now: now)
                     return (outputs, machine)
                 }
-                for output in outputs { self.continuation.yield(output) }
+                // The step's side effects first (the button's LED feedback), then the outputs: whoever reacts to
+                // an output (the loop, a test) finds the LED already showing what the step decided.
                 self.onStep?(snapshot, outputs)
+                for output in outputs { self.continuation.yield(output) }
             }
             self.continuation.finish()
         }
@@ -65,8 +67,8 @@ public final class LineWatcher<Machine: EdgeMachine>: Sendable {
     ///
     /// - Parameters:
     ///   - input: a line requested with `edges: true`.
-    ///   - onStep: called on the watcher thread after each step with the machine and what it reported (the
-    ///     button uses it to update the LED without a hop through the consumer).
+    ///   - onStep: called on the watcher thread after each step with the machine and what it reported, before the
+    ///     outputs are yielded (the button uses it to update the LED without a hop through the consumer).
     ///   - makeMachine: builds the machine from the level and the time it was read.
     public init(
         input: any GPIOInput, onStep: (@Sendable (Machine, [Machine.Output]) -> Void)? = nil,

@@ -18,11 +18,14 @@ public struct SetupConfiguration: Sendable {
     public var derivedNote: String?
     public var sysroot: String
     public var board: BoardProfile?
+    /// MQTT over TLS (a `[server.tls]` table, the system's CA certificates).
+    public var tls: Bool
 
     public init(
         host: String, port: Int, deviceKey: String, secret: SecretSource, nameTemplate: String, derivedNote: String?,
-        sysroot: String, board: BoardProfile?
+        sysroot: String, board: BoardProfile?, tls: Bool = false
     ) {
+        self.tls = tls
         self.host = host
         self.port = port
         self.deviceKey = deviceKey
@@ -71,9 +74,22 @@ public struct SetupConfiguration: Sendable {
         lines += [
             "",
             "[server]",
-            "# The ThingsBoard MQTT endpoint. For TLS use port 8883 and add a [server.tls] table.",
+            self.tls
+                ? "# The ThingsBoard MQTT endpoint, over TLS."
+                : "# The ThingsBoard MQTT endpoint, plain MQTT: only for a server on this machine (the provision secret and\n# the token would cross a network in clear). For TLS use port 8883 and add a [server.tls] table.",
             "host = \(Self.quoted(self.host))",
             "port = \(self.port)",
+        ]
+        if self.tls {
+            lines += [
+                "",
+                "[server.tls]",
+                "# The server's certificate is checked against the system's CA certificates (/etc/ssl/certs); for a",
+                "# private CA add ca_file = \"/etc/tb-agent/ca.pem\".",
+                "verify_hostname = true",
+            ]
+        }
+        lines += [
             "",
             "[provisioning]",
             "# From the ThingsBoard device profile (Device provisioning): the provision device key and secret.",

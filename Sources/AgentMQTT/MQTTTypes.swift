@@ -180,6 +180,9 @@ public enum MQTTError: Error, Sendable, Equatable, CustomStringConvertible {
     case connectionLost(MosquittoError?)
     /// `connect()` was called on a client that was already used (one client = one session).
     case alreadyUsed
+    /// libmosquitto cannot send these credentials (`what`: client id, user name, password): a control character,
+    /// a noncharacter, a NUL, too long. They fail on every attempt: a rejection, not a network error.
+    case credentialsUnusable(what: String, MosquittoError)
 
     public var description: String { self.agentError.description }
 
@@ -238,6 +241,10 @@ public enum MQTTError: Error, Sendable, Equatable, CustomStringConvertible {
                 "the connection to the MQTT server was lost\(error.map { " (\($0))" } ?? "") before the server acknowledged")
         case .alreadyUsed:
             return AgentError(.usage, "this MQTT client was already connected once; create a new one for a new session")
+        case .credentialsUnusable(let what, let error):
+            return AgentError(
+                .credentialsRejected,
+                "libmosquitto refused the \(what) of these credentials (\(error)): it contains a character MQTT cannot carry, so they can never connect; provision again (`tb-agent provision --force`, after deleting the device on the server)")
         }
     }
 }

@@ -57,6 +57,14 @@ public final class MosquittoClient: Sendable {
         self.events = stream
         let context = CallbackContext(endpoint: options.endpoint, maxIncomingPayload: options.maxIncomingPayload, continuation: continuation)
         self.context = context
+        // libmosquitto refuses a client id it cannot send (mosquitto_new then fails with an unset errno), and C
+        // strings end at a NUL: such credentials fail on every attempt, which is a rejection, not a network error.
+        do {
+            try Self.checkSendable(options)
+        } catch {
+            continuation.finish()
+            throw error
+        }
         guard let handle = mosquitto_new(options.clientID, options.cleanSession, Unmanaged.passUnretained(context).toOpaque())
         else {
             continuation.finish()
@@ -91,8 +99,13 @@ public final class MosquittoClient: Sendable {
         }
         if let username = options.username {
             // MQTT 3.1.1 allows a password only with a user name.
-            try call("mosquitto_username_pw_set") {
-                mosquitto_username_pw_set(handle, username.revealed, options.password?.revealed)
+            do {
+                try mosquittoCall { mosquitto_username_pw_set(handle, username.revealed, options.password?.revealed) }
+            } catch {
+                // MOSQ_ERR_MALFORMED_UTF8 (a control character, a noncharacter) or MOSQ_ERR_INVAL (too long): the
+                // stored credentials themselves are unusable.
+                if error == .malformedUTF8 || error == .invalidArgument { throw .credentialsUnusable(what: "user name", error) }
+                throw .library(operation: "mosquitto_username_pw_set", error)
             }
         }
         if let tls = options.tls {
@@ -109,6 +122,21 @@ public final class MosquittoClient: Sendable {
             // SSL_VERIFY_PEER (1): the server's certificate chain is always verified.
             try call("mosquitto_tls_opts_set") { mosquitto_tls_opts_set(handle, 1, nil, nil) }
             try call("mosquitto_tls_insecure_set") { mosquitto_tls_insecure_set(handle, tls.insecureSkipHostnameCheck) }
+        }
+    }
+
+    /// Throws `.credentialsUnusable` for a client id libmosquitto would refuse, or a NUL in any credential.
+    private static func checkSendable(_ options: MQTTConnectOptions) throws(MQTTError) {
+        let fields: [(String, String?)] = [
+            ("client id", options.clientID), ("user name", options.username?.revealed), ("password", options.password?.revealed),
+        ]
+        for case (let what, let text?) in fields where text.utf8.contains(0) {
+            throw .credentialsUnusable(what: what, .malformedUTF8)
+        }
+        let id = options.clientID
+        let rc = mosquitto_validate_utf8(id, CInt(clamping: id.utf8.count))
+        if id.isEmpty || rc != MosquittoError.code(MOSQ_ERR_SUCCESS) {
+            throw .credentialsUnusable(what: "client id", MosquittoError(rawValue: id.isEmpty ? MosquittoError.invalidArgument.rawValue : rc))
         }
     }
 

@@ -27,6 +27,7 @@ public struct MosquittoError: Error, Hashable, Sendable, CustomStringConvertible
     public static let payloadSize = Self(rawValue: code(MOSQ_ERR_PAYLOAD_SIZE))
     public static let lookup = Self(rawValue: code(MOSQ_ERR_EAI))
     public static let keepalive = Self(rawValue: code(MOSQ_ERR_KEEPALIVE))
+    public static let malformedUTF8 = Self(rawValue: code(MOSQ_ERR_MALFORMED_UTF8))
 
     /// True for `MOSQ_ERR_ERRNO` with one of these errno values.
     public func isErrno(_ values: CInt...) -> Bool {
@@ -53,6 +54,7 @@ public struct MosquittoError: Error, Hashable, Sendable, CustomStringConvertible
         case Self.code(MOSQ_ERR_EAI): return "MOSQ_ERR_EAI"
         case Self.code(MOSQ_ERR_KEEPALIVE): return "MOSQ_ERR_KEEPALIVE"
         case Self.code(MOSQ_ERR_MALFORMED_PACKET): return "MOSQ_ERR_MALFORMED_PACKET"
+        case Self.code(MOSQ_ERR_MALFORMED_UTF8): return "MOSQ_ERR_MALFORMED_UTF8"
         case Self.code(MOSQ_ERR_OVERSIZE_PACKET): return "MOSQ_ERR_OVERSIZE_PACKET"
         default: return "MOSQ_ERR \(self.rawValue)"
         }

@@ -1,10 +1,5 @@
 import AgentCore
 import Logging
-import Synchronization
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// The run loop's MQTT port (`DeviceLinks`) over libmosquitto: one `MosquittoClient` per session.
 public struct MosquittoLinks: DeviceLinks {
@@ -25,16 +20,8 @@ public struct MosquittoLinks: DeviceLinks {
         do {
             return MosquittoLink(try MosquittoClient(options, logger: self.logger))
         } catch {
-            // libmosquitto refuses a client id or user name it cannot send (MOSQ_ERR_INVAL, MOSQ_ERR_MALFORMED_UTF8):
-            // these credentials will never work, which is a rejection, not a reason to retry for ever.
-            if case .library(let operation, let cause) = error,
-                (operation == "mosquitto_new" && cause.isErrno(EINVAL))
-                    || (operation == "mosquitto_username_pw_set" && cause.rawValue != MosquittoError.noMemory.rawValue)
-            {
-                throw AgentError(
-                    .credentialsRejected,
-                    "the MQTT library refuses the stored credentials (\(cause)): they cannot be sent to any server; provision again (tb-agent provision --force)")
-            }
+            // `.credentialsUnusable` (a client id or user name libmosquitto cannot send) maps to a rejection: those
+            // credentials never work, which is no reason to retry for ever.
             throw error.agentError
         }
     }

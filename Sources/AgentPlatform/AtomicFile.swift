@@ -47,6 +47,8 @@ public enum AtomicFile {
             case EIO: name = "EIO"
             case EEXIST: name = "EEXIST"
             case EISDIR: name = "EISDIR"
+            case ELOOP: name = "ELOOP"
+            case EFBIG: name = "EFBIG"
             default: name = "errno \(code)"
             }
             return "\(message) (\(name))"
@@ -58,7 +60,8 @@ public enum AtomicFile {
         let cause: any Error
     }
 
-    /// Replaces `path` with `bytes`.
+    /// Replaces `path` with `bytes`, relative to a descriptor of its directory (see `StateFileDirectory.replace`):
+    /// a link planted as `path.tmp` is removed, never followed.
     ///
     /// - Parameters:
     ///   - mode: the file's mode from its creation (0600 by default).
@@ -68,79 +71,27 @@ public enum AtomicFile {
     static func write(
         _ bytes: [UInt8], to path: String, mode: mode_t = 0o600, afterStep: ((Step) throws -> Void)? = nil
     ) throws -> Void {
-        let temp = path + ".tmp"
-        let directory = Self.directory(of: path)
-        // A temporary file left by a crash is garbage: the target was never replaced with it.
-        if unlink(temp) != 0 && errno != ENOENT { throw IOError(operation: "removing the stale", path: temp, errno: errno) }
-
-        func step(_ step: Step, cleanup: () -> Void) throws {
-            guard let afterStep else { return }
-            do {
-                try afterStep(step)
-            } catch let failure as SimulatedFailure {
-                cleanup()
-                throw IOError(operation: "simulated failure after '\(step.rawValue)' for", path: path, errno: failure.errno)
-            } catch {
-                throw Interrupted(cause: error)
-            }
-        }
-
-        let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode)
-        guard fd >= 0 else { throw IOError(operation: "creating", path: temp, errno: errno) }
-        var closed = false
-        func closeAndRemove() {
-            if !closed { close(fd) }
-            closed = true
-            unlink(temp)
-        }
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes.withUnsafeBytes { buffer -> Int in
-                guard let base = buffer.baseAddress else { return 0 }
-                return Glibc.write(fd, base + offset, buffer.count - offset)
-            }
-            if written < 0 {
-                if errno == EINTR { continue }
-                let code = errno
-                closeAndRemove()
-                throw IOError(operation: "writing", path: temp, errno: code)
-            }
-            offset += written
-        }
-        try step(.tempWritten, cleanup: closeAndRemove)
-        if fsync(fd) != 0 {
-            let code = errno
-            closeAndRemove()
-            throw IOError(operation: "fsync of", path: temp, errno: code)
-        }
-        try step(.tempSynced, cleanup: closeAndRemove)
-        closed = true
-        if close(fd) != 0 {
-            let code = errno
-            unlink(temp)
-            throw IOError(operation: "closing", path: temp, errno: code)
-        }
-        if rename(temp, path) != 0 {
-            let code = errno
-            unlink(temp)
-            throw IOError(operation: "renaming \(temp) to", path: path, errno: code)
-        }
-        try step(.renamed, cleanup: {})
-        try Self.syncDirectory(directory)
-        try step(.directorySynced, cleanup: {})
+        // The state directory itself may be an administrator's link; the files in it are never followed.
+        let directory = try StateFileDirectory(Self.directory(of: path), lastComponent: .mayBeALink)
+        try directory.replace(Self.name(of: path), with: bytes, mode: mode, afterStep: afterStep)
     }
 
     /// `read` refuses larger files.
     public static let maxReadBytes = 1 << 20
 
-    /// The file's bytes, or nil if it does not exist.
+    /// The file's bytes, or nil if it does not exist. A symbolic link in its place is an error (ELOOP), not followed;
+    /// so is anything but a regular file (a FIFO would block the read).
     static func read(_ path: String) throws(IOError) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else {
             if errno == ENOENT { return nil }
             throw IOError(operation: "opening", path: path, errno: errno)
         }
         defer { close(fd) }
+        var status = stat()
+        guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
+            throw IOError(operation: "opening (not a regular file)", path: path, errno: EINVAL)
+        }
         var result: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 16384)
         while true {
@@ -166,11 +117,12 @@ public enum AtomicFile {
         }
     }
 
-    static func directory(of path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        let directory = String(path[..<slash])
-        return directory.isEmpty ? "/" : directory
+    public static func name(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return path }
+        return String(path[path.index(after: slash)...])
     }
+
+    public static func directory(of path: String) -> String { HostProcess.parent(of: path) }
 }
 
 /// The agent's state directory (`[device] state_dir`): created 0700, parents 0755.
@@ -191,7 +143,9 @@ public enum StateDirectory {
         return nil
     }
 
-    /// Creates the directory if needed and tightens its mode to 0700 if others may look inside.
+    /// Creates the directory if needed and tightens its mode to 0700 if others may look inside. A directory that
+    /// another user owns or may write in (or below a directory another user controls) is refused: they could plant
+    /// links in it that make tb-agent overwrite files (root using a directory of root's is fine).
     ///
     /// - Returns: warnings to log (a mode that could not be tightened).
     /// - Throws: `AgentError.storageFailure` naming the directory and the fix.
@@ -200,6 +154,7 @@ public enum StateDirectory {
         guard !path.isEmpty else {
             throw AgentError(.invalidConfiguration, "[device] state_dir is empty: set it to a directory such as /var/lib/tb-agent")
         }
+        if let problem = StateOwnership.ancestorProblem(path) { throw AgentError(.storageFailure, problem) }
         var status = stat()
         if stat(path, &status) == 0 {
             guard status.st_mode & S_IFMT == S_IFDIR else {
@@ -207,6 +162,7 @@ public enum StateDirectory {
                     .storageFailure,
                     "the state directory \(path) exists but is not a directory: remove it or set [device] state_dir to another path")
             }
+            if let problem = StateOwnership.problem(status, path) { throw AgentError(.storageFailure, problem) }
             guard status.st_mode & 0o077 != 0 else { return [] }
             if chmod(path, 0o700) != 0 {
                 return ["the state directory \(path) has mode \(String(status.st_mode & 0o777, radix: 8)) and could not be changed to 700 (\(AtomicFile.IOError.text(errno))); other users may list it"]

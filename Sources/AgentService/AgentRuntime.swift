@@ -97,7 +97,7 @@ public final class AgentRuntime: Service, CustomStringConvertible {
     }
 
     public func run() async throws {
-        var loop = try Loop(runtime: self)
+        var loop = Loop(runtime: self)
         try await loop.run()
     }
 
@@ -205,11 +205,9 @@ struct Loop {
     // Telemetry
     var sentThrough: UInt64 = 0
     var inFlight = 0
-    var clockSanity: ClockSanity
+    var stamper: ReadingStamper
     /// The floor as last saved (or loaded).
     var savedClockFloor: Int64? = nil
-    var heldReadings: [(taken: Duration, key: String, value: JSONValue)] = []
-    var heldDropped: UInt64 = 0
     var overrides = RemoteControl.IntervalOverrides()
     var sampling = SamplingSchedule()
     // Figures
@@ -226,14 +224,15 @@ struct Loop {
 
     let spool: Spool
 
-    init(runtime: AgentRuntime) throws(AgentError) {
+    init(runtime: AgentRuntime) {
         self.runtime = runtime
-        self.spool = try Spool(directory: runtime.spoolDirectory, settings: runtime.spoolSettings)
+        self.spool = Spool(directoryOrMemory: runtime.spoolDirectory, settings: runtime.spoolSettings)
         self.configuration = runtime.configuration
         self.machine = Machine(settings: runtime.options.machine, random: SystemRandomNumberGenerator())
         (self.events, self.emit) = AsyncStream.makeStream(of: RuntimeEvent.self, bufferingPolicy: .unbounded)
         let stored = runtime.ports.clockFloor?.load()
-        self.clockSanity = ClockSanity(buildTime: runtime.options.clockFloor, newestStored: stored)
+        self.stamper = ReadingStamper(
+            sanity: ClockSanity(buildTime: runtime.options.clockFloor, newestStored: stored), limit: runtime.options.heldReadingsLimit)
         self.savedClockFloor = stored
     }
 
@@ -256,7 +255,7 @@ struct Loop {
         for note in self.spool.recoveryNotes { self.logger.warning("\(note)") }
         self.startBackgroundWork()
         self.configureSampling()
-        self.perform(self.machine.start(hasStoredCredentials: self.ports.store.load() != nil))
+        self.perform(self.machine.start(self.ports.store.inventory()))
         self.ports.notifier.ready(status: "starting as \(self.runtime.deviceName)")
         self.armTicker()
         self.publishStatus()
@@ -425,12 +424,12 @@ struct Loop {
     }
 
     mutating func saveClockFloor() {
-        guard let keeper = self.ports.clockFloor, self.clockSanity.floor > self.clockSanity.buildTime,
-            self.savedClockFloor.map({ $0 != self.clockSanity.floor }) ?? true
+        guard let keeper = self.ports.clockFloor, self.stamper.sanity.floor > self.stamper.sanity.buildTime,
+            self.savedClockFloor.map({ $0 != self.stamper.sanity.floor }) ?? true
         else { return }
         do {
-            try keeper.save(self.clockSanity.floor)
-            self.savedClockFloor = self.clockSanity.floor
+            try keeper.save(self.stamper.sanity.floor)
+            self.savedClockFloor = self.stamper.sanity.floor
         } catch {
             self.storageProblem(error)
         }
@@ -480,7 +479,10 @@ struct Loop {
                 let credentials: DeviceCredentials?
                 switch choice {
                 case .stored: credentials = self.ports.store.load()
-                case .candidate: credentials = self.candidate
+                case .candidate:
+                    // After a restart the candidate is the pending generation on flash.
+                    if self.candidate == nil { self.candidate = self.ports.store.loadPending() }
+                    credentials = self.candidate
                 }
                 guard let credentials else {
                     self.logger.error("no credentials to connect with; provisioning")
@@ -490,11 +492,20 @@ struct Loop {
                 self.connect(with: credentials)
             case .storeProvisionedCredentials:
                 break  // stored when the result arrived, before the machine was told
+            case .storeCandidate:
+                if let candidate = self.candidate {
+                    do {
+                        try self.ports.store.savePending(candidate)
+                        self.logger.notice("re-provisioned: the new credentials are stored (pending until they connect)", metadata: ["credentials": "\(candidate)"])
+                    } catch {
+                        self.storageProblem(error)  // tried from memory all the same: the server has no others
+                    }
+                }
             case .commitCandidate:
                 if let candidate = self.candidate {
                     do {
-                        try self.ports.store.save(candidate)
-                        self.logger.notice("re-provisioned: the new credentials are stored", metadata: ["credentials": "\(candidate)"])
+                        try self.ports.store.commitPending(candidate)
+                        self.logger.notice("the new credentials replace the old ones", metadata: ["credentials": "\(candidate)"])
                     } catch {
                         self.storageProblem(error)
                     }
@@ -502,6 +513,7 @@ struct Loop {
                 self.candidate = nil
             case .discardCandidate:
                 self.candidate = nil
+                do { try self.ports.store.discardPending() } catch { self.storageProblem(error) }
             case .disconnect:
                 self.retireLink()
             case .announce:
@@ -650,8 +662,9 @@ struct Loop {
             self.setDeadline(.identifyOver, after: duration)
             reply = ["identify": .string(DurationText.format(duration))]
         case .success(.reprovision):
-            self.perform(self.machine.reprovisionRequested(.remote, now: self.now))
-            reply = ["reprovision": "started"]
+            let (answer, actions) = self.machine.requestReprovision(.remote, now: self.now)
+            self.perform(actions)
+            reply = answer.reply
         }
         try? self.link?.publish(rpc.responseTopic, payload: reply.serializedBytes, done: nil)
     }
@@ -669,47 +682,21 @@ struct Loop {
         board.sample(request.names) { values in emit.yield(.sampled(values, at: clock.now())) }
     }
 
-    /// Stamps values with the time they were taken, spools them, and publishes when online.
-    ///
-    /// The stamp is the wall clock now less the readings' age on the monotonic clock: a loop that gets to readings
-    /// late (busy for half a second, say) must not give five rounds of a 100 ms sensor one timestamp, since
-    /// ThingsBoard keeps one value per key and timestamp; and a wall clock set between taking and recording
-    /// (NTP's first answer) is not trusted before it is.
+    /// Stamps values with the time they were taken (`ReadingStamper`), spools them, and publishes when online.
     mutating func record(_ values: [(String, JSONValue)], at taken: Duration) {
-        guard !values.isEmpty else { return }
-        let wall = self.clock.wallMilliseconds()
-        let now = self.now
-        let taken = min(taken, now)
-        let synchronized = !self.clockSanity.isPlausible(wall) && self.clock.isSynchronized()
-        if synchronized, self.clockSanity.correct(to: wall) {
-            self.logger.warning("the system clock is synchronised but reads earlier than the newest stored reading: that one was stamped by a clock set into the future; the synchronised clock is trusted from now on")
-        }
-        guard self.clockSanity.isPlausible(wall) else {
-            // No trustworthy time yet (no RTC, no NTP): hold the readings with their monotonic time.
-            if self.heldReadings.isEmpty {
-                self.logger.warning("the system clock is not set (it reads before this agent was built or before the newest stored reading, \(UTCTimestamp(secondsSinceEpoch: self.clockSanity.floor / 1000))); holding readings in memory until it is (at most \(self.runtime.options.heldReadingsLimit), then the oldest are dropped and counted)")
-            }
-            self.heldReadings += values.map { (taken, $0.0, $0.1) }
-            let limit = self.runtime.options.heldReadingsLimit
-            if self.heldReadings.count > limit {
-                let excess = self.heldReadings.count - limit
-                self.heldReadings.removeFirst(excess)
-                self.heldDropped += UInt64(excess)
-            }
-            return
-        }
-        if !self.heldReadings.isEmpty {
-            // The clock is set now: give held readings the wall time they were taken at.
-            let held = self.heldReadings
-            self.heldReadings = []
-            for group in Dictionary(grouping: held, by: { $0.taken }).sorted(by: { $0.key < $1.key }) {
-                let ts = ClockSanity.rebase(monotonicTaken: group.key, monotonicNow: now, wallNow: wall)
-                self.append(group.value.map { Reading(key: $0.key, value: $0.value, timestamp: ts) })
+        let clock = self.clock
+        let (groups, notices) = self.stamper.stamp(
+            values, taken: taken, now: self.now, wall: clock.wallMilliseconds(), synchronized: { clock.isSynchronized() })
+        for notice in notices {
+            switch notice {
+            case .floorCorrected:
+                self.logger.warning("the system clock is synchronised but reads earlier than the newest stored reading: that one was stamped by a clock set into the future; the synchronised clock is trusted from now on")
+            case .holding(let floor):
+                self.logger.warning("the system clock is not set (it reads before this agent was built or before the newest stored reading, \(UTCTimestamp(secondsSinceEpoch: floor / 1000))); holding readings in memory until it is (at most \(self.stamper.limit), then the oldest are dropped and counted)")
             }
         }
-        let ts = ClockSanity.rebase(monotonicTaken: taken, monotonicNow: now, wallNow: wall)
-        self.append(values.map { Reading(key: $0.0, value: $0.1, timestamp: ts) })
-        self.clockSanity.observeStored(ts)
+        guard !groups.isEmpty else { return }
+        for group in groups { self.append(group) }
         self.pump()
     }
 
@@ -814,12 +801,12 @@ struct Loop {
             ("dropped", .integer(Int64(clamping: spool.dropped))),
             ("published", .integer(Int64(self.published))),
             ("reconnects", .integer(Int64(max(0, self.reconnects - 1)))),
-            ("clockSet", .bool(self.heldReadings.isEmpty)),
+            ("clockSet", .bool(!self.stamper.isHolding)),
             ("droppedMessages", .integer(Int64(clamping: self.runtime.droppedMessages.load(ordering: .relaxed)))),
         ]
-        if !self.heldReadings.isEmpty || self.heldDropped > 0 {
-            members.append(("heldReadings", .integer(Int64(self.heldReadings.count))))
-            members.append(("heldDropped", .integer(Int64(clamping: self.heldDropped))))
+        if self.stamper.isHolding || self.stamper.dropped > 0 {
+            members.append(("heldReadings", .integer(Int64(self.stamper.held.count))))
+            members.append(("heldDropped", .integer(Int64(clamping: self.stamper.dropped))))
         }
         if case .needsPerson(let message) = self.machine.state { members.append(("problem", .string(message))) }
         if let reprovisioning = self.machine.reprovisioning { members.append(("reprovisioning", .string(reprovisioning.rawValue))) }
@@ -842,7 +829,7 @@ struct Loop {
             ("agent_dropped_messages", .integer(Int64(clamping: self.runtime.droppedMessages.load(ordering: .relaxed)))),
             ("agent_samples_coalesced", .integer(Int64(clamping: self.sampling.coalesced))),
         ]
-        if self.heldDropped > 0 { out.append(("agent_held_dropped", .integer(Int64(clamping: self.heldDropped)))) }
+        if self.stamper.dropped > 0 { out.append(("agent_held_dropped", .integer(Int64(clamping: self.stamper.dropped)))) }
         if let health = self.ports.board?.health() { out.append(("sensor_health", health)) }
         return out
     }

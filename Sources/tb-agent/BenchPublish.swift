@@ -200,8 +200,13 @@ final class BurstBoard: BoardIO {
 /// Credentials that are simply there: the benchmark never provisions.
 struct FixedCredentials: CredentialKeeping {
     let token: Secret
+    func inventory() -> CredentialInventory { CredentialInventory(stored: true) }
     func load() -> DeviceCredentials? { .accessToken(self.token) }
     func save(_ credentials: DeviceCredentials) throws(AgentError) {}
+    func loadPending() -> DeviceCredentials? { nil }
+    func savePending(_ credentials: DeviceCredentials) throws(AgentError) {}
+    func commitPending(_ credentials: DeviceCredentials) throws(AgentError) {}
+    func discardPending() throws(AgentError) {}
 }
 
 struct NoProvisioning: Provisioning {

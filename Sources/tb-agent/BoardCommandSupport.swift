@@ -1,11 +1,15 @@
 import AgentBoard
 import AgentConfig
 import AgentCore
+import AgentPlatform
 import AgentGPIO
 import AgentSimulated
 import ArgumentParser
 import Dispatch
-import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where the board commands (`gpio`, `led`, `button`) find their lines when no configuration says it.
 struct BackendOptions: ParsableArguments {
@@ -75,7 +79,7 @@ enum BoardCommand {
     /// The configuration at `--config`, or nil when the default path does not exist (the commands then work from
     /// their options alone). A configuration that exists but is invalid stops the command (exit 78).
     static func optionalConfiguration(_ global: GlobalOptions) throws -> AgentConfiguration? {
-        if global.config == AgentConfiguration.defaultPath && !FileManager.default.fileExists(atPath: global.config) {
+        if global.config == AgentConfiguration.defaultPath && !HostProcess.exists(global.config) {
             return nil
         }
         return try self.configuration(global)

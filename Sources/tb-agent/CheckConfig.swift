@@ -1,5 +1,6 @@
 import AgentConfig
 import AgentCore
+import AgentPlatform
 import ArgumentParser
 
 struct CheckConfig: AsyncParsableCommand {
@@ -8,7 +9,11 @@ struct CheckConfig: AsyncParsableCommand {
         abstract: "Check the configuration file and list every problem.",
         discussion: """
             Exits 0 and prints one line when the file is valid; otherwise exits 78 (EX_CONFIG) with one line per \
-            problem on standard error: FILE:LINE:COLUMN: key.path: what is wrong and the expected form.
+            problem on standard error: FILE:LINE:COLUMN: key.path: what is wrong and the expected form. A valid file \
+            that gives secrets away still exits 0, with a "warning:" line on standard error for each: plain MQTT to a \
+            host that is not this machine, and a file holding a secret (the configuration itself with an inline \
+            secret, the provision secret file, the client key) that other users may read or change. Under systemd \
+            it is the unit's ExecCondition: exit 78 skips the start without spending the start limit.
             """)
 
     @OptionGroup var global: GlobalOptions
@@ -20,6 +25,9 @@ struct CheckConfig: AsyncParsableCommand {
         } catch {
             CommandOutput.error(error.description)
             throw ExitCode(ExitStatus.config)
+        }
+        for warning in ConfigurationAudit.warnings(config, file: self.global.config) {
+            CommandOutput.error("warning: \(warning)")
         }
         var summary = "\(config.server.host):\(config.server.port)"
         if config.server.tls != nil { summary += " (TLS)" }

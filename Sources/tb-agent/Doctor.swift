@@ -5,7 +5,6 @@ import AgentGPIO
 import AgentPlatform
 import AgentService
 import ArgumentParser
-import Foundation
 import TBJSON
 
 #if canImport(Glibc)
@@ -18,7 +17,8 @@ struct Doctor: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check everything the agent needs, one line each with a verdict and the fix.",
         discussion: """
-            Checks the configuration, the hardware identity, the state directory and the stored credentials, the \
+            Checks the configuration, the hardware identity, the state directory (who owns it), the spool, how \
+            secrets travel and who may read the files holding them, the stored credentials, the \
             GPIO library (libgpiod and its API, v1 or v2), each configured GPIO line, each sensor, the status LED, \
             the server's host name and port, and the clock. \
             Exit status 0 when nothing failed (warnings allowed), 1 otherwise.
@@ -63,7 +63,7 @@ struct Doctor: AsyncParsableCommand {
         // 3. The state directory and the credentials.
         let stateDir = config.device.stateDir
         let probe = stateDir + "/.doctor-\(getpid())"
-        let parent = URL(fileURLWithPath: stateDir).deletingLastPathComponent().path
+        let parent = HostProcess.parent(of: stateDir)
         let fd = open(probe, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0o600)
         if fd < 0 && errno == ENOENT && access(parent, W_OK) == 0 {
             // Not created yet: the agent (or systemd's StateDirectory=) creates it 0700 on its first start. The doctor
@@ -90,6 +90,28 @@ struct Doctor: AsyncParsableCommand {
             default: fix = String(cString: strerror(code))
             }
             report.line(.fail, "state directory", "\(stateDir): \(fix)")
+        }
+        var stateStatus = stat()
+        if stat(stateDir, &stateStatus) == 0 && stateStatus.st_mode & S_IFMT == S_IFDIR {
+            // Who the agent runs as: whoever runs the doctor, or, run as root, the directory's owner (the service's
+            // user), since root may check a state directory for another user.
+            let agentUser = geteuid() == 0 && stateStatus.st_uid != 0 ? stateStatus.st_uid : geteuid()
+            if let problem = StateOwnership.problem(stateStatus, stateDir, user: agentUser)
+                ?? StateOwnership.ancestorProblem(stateDir, user: agentUser)
+            {
+                report.line(.fail, "state directory", problem)
+            }
+            let spoolDir = stateDir + "/spool"
+            if let problem = Spool.problem(directory: spoolDir, user: agentUser) {
+                report.line(.fail, "spool", "\(problem); until then the agent keeps readings in memory only (lost when it stops)")
+            } else {
+                report.line(.ok, "spool", "\(spoolDir) can hold readings while the server is unreachable")
+            }
+        }
+        let audit = ConfigurationAudit.warnings(config, file: self.global.config)
+        for warning in audit { report.line(.warn, "secrets", warning) }
+        if audit.isEmpty {
+            report.line(.ok, "secrets", "sent over TLS (or to this machine), and no file holding one is open to other users")
         }
         let store = CredentialStore(directory: stateDir)
         do {

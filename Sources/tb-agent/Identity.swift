@@ -2,7 +2,6 @@ import AgentConfig
 import AgentCore
 import AgentPlatform
 import ArgumentParser
-import Foundation
 
 struct Identity: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,7 +20,7 @@ struct Identity: AsyncParsableCommand {
         var notes: [String] = []
         let settings: DeviceSettings
         if self.global.config == AgentConfiguration.defaultPath
-            && !FileManager.default.fileExists(atPath: self.global.config)
+            && !HostProcess.exists(self.global.config)
         {
             settings = DeviceSettings()
             notes.append("config: \(self.global.config) does not exist; using the [device] defaults")
@@ -50,6 +49,6 @@ struct Identity: AsyncParsableCommand {
 /// Writing to standard error (results go to standard output, everything else here).
 enum CommandOutput {
     static func error(_ text: String) {
-        FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
+        HostProcess.writeStandardError(text.hasSuffix("\n") ? text : text + "\n")
     }
 }

@@ -3,7 +3,6 @@ import AgentCore
 import AgentMQTT
 import AgentPlatform
 import ArgumentParser
-import Foundation
 import Logging
 
 struct Provision: AsyncParsableCommand {
@@ -49,14 +48,22 @@ struct Provision: AsyncParsableCommand {
             logger.info("Not provisioned yet", metadata: ["reason": "\(reason)"])
         }
 
+        // Before the server creates anything: a state directory that cannot be used, or a running agent on it,
+        // stops here (the server never hands the same credentials out again).
+        let stateLock = try LinkCommand.run { () throws(AgentError) in
+            try StateDirectory.ensure(config.device.stateDir)
+            return try StateDirectoryLock.acquire(config.device.stateDir, holder: "tb-agent provision")
+        }
+        defer { stateLock.release() }
+
         var certificatePEM: String? = nil
         let certificateFile = config.provisioning.certFile ?? config.server.tls?.certFile
         if config.provisioning.credentialsType == .x509Certificate, let certificateFile {
             do {
-                certificatePEM = try String(contentsOfFile: certificateFile, encoding: .utf8)
+                certificatePEM = String(decoding: try POSIXFile.read(certificateFile).get(), as: UTF8.self)
             } catch {
                 CommandOutput.error(
-                    "tb-agent provision: cannot read the certificate \(certificateFile) ([provisioning] cert_file): \(error.localizedDescription)")
+                    "tb-agent provision: cannot read the certificate \(certificateFile) ([provisioning] cert_file): \(error)")
                 throw ExitCode(ExitStatus.config)
             }
         }
@@ -73,7 +80,7 @@ struct Provision: AsyncParsableCommand {
         }
         let record = StoredCredentials(
             server: endpoint, deviceName: name, credentials: credentials,
-            issuedAt: UTCTimestamp(secondsSinceEpoch: Int64(Date().timeIntervalSince1970)))
+            issuedAt: UTCTimestamp(secondsSinceEpoch: SystemClock().wallMilliseconds() / 1000))
         do {
             try store.save(record)
         } catch {

@@ -6,7 +6,6 @@ import AgentMQTT
 import AgentPlatform
 import AgentService
 import ArgumentParser
-import Foundation
 import Logging
 import ServiceLifecycle
 import TBJSON
@@ -33,6 +32,11 @@ struct Run: AsyncParsableCommand {
         }
         let warnings = try LinkCommand.run { () throws(AgentError) in try StateDirectory.ensure(config.device.stateDir) }
         for warning in warnings { logger.warning("\(warning)") }
+        // One agent per state directory, held until the run ends: a second one stops here, having changed nothing.
+        let stateLock = try LinkCommand.run { () throws(AgentError) in
+            try StateDirectoryLock.acquire(config.device.stateDir, holder: "tb-agent run")
+        }
+        defer { stateLock.release() }
         if let tls = config.server.tls, !tls.verifyHostname {
             logger.warning("[server.tls] verify_hostname = false: the server's host name is NOT checked against its certificate; anyone with a certificate from the same CA can impersonate it")
         }
@@ -52,7 +56,7 @@ struct Run: AsyncParsableCommand {
         let configPath = self.global.config
         let ports = AgentRuntime.Ports(
             links: MosquittoLinks(server: config.server, logger: logger), store: store, provisioner: provisioner,
-            board: board, notifier: SystemdNotifier(environment: ProcessInfo.processInfo.environment),
+            board: board, notifier: SystemdNotifier(environment: HostProcess.environment()),
             clockFloor: ClockFloorFile(stateDirectory: config.device.stateDir))
         let runtime = AgentRuntime(
             configuration: config, deviceName: identity.name, ports: ports,
@@ -121,31 +125,5 @@ struct Run: AsyncParsableCommand {
         if config.sensors.isEmpty && config.button == nil && config.led == nil { return nil }
         let resolved = BoardSetup.resolvingPaths(config, configurationFile: configurationFile)
         return try BoardRuntime(resolved, gpio: GPIOBackends.make(resolved.gpio), logger: logger)
-    }
-}
-
-/// The credential store as the runtime sees it: credentials for the configured server and this device.
-struct StoredCredentialsAdapter: CredentialKeeping {
-    let store: CredentialStore
-    let server: ServerEndpoint
-    let deviceName: String
-    let logger: Logger
-
-    func load() -> DeviceCredentials? {
-        do {
-            let lookup = try self.store.load(for: self.server)
-            for warning in lookup.warnings { self.logger.warning("\(warning)") }
-            return lookup.credentials?.credentials
-        } catch {
-            self.logger.error("\(error.message)")
-            return nil
-        }
-    }
-
-    func save(_ credentials: DeviceCredentials) throws(AgentError) {
-        let record = StoredCredentials(
-            server: self.server, deviceName: self.deviceName, credentials: credentials,
-            issuedAt: UTCTimestamp(secondsSinceEpoch: Int64(Date().timeIntervalSince1970)))
-        try self.store.save(record)
     }
 }

@@ -2,7 +2,6 @@ import AgentConfig
 import AgentCore
 import AgentPlatform
 import ArgumentParser
-import Foundation
 
 #if canImport(Glibc)
 import Glibc
@@ -12,9 +11,10 @@ struct Setup: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a configuration by asking for the server and the provisioning details.",
         discussion: """
-            On a terminal, asks for the server host (default thingsboard.cloud), the port (default 1883), the \
-            provision device key and secret (not echoed) and the device name (default: the one derived from the \
-            hardware). Without a terminal, the answers come from the flags: --device-key and either \
+            On a terminal, asks for the server host (default thingsboard.cloud), whether to use TLS (default yes, \
+            unless the host is this machine: the provision secret and the device's token must not cross a network \
+            in clear), the port (default 8883 with TLS, 1883 without), the provision device key and secret (not \
+            echoed) and the device name (default: the one derived from the hardware). Without a terminal, the answers come from the flags: --device-key and either \
             --device-secret-file or --device-secret-stdin are required. The file is written with mode 0600 and \
             checked before it replaces anything; an existing file is kept unless --force is given.
             """)
@@ -27,8 +27,11 @@ struct Setup: AsyncParsableCommand {
     @Option(help: "The ThingsBoard host (default thingsboard.cloud).")
     var host: String?
 
-    @Option(help: "The MQTT port (default 1883).")
+    @Option(help: "The MQTT port (default 8883 with TLS, 1883 without).")
     var port: Int?
+
+    @Flag(inversion: .prefixedNo, help: "MQTT over TLS, checked against the system's CA certificates (default: TLS unless the host is this machine).")
+    var tls: Bool? = nil
 
     @Option(help: "The provision device key from the ThingsBoard device profile.")
     var deviceKey: String?
@@ -58,7 +61,7 @@ struct Setup: AsyncParsableCommand {
 
     func run() async throws {
         let path = self.global.config
-        if !self.force && FileManager.default.fileExists(atPath: path) {
+        if !self.force && HostProcess.exists(path) {
             CommandOutput.error("tb-agent setup: \(path) already exists; pass --force to replace it")
             throw ExitCode(Self.cannotCreate)
         }
@@ -74,7 +77,12 @@ struct Setup: AsyncParsableCommand {
         var missing: [String] = []
 
         let host = try self.host ?? prompter.ask("ThingsBoard host", default: "thingsboard.cloud")
-        let port = try self.port ?? prompter.askPort(default: 1883)
+        // Plain MQTT only to this machine: anywhere else the provision secret and the token would travel in clear.
+        let tls = try self.tls ?? prompter.askYesNo("Use TLS (MQTT over TLS, port 8883)", default: !NetworkExposure.isLoopback(host))
+        let port = try self.port ?? prompter.askPort(default: tls ? 8883 : 1883)
+        if !tls, let warning = NetworkExposure.plaintextWarning(ServerSettings(host: host, port: port)) {
+            CommandOutput.error("warning: \(warning)")
+        }
         let deviceKey: String
         if let key = self.deviceKey {
             deviceKey = key
@@ -88,7 +96,7 @@ struct Setup: AsyncParsableCommand {
         if let file = self.deviceSecretFile {
             secret = .file(ConfigurationLoaderPath.absolute(file))
         } else if self.deviceSecretStdin {
-            let text = Secret.fromText(String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self))
+            let text = Secret.fromText(String(decoding: HostProcess.readStandardInput(), as: UTF8.self))
             guard !text.isEmpty else {
                 CommandOutput.error("tb-agent setup: standard input held no provision device secret")
                 throw ExitCode(ExitStatus.usage)
@@ -130,7 +138,7 @@ struct Setup: AsyncParsableCommand {
         let board = (try? derived.get())?.facts.model.flatMap { BoardProfiles.matching(model: $0, searchPath: search) }
         let answers = SetupConfiguration(
             host: host, port: port, deviceKey: deviceKey, secret: secret, nameTemplate: template, derivedNote: note,
-            sysroot: sysroot, board: board)
+            sysroot: sysroot, board: board, tls: tls)
         do throws(AgentError) {
             // The service runs as user tb-agent: when its group exists, it may read the file (it holds the secret,
             // so nobody else may).
@@ -144,7 +152,7 @@ struct Setup: AsyncParsableCommand {
                     _ = try ConfigurationLoader.load(path: candidate)
                 } catch {
                     // Problems name the temporary file: show them under the real name.
-                    let text = error.description.replacingOccurrences(of: candidate, with: path)
+                    let text = error.description.replacing(candidate, with: path)
                     throw AgentError(.invalidConfiguration, "the new configuration does not check:\n\(text)")
                 }
             }
@@ -160,8 +168,7 @@ struct Setup: AsyncParsableCommand {
 
 enum ConfigurationLoaderPath {
     static func absolute(_ path: String) -> String {
-        if path.hasPrefix("/") { return path }
-        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(path).standardized.path
+        HostProcess.absolutePath(path)
     }
 }
 
@@ -174,12 +181,12 @@ struct Prompter {
     }
 
     func prompt(_ text: String) {
-        FileHandle.standardError.write(Data(text.utf8))
+        HostProcess.writeStandardError(text)
     }
 
     func readAnswer() throws -> String {
         guard let line = readLine(strippingNewline: true) else { throw InputEnded() }
-        return line.trimmingCharacters(in: .whitespaces)
+        return String(line.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
     }
 
     /// Asks with a default shown in brackets; an empty answer takes the default. Without a terminal: the default.
@@ -197,6 +204,19 @@ struct Prompter {
             let answer = try self.readAnswer()
             if !answer.isEmpty { return answer }
             self.prompt("An answer is needed.\n")
+        }
+    }
+
+    /// A yes or no question; an empty answer takes the default. Without a terminal: the default.
+    mutating func askYesNo(_ question: String, default value: Bool) throws -> Bool {
+        guard self.interactive else { return value }
+        while true {
+            self.prompt("\(question)? [\(value ? "Y/n" : "y/N")]: ")
+            let answer = try self.readAnswer().lowercased()
+            if answer.isEmpty { return value }
+            if ["y", "yes"].contains(answer) { return true }
+            if ["n", "no"].contains(answer) { return false }
+            self.prompt("Answer yes or no.\n")
         }
     }
 

@@ -1,4 +1,5 @@
 import AgentGPIO
+import AgentPlatform
 import ArgumentParser
 
 /// `tb-agent`: the device agent. Each subcommand lives in its own file in this folder.
@@ -26,6 +27,13 @@ struct TBAgentCommand: AsyncParsableCommand {
             TOMLDecode.self,
         ]
     )
+
+    /// The entry point: the process is made non-dumpable before any command reads a secret (no core dump holds the
+    /// token or the provision secret; the same user cannot read its memory), then ArgumentParser runs the command.
+    static func main() async {
+        ProcessHardening.makeNonDumpable()
+        await Self.main(nil)
+    }
 }
 
 /// `tb-agent --version` prints this on its first line (packaging reads it there), then the libgpiod API the

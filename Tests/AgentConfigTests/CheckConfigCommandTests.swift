@@ -3,6 +3,10 @@ import AgentTestSupport
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `tb-agent check-config` on the shipped examples and on the broken fixtures.
 @Suite struct CheckConfigCommandTests {
     static func files(_ folder: String) -> [String] {
@@ -26,7 +30,10 @@ import Testing
         let result = try TestSupport.tbAgent(["check-config", "--config", path])
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.hasPrefix("\(path): OK"))
-        #expect(result.stderr.isEmpty)
+        // The examples' secret file is world-readable in a checkout, and the boards' examples name a remote host
+        // over plain MQTT: warnings, never problems.
+        let lines = result.stderr.split(separator: "\n")
+        #expect(lines.allSatisfy { $0.hasPrefix("warning: ") }, "\(result.stderr)")
     }
 
     @Test(arguments: Self.files("board"))
@@ -72,5 +79,91 @@ import Testing
         let result = try TestSupport.tbAgent(["check-config", "--config", "/nonexistent/config.toml"])
         #expect(result.status == 78)
         #expect(result.stderr.contains("/nonexistent/config.toml: cannot read the configuration (no such file)"))
+    }
+
+    // MARK: issue 10, finding 8: secrets in clear
+
+    /// A valid configuration in a folder of its own, with the secret inline or in a file of `secretMode`.
+    func configuration(host: String, port: Int = 1883, tls: Bool = false, secretFile: Bool = true,
+                       configMode: mode_t = 0o600, secretMode: mode_t = 0o600) throws -> (config: String, secret: String) {
+        let dir = try TestSupport.makeTemporaryDirectory("audit")
+        let secret = dir.appendingPathComponent("provision-secret").path
+        try "s3cret-provision-value\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        chmod(secret, secretMode)
+        let config = dir.appendingPathComponent("config.toml").path
+        try """
+            [server]
+            host = "\(host)"
+            port = \(port)
+            \(tls ? "\n[server.tls]\nverify_hostname = true\n" : "")
+            [provisioning]
+            device_key = "KEY"
+            \(secretFile ? "device_secret_file = \"provision-secret\"" : "device_secret = \"s3cret-provision-value\"")
+
+            [device]
+            name_template = "dev"
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        chmod(config, configMode)
+        return (config, secret)
+    }
+
+    @Test func plainMQTTToAHostOffThisMachineIsAWarningNamingTLS() throws {
+        let (config, _) = try self.configuration(host: "tb.example.com")
+        let result = try TestSupport.tbAgent(["check-config", "--config", config])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.hasPrefix("\(config): OK"))
+        #expect(result.stderr.contains("warning: [server] tb.example.com:1883 is reached over plain MQTT"), "\(result.stderr)")
+        #expect(result.stderr.contains("[server.tls]") && result.stderr.contains("8883"))
+        #expect(!result.stderr.contains("s3cret"))
+    }
+
+    @Test(arguments: ["127.0.0.1", "localhost", "::1", "127.1.2.3"])
+    func plainMQTTOnThisMachineIsFine(_ host: String) throws {
+        let (config, _) = try self.configuration(host: host)
+        let result = try TestSupport.tbAgent(["check-config", "--config", config])
+        #expect(result.status == 0)
+        #expect(result.stderr.isEmpty, "\(result.stderr)")
+    }
+
+    @Test func tlsToAHostOffThisMachineIsFine() throws {
+        let (config, _) = try self.configuration(host: "tb.example.com", port: 8883, tls: true)
+        let result = try TestSupport.tbAgent(["check-config", "--config", config])
+        #expect(result.status == 0)
+        #expect(result.stderr.isEmpty, "\(result.stderr)")
+    }
+
+    @Test func aSecretFileOthersMayReadIsAWarningNamingChmod600() throws {
+        let (config, secret) = try self.configuration(host: "127.0.0.1", secretMode: 0o644)
+        let result = try TestSupport.tbAgent(["check-config", "--config", config])
+        #expect(result.status == 0)
+        #expect(result.stderr.contains("warning: \(secret) holds the provision device secret and is readable by every user (mode 644)"), "\(result.stderr)")
+        #expect(result.stderr.contains("chmod 600 \(secret)"))
+        #expect(!result.stderr.contains("s3cret"))
+        // The configuration refers to the file and holds no secret: its own mode does not matter.
+        let (referring, _) = try self.configuration(host: "127.0.0.1", configMode: 0o644)
+        #expect(try TestSupport.tbAgent(["check-config", "--config", referring]).stderr.isEmpty)
+    }
+
+    @Test func aConfigurationHoldingTheSecretThatOthersMayReadIsAWarning() throws {
+        let (config, _) = try self.configuration(host: "127.0.0.1", secretFile: false, configMode: 0o604)
+        let result = try TestSupport.tbAgent(["check-config", "--config", config])
+        #expect(result.status == 0)
+        #expect(result.stderr.contains("warning: \(config) holds the provision device secret and is readable by every user"), "\(result.stderr)")
+        #expect(result.stderr.contains("chmod 600 \(config)"))
+        let (tight, _) = try self.configuration(host: "127.0.0.1", secretFile: false, configMode: 0o600)
+        #expect(try TestSupport.tbAgent(["check-config", "--config", tight]).stderr.isEmpty)
+    }
+
+    @Test(.enabled(if: geteuid() == 0, "chgrp to another group needs root"))
+    func aSecretFileReadableByAnotherGroupIsAWarning() throws {
+        let (config, secret) = try self.configuration(host: "127.0.0.1", secretMode: 0o640)
+        // A group that is neither root's, nor tb-agent, nor the owner's own.
+        #expect(chown(secret, 0, 100) == 0)
+        let result = try TestSupport.tbAgent(["check-config", "--config", config])
+        #expect(result.status == 0)
+        #expect(result.stderr.contains("holds the provision device secret and is readable by the group"), "\(result.stderr)")
+        // Root's group: fine (as the package's 0640 root:tb-agent is).
+        #expect(chown(secret, 0, 0) == 0)
+        #expect(try TestSupport.tbAgent(["check-config", "--config", config]).stderr.isEmpty)
     }
 }

@@ -46,6 +46,59 @@ import Glibc
         #expect(!result.stdout.contains("pr0v-secret") && !result.stderr.contains("pr0v-secret"))
     }
 
+    // MARK: issue 10, finding 8: TLS for a host off this machine
+
+    func setup(_ extra: [String]) throws -> (result: CommandResult, config: String) {
+        let dir = try TestSupport.makeTemporaryDirectory("setup")
+        let path = dir.appendingPathComponent("config.toml").path
+        let result = try TestSupport.tbAgent(
+            ["setup", "--config", path, "--sysroot", Self.pi4, "--device-key", "K1", "--device-secret-stdin"] + extra,
+            stdin: "pr0v-secret\n")
+        return (result, path)
+    }
+
+    @Test func aHostOffThisMachineGetsTLSOn8883() throws {
+        let (result, path) = try self.setup(["--host", "tb.example.org"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.isEmpty, "\(result.stderr)")
+        let config = try ConfigurationLoader.load(path: path)
+        #expect(config.server.port == 8883)
+        #expect(config.server.tls == TLSSettings(verifyHostname: true))
+        // check-config has nothing to say about it.
+        let check = try TestSupport.tbAgent(["check-config", "--config", path])
+        #expect(check.status == 0 && check.stderr.isEmpty, "\(check.stderr)")
+    }
+
+    @Test func theDefaultHostGetsTLS() throws {
+        let (result, path) = try self.setup([])
+        #expect(result.status == 0, "\(result.stderr)")
+        let config = try ConfigurationLoader.load(path: path)
+        #expect(config.server.host == "thingsboard.cloud")
+        #expect(config.server.port == 8883)
+        #expect(config.server.tls != nil)
+    }
+
+    @Test func aLocalHostGetsPlainMQTTOn1883() throws {
+        let (result, path) = try self.setup(["--host", "127.0.0.1"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.isEmpty, "\(result.stderr)")
+        let config = try ConfigurationLoader.load(path: path)
+        #expect(config.server.port == 1883)
+        #expect(config.server.tls == nil)
+    }
+
+    @Test func plainMQTTToAHostOffThisMachineIsWrittenOnlyWhenAskedAndWarned() throws {
+        let (result, path) = try self.setup(["--host", "tb.example.org", "--no-tls"])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("warning: [server] tb.example.org:1883 is reached over plain MQTT"), "\(result.stderr)")
+        #expect(!result.stderr.contains("pr0v-secret"))
+        let config = try ConfigurationLoader.load(path: path)
+        #expect(config.server.port == 1883)
+        #expect(config.server.tls == nil)
+        let check = try TestSupport.tbAgent(["check-config", "--config", path])
+        #expect(check.status == 0 && check.stderr.contains("plain MQTT"), "\(check.stderr)")
+    }
+
     @Test func existingFileIsKeptWithoutForce() throws {
         let dir = try TestSupport.makeTemporaryDirectory("setup")
         let path = dir.appendingPathComponent("config.toml").path
@@ -95,7 +148,10 @@ import Glibc
 
         #expect(terminal.waitFor("ThingsBoard host [thingsboard.cloud]: "))
         terminal.send("tb.example.org\n")
-        #expect(terminal.waitFor("MQTT port [1883]: "))
+        // A host off this machine: TLS is proposed, on 8883.
+        #expect(terminal.waitFor("Use TLS (MQTT over TLS, port 8883)? [Y/n]: "))
+        terminal.send("\n")
+        #expect(terminal.waitFor("MQTT port [8883]: "))
         terminal.send("\n")
         #expect(terminal.waitFor("Provision device key: "))
         terminal.send("KEY-42\n")
@@ -112,7 +168,8 @@ import Glibc
         #expect(!shown.contains("very-secret-value"))  // never echoed
         let config = try ConfigurationLoader.load(path: path)
         #expect(config.server.host == "tb.example.org")
-        #expect(config.server.port == 1883)
+        #expect(config.server.port == 8883)
+        #expect(config.server.tls == TLSSettings(verifyHostname: true))
         #expect(config.provisioning.deviceKey == "KEY-42")
         #expect(config.provisioning.deviceSecret.revealed == "very-secret-value")
         #expect(config.device.nameTemplate == "{id}")

@@ -218,20 +218,22 @@ import Testing
     }
 
     /// Found by the fault suite: a 2 MiB "token" was accepted and stored, and the store could not be read back.
-    @Test func credentialsTooLongForAnMQTTConnectAreRefused() throws {
-        let long = String(repeating: "T", count: ProvisionResponse.maxMQTTStringBytes + 1)
+    /// Issue 10 (finding 4) then set the bound to what credentials really are: 256 bytes.
+    @Test func credentialsTooLongAreRefused() throws {
+        let long = String(repeating: "T", count: DeviceCredentials.maxFieldBytes + 1)
         for text in [
             #"{"credentialsValue":"\#(long)","credentialsType":"ACCESS_TOKEN","status":"SUCCESS"}"#,
             #"{"credentialsValue":{"clientId":"c","userName":"u","password":"\#(long)"},"credentialsType":"MQTT_BASIC","status":"SUCCESS"}"#,
+            #"{"credentialsValue":"\#(String(repeating: "T", count: 2 << 20))","credentialsType":"ACCESS_TOKEN","status":"SUCCESS"}"#,
         ] {
             #expect {
                 try Self.decode(text)
             } throws: { error in
-                guard let error = error as? ProvisioningError, case .successWithoutCredentials = error else { return false }
-                return error.description.contains("65535")
+                guard let error = error as? ProvisioningError, case .unusableCredentials = error else { return false }
+                return error.description.contains("256") && error.agentError.code == .provisioningRefused
             }
         }
-        let longest = String(repeating: "T", count: ProvisionResponse.maxMQTTStringBytes)
+        let longest = String(repeating: "T", count: DeviceCredentials.maxFieldBytes)
         #expect(try Self.decode(#"{"credentialsValue":"\#(longest)","credentialsType":"ACCESS_TOKEN","status":"SUCCESS"}"#)
             == .success(.accessToken(Secret(longest))))
     }

@@ -8,19 +8,46 @@ import Logging
 import Synchronization
 import TBJSON
 
-/// The credential store in memory.
+/// The credential store in memory, with its pending generation.
 final class MemoryStore: CredentialKeeping {
     let stored: Mutex<DeviceCredentials?>
+    let pending: Mutex<DeviceCredentials?>
     let saves = Mutex(0)
+    let pendingSaves = Mutex(0)
+    let blocked: String?
 
-    init(_ credentials: DeviceCredentials? = nil) { self.stored = Mutex(credentials) }
+    init(_ credentials: DeviceCredentials? = nil, pending: DeviceCredentials? = nil, blocked: String? = nil) {
+        self.stored = Mutex(credentials)
+        self.pending = Mutex(pending)
+        self.blocked = blocked
+    }
+
+    func inventory() -> CredentialInventory {
+        CredentialInventory(stored: self.load() != nil, pending: self.loadPending() != nil, blocked: self.blocked)
+    }
 
     func load() -> DeviceCredentials? { self.stored.withLock { $0 } }
 
     func save(_ credentials: DeviceCredentials) throws(AgentError) {
         self.stored.withLock { $0 = credentials }
+        self.pending.withLock { $0 = nil }
         self.saves.withLock { $0 += 1 }
     }
+
+    func loadPending() -> DeviceCredentials? { self.pending.withLock { $0 } }
+
+    func savePending(_ credentials: DeviceCredentials) throws(AgentError) {
+        self.pending.withLock { $0 = credentials }
+        self.pendingSaves.withLock { $0 += 1 }
+    }
+
+    func commitPending(_ credentials: DeviceCredentials) throws(AgentError) {
+        self.stored.withLock { $0 = credentials }
+        self.pending.withLock { $0 = nil }
+        self.saves.withLock { $0 += 1 }
+    }
+
+    func discardPending() throws(AgentError) { self.pending.withLock { $0 = nil } }
 }
 
 /// A provisioner that answers from a list (then with the last answer) and counts its sessions.
@@ -113,13 +140,13 @@ final class RuntimeHarness: @unchecked Sendable {
     static let token = DeviceCredentials.accessToken(Secret("stored-token"))
 
     init(
-        stored: DeviceCredentials? = RuntimeHarness.token,
+        stored: DeviceCredentials? = RuntimeHarness.token, pending: DeviceCredentials? = nil, blocked: String? = nil,
         provisioning: [Result<DeviceCredentials, AgentError>] = [.success(.accessToken(Secret("new-token")))],
         board: SlowBoard = SlowBoard(), interval: Duration = .seconds(10), clockFloor: Int64? = nil,
         options: (inout AgentRuntime.Options) -> Void = { _ in }
     ) throws {
         self.clockFloor = MemoryClockFloor(clockFloor)
-        self.store = MemoryStore(stored)
+        self.store = MemoryStore(stored, pending: pending, blocked: blocked)
         self.provisioner = ScriptedProvisioner(provisioning)
         self.board = board
         self.directory = try TestSupport.makeTemporaryDirectory("runtime")

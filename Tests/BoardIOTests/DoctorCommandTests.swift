@@ -2,6 +2,10 @@ import AgentTestSupport
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// `tb-agent doctor` on the simulated board: one line per check, the fix on failures, exit 1 when one failed.
 @Suite("tb-agent doctor", .serialized)
 struct DoctorCommandTests {
@@ -12,7 +16,7 @@ struct DoctorCommandTests {
         var text = try String(contentsOf: config, encoding: .utf8)
         text = text.replacingOccurrences(of: "port = 1883", with: "port = \(port)")
         text = text.replacingOccurrences(
-            of: "state_dir = \"/tmp/tb-agent-simulated/state\"",
+            of: "state_dir = \"state\"",
             with: "state_dir = \"\(board.appendingPathComponent("state").path)\"")
         try text.write(to: config, atomically: true, encoding: .utf8)
         return (config.path, board)
@@ -81,5 +85,58 @@ struct DoctorCommandTests {
         #expect(result.status == 1)
         #expect(result.stdout.hasPrefix("FAIL  configuration"))
         #expect(result.stdout.contains("spool.max_sise"))
+    }
+
+    /// Issue 10, finding 10: an unusable spool directory (the agent then keeps readings in memory only) is a failing
+    /// line with its fix, not "ok" everywhere.
+    @Test func anUnusableSpoolDirectoryIsAFailingLineWithItsFix() throws {
+        let (config, board) = try self.board(port: try TestSupport.freePort())
+        let state = board.appendingPathComponent("state")
+        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: false)
+        chmod(state.path, 0o700)
+        let healthy = try TestSupport.tbAgent(["doctor", "--config", config])
+        #expect(self.verdicts(healthy.stdout)["spool"] == "ok", "\(healthy.stdout)")
+
+        let spool = state.appendingPathComponent("spool")
+        try "not a directory".write(to: spool, atomically: true, encoding: .utf8)
+        let result = try TestSupport.tbAgent(["doctor", "--config", config])
+        #expect(result.status == 1)
+        #expect(self.verdicts(result.stdout)["spool"] == "FAIL", "\(result.stdout)")
+        #expect(result.stdout.contains("rm \(spool.path)"), "\(result.stdout)")
+        #expect(result.stdout.contains("in memory"))
+    }
+
+    /// Issue 10, finding 5: a state directory others may write in is a failing line naming chmod 700.
+    @Test func aStateDirectoryOthersMayWriteInIsAFailingLine() throws {
+        let (config, board) = try self.board(port: try TestSupport.freePort())
+        let state = board.appendingPathComponent("state")
+        try FileManager.default.createDirectory(at: state, withIntermediateDirectories: false)
+        chmod(state.path, 0o777)
+        let result = try TestSupport.tbAgent(["doctor", "--config", config])
+        #expect(self.verdicts(result.stdout)["state directory"] == "FAIL", "\(result.stdout)")
+        #expect(result.stdout.contains("chmod 700 \(state.path)"), "\(result.stdout)")
+    }
+
+    /// Issue 10, findings 8 and 12: a secret file other users may read, and plain MQTT to a host off this machine,
+    /// are warnings with their fix.
+    @Test func secretsInTheClearAreWarnings() throws {
+        let (config, board) = try self.board(port: try TestSupport.freePort())
+        let secret = board.deletingLastPathComponent().appendingPathComponent("examples/provision-secret.example").path
+        chmod(secret, 0o644)
+        var result = try TestSupport.tbAgent(["doctor", "--config", config])
+        #expect(self.verdicts(result.stdout)["secrets"] == "WARN", "\(result.stdout)")
+        #expect(result.stdout.contains("\(secret) holds the provision device secret and is readable by every user"), "\(result.stdout)")
+        #expect(result.stdout.contains("chmod 600 \(secret)"))
+
+        chmod(secret, 0o600)
+        result = try TestSupport.tbAgent(["doctor", "--config", config])
+        #expect(self.verdicts(result.stdout)["secrets"] == "ok", "\(result.stdout)")
+
+        var text = try String(contentsOfFile: config, encoding: .utf8)
+        text = text.replacingOccurrences(of: "host = \"127.0.0.1\"", with: "host = \"tb.example.invalid\"")
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        result = try TestSupport.tbAgent(["doctor", "--config", config])
+        #expect(self.verdicts(result.stdout)["secrets"] == "WARN", "\(result.stdout)")
+        #expect(result.stdout.contains("plain MQTT"), "\(result.stdout)")
     }
 }

@@ -147,4 +147,54 @@ struct ReprovisionTests {
             #expect(board.storedToken() == newToken)
         }
     }
+
+    /// Issue 10, finding 2: one network blip during re-provisioning locked the board out. The agent discarded the
+    /// new credentials on any failure of their first connect, went back to the old (deleted) ones, and ThingsBoard
+    /// answered FAILURE to every later re-provisioning (the device exists, with the discarded credentials).
+    @Test("the first connects after a re-provisioning are dropped: the new credentials stay stored, are tried again and end up in use, no person needed")
+    func droppedFirstConnectAfterReprovisioning() async throws {
+        let sim = try await E2ESim.start()
+        let board = try Self.board(sim)
+        var agents: [AgentProcess] = []
+        try await withProcesses({ agents }, sim) {
+            let (agent, oldToken) = try await Self.online(board, sim, &agents)
+            // The next two CONNECTs with the credentials the next provisioning issues are dropped (no CONNACK).
+            let armed = try await sim.control("POST", "/refuse-connects", #"{"count":2,"afterProvisioning":true}"#)
+            try #require(armed.status == 200, "tb-sim refused the set-up: \(armed.body.serialized)")
+
+            let deleted = wallClockMilliseconds()
+            _ = try await sim.control("DELETE", "/devices/\(simulatedDeviceName)")
+            try await board.longPress(.milliseconds(1600))
+            try #require(await eventually(.seconds(30)) {
+                let decisions = sim.provisionDecisions()
+                return decisions.count >= 2 && decisions.last?["status"]?.stringValue == "SUCCESS"
+            },
+                         "no successful re-provisioning; agent log:\n\(agent.log.suffix(4000))")
+            let newToken = try #require(try sim.device()?["credentials"]?["token"]?.stringValue)
+            #expect(newToken != oldToken)
+
+            // Both first connects with the new credentials were dropped…
+            try #require(await eventually(.seconds(20)) {
+                sim.deviceConnects().filter { $0["kind"]?.stringValue == "dropped" }.count == 2
+            }, "the new credentials were not tried twice; agent log:\n\(agent.log.suffix(4000))")
+            let dropped = sim.deviceConnects().filter { $0["kind"]?.stringValue == "dropped" }
+            #expect(dropped.allSatisfy { $0["username"]?.stringValue == masked(newToken) })
+            // …and the agent kept them, tried again, and publishes with them.
+            try #require(await eventually(.seconds(30)) {
+                Self.telemetry(after: deleted, sim).contains { sim.sessionUsernames()[$0.session] == masked(newToken) }
+            }, "no telemetry with the new credentials after the dropped connects; agent log:\n\(agent.log.suffix(4000))")
+            #expect(board.storedToken() == newToken)
+            #expect(!FileManager.default.fileExists(atPath: board.stateDirectory.appendingPathComponent("credentials.pending.json").path),
+                    "the pending generation was not committed")
+            #expect(agent.log.contains("stored (pending until they connect)"))
+            // No person needed: online, nothing more asked of the server.
+            let requests = sim.provisionRequests().count
+            try #require(await eventuallyAsync(.seconds(10), every: .milliseconds(250)) {
+                (try? await agent.status())?["led"]?.stringValue == "online"
+            }, "the LED does not say online")
+            #expect(sim.provisionRequests().count == requests)
+            let refused = sim.provisionDecisions().filter { $0["status"]?.stringValue == "FAILURE" }
+            #expect(refused.isEmpty, "the agent provisioned again after the new credentials were issued")
+        }
+    }
 }

@@ -266,6 +266,31 @@ struct DeviceSessionTests {
             _ = try Harness.device(sim, token: "known-token-0001")
         }
     }
+
+    @Test("refuse-connects: the next device CONNECTs are dropped (or get the given CONNACK); armed by a provisioning, only the provisioned device's")
+    func refuseConnects() async throws {
+        try await Harness.with { sim in
+            #expect(try Harness.control(sim, "POST", "/refuse-connects", #"{"count":2,"returnCode":3}"#).0 == 200)
+            for _ in 0..<2 {
+                let refused = try RawMQTTClient(port: sim.mqttPort)
+                #expect(try refused.connect(username: "known-token-0001").code == 3)
+                #expect(refused.closesWithoutPacket())
+            }
+            _ = try Harness.device(sim, token: "known-token-0001")
+            #expect(try Harness.control(sim, "POST", "/refuse-connects", #"{"count":0}"#).0 == 400)
+
+            // Armed by the next successful provisioning, for the device it provisioned only.
+            #expect(try Harness.control(sim, "POST", "/refuse-connects", #"{"count":1,"afterProvisioning":true}"#).0 == 200)
+            _ = try Harness.device(sim, token: "known-token-0001")
+            let body = try Harness.provision(sim, #"{"deviceName":"fresh","provisionDeviceKey":"prov-key","provisionDeviceSecret":"prov-secret"}"#)
+            let token = try #require(try JSONValue.parse(body)["credentialsValue"]?.stringValue)
+            _ = try Harness.device(sim, token: "known-token-0001", clientID: "other")
+            let dropped = try RawMQTTClient(port: sim.mqttPort)
+            dropped.send(Packet.connect(username: token))
+            #expect(dropped.closesWithoutPacket())
+            _ = try Harness.device(sim, token: token)
+        }
+    }
 }
 
 @Suite("Registry file and the tb-sim executable")

@@ -33,6 +33,8 @@ PROVISION_MODES = [
     "success-without-credentials",
     "success-wrong-types",
     "huge-response",       # a 2 MiB "token"
+    "control-token",       # a token with a control character (libmosquitto refuses it on every connect)
+    "noncharacter-token",  # a token with U+FFFF
     "close-after-request",  # PUBACK the request, then close without an answer
 ]
 
@@ -328,6 +330,12 @@ class FakeServer:
             return b'{"status":"SUCCESS","credentialsType":"ACCESS_TOKEN"}'
         if mode == "success-wrong-types":
             return b'{"status":"SUCCESS","credentialsType":"ACCESS_TOKEN","credentialsValue":12345}'
+        if mode == "control-token":
+            return json.dumps({"status": "SUCCESS", "credentialsType": "ACCESS_TOKEN",
+                               "credentialsValue": "fake\u0001token"}).encode()
+        if mode == "noncharacter-token":
+            return json.dumps({"status": "SUCCESS", "credentialsType": "ACCESS_TOKEN",
+                               "credentialsValue": "fake\ufffftoken"}).encode()
         if mode == "huge-response":
             return json.dumps({"status": "SUCCESS", "credentialsType": "ACCESS_TOKEN",
                                "credentialsValue": "T" * (2 << 20)}).encode()

@@ -28,6 +28,9 @@ SCENARIOS = {
     "badserver": (1, 3),
     "secrets": (1, 1),
     "floods": (1, 50),
+    "lock": (4, 60),
+    "symlink": (6, 60),
+    "reprovision": (2, 50),
 }
 
 

@@ -5,8 +5,8 @@ and `tb-agent connect-test` against each broken device session must exit non-zer
 their timeout plus a margin, with one clear `tb-agent: ...` message naming the server or its reply, and store nothing.
 
 The service: `tb-agent run` against each broken server must stay alive, log the problem and try again (the fake
-server sees a second connection), or, when the server refused provisioning, wait for a person and say so in
-`tb-agent status`; then SIGTERM must stop it with exit 0 (no hang). A device session that receives a 2 MiB
+server sees a second connection), or, when the server refused provisioning (or issued credentials MQTT cannot
+carry), wait for a person and say so in `tb-agent status`; then SIGTERM must stop it with exit 0 (no hang). A device session that receives a 2 MiB
 attribute update, a payload that is not JSON and a garbage RPC must stay up.
 """
 
@@ -20,12 +20,15 @@ from fakeserver import DEVICE_MODES, PROVISION_MODES, FakeServer, mqtt_string, p
 from harness import (Board, Failure, Process, Workspace, agent_argv, check, run, status_json, wait_until)
 
 TIMEOUT = 2  # [provisioning] timeout, also connect-test's connect timeout
-REFUSED = {"status-failure", "status-not-found"}
+# A refusal: the server said no, or said SUCCESS with credentials MQTT cannot carry (stored nowhere; the server has
+# created the device with them, so a person must act). A 2 MiB answer is not among them: it is dropped as oversized
+# before it is read (no usable answer, tried again).
+REFUSED = {"status-failure", "status-not-found", "control-token", "noncharacter-token"}
 
 # The service's runs in the short form; the long form runs every mode (a silent device server takes the
 # 30 s device connect timeout to be retried).
 SHORT_RUN_PROVISION = ["garbage", "oversized", "silence", "not-json", "status-weird", "status-failure",
-                       "huge-response", "close-after-request", "suback-failure"]
+                       "huge-response", "control-token", "close-after-request", "suback-failure"]
 SHORT_RUN_DEVICE = ["garbage", "oversized", "close", "connack-5", "connack-128", "connack-malformed",
                     "silence-after-connack", "junk-after-connack", "big-publishes"]
 

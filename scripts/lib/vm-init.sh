@@ -5,7 +5,7 @@
 # Every result is one console line: `VMTEST PASS|FAIL NAME DETAIL`; the host parses them. Ends with poweroff.
 #
 # The host checks that every check below reported PASS (scripts/vm-test.sh reads this line):
-# CHECKS: libgpiod-api read-pull-up read-pull-down read-chip-offset read-chip-path-offset chip-number-refused name-across-chips read-active-low read-bias-pull-up edge-event debounce-burst debounce-burst-kernel led-blink led-steady long-press short-press stuck-at-start output-set busy-names-consumer not-found-lists-lines permission-names-gpio-group gpio-group-suffices
+# CHECKS: libgpiod-api read-pull-up read-pull-down read-chip-offset read-chip-path-offset chip-number-refused name-across-chips read-active-low read-bias-pull-up edge-event debounce-burst debounce-burst-kernel led-blink led-steady long-press short-press stuck-at-start output-set busy-names-consumer not-found-lists-lines permission-names-gpio-group gpio-group-suffices not-dumpable
 #
 # Parameters, from /etc/vm-test.conf (shell assignments; what is not set there keeps the default below), so the
 # same checks run on other kernels and boards: the arm64 run gives the chip the Raspberry Pi 5's label and line
@@ -328,5 +328,20 @@ fi
 printf 'root:x:0:\ngpio:x:997:tester\ntester:x:1000:\n' > /etc/group
 out=$(su -s /bin/sh tester -c "tb-agent gpio read $IN" 2>&1)
 echo "$out" | grep -q "^$IN=[01]\$" && pass gpio-group-suffices "$out" || fail gpio-group-suffices "$(echo "$out" | oneline)"
+
+# 8. Every tb-agent command makes itself non-dumpable (no core dump holds a secret; its own user cannot read its
+#    memory or environment): its /proc/PID files belong to root although it runs as tester.
+su -s /bin/sh tester -c "exec tb-agent gpio watch $IN --for 5s" > /tmp/watch-dumpable.out 2>&1 &
+pid=$!
+wait_for /tmp/watch-dumpable.out "^initial $IN=" || true
+owner=$(stat -c %u /proc/$pid/environ 2>&1)
+runs_as=$(awk '/^Uid:/ { print $2 }' /proc/$pid/status 2>&1)
+if [ "$owner" = 0 ] && [ "$runs_as" = 1000 ] && ! su -s /bin/sh tester -c "cat /proc/$pid/environ" > /dev/null 2>&1; then
+    pass not-dumpable "runs as uid $runs_as, /proc/$pid/environ owned by uid $owner and unreadable to it"
+else
+    fail not-dumpable "runs as uid $runs_as, /proc/$pid/environ owned by uid $owner"
+fi
+kill -TERM $pid 2>/dev/null
+wait $pid
 
 finish

@@ -1,9 +1,24 @@
+import TBJSON
+
 /// The agent's decisions, as a pure state machine: every input returns the actions to carry out, with no I/O,
 /// no clock and no locks (time comes in as `now`, a monotonic offset; randomness from the injected generator).
 ///
 /// start → provisioning (no stored credentials) or connecting → online ⇄ offline (buffering); a person must act
-/// when provisioning is refused. Re-provisioning (long press, RPC, or repeated CONNACK 5) never throws away
-/// working credentials: new ones replace the stored ones only after they have connected once.
+/// when provisioning is refused, or when the server rejects the stored credentials and will not provision the device
+/// again.
+///
+/// Re-provisioning (long press, RPC, or repeated CONNACK 5) cannot brick a board:
+/// - the new credentials (the *candidate*) are stored on flash as a pending generation before they are tried, since
+///   the server has created or updated the device for them and will not issue them again;
+/// - a transient failure of their connect (timeout, refused or lost connection, CONNACK 3) retries them with
+///   backoff; only the server's rejection (CONNACK 2/4/5, or libmosquitto refusing them) discards them;
+/// - they replace the stored credentials once they have connected; until then the stored ones are kept;
+/// - after a restart, pending credentials are tried first (the server has them), and the stored ones only once
+///   the server rejected the pending ones;
+/// - a rejected candidate, or a re-provisioning refused while the stored credentials are rejected too, means a
+///   person must act (LED `.attention`; the log says what to do); the agent keeps retrying, boundedly, so it recovers
+///   by itself once they have;
+/// - every trigger (button, RPC, rejections) draws on one budget of `reprovisionsPerHour`.
 public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG: Sendable {
     public enum State: Sendable, Equatable {
         case idle
@@ -14,7 +29,7 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
         case online
         /// Disconnected and waiting to retry; readings are spooled meanwhile.
         case offline
-        /// Provisioning was refused (key/secret wrong, or the name exists): retried slowly, a person should act.
+        /// A person must act (the message says what to do); retried slowly, so the board recovers once they have.
         case needsPerson(String)
         case stopped
     }
@@ -22,7 +37,8 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
     /// Which credentials a connection attempt uses.
     public enum CredentialsChoice: Sendable, Equatable {
         case stored
-        /// Fresh from a re-provisioning, not yet stored: they replace the stored ones once they connect.
+        /// Fresh from a re-provisioning, stored as the pending generation: they replace the stored ones once they
+        /// connect.
         case candidate
     }
 
@@ -39,9 +55,9 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
     }
 
     public enum ConnectFailure: Sendable, Equatable {
-        /// CONNACK 5: the server does not accept these credentials.
+        /// CONNACK 5 (or 2, 4): the server does not accept these credentials; or libmosquitto refused them.
         case credentialsRejected
-        /// Anything else: unreachable, CONNACK 2/3, closed.
+        /// Anything else: unreachable, CONNACK 3, closed, timed out.
         case transient(String)
     }
 
@@ -58,9 +74,12 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
         case connect(CredentialsChoice)
         /// Store the provisioned credentials (first provisioning) before using them.
         case storeProvisionedCredentials
-        /// The candidate credentials connected once: store them in place of the old ones.
+        /// Store the candidate credentials (from a re-provisioning) as the pending generation, before they are tried.
+        case storeCandidate
+        /// The candidate credentials connected once: they replace the stored ones (the pending generation becomes
+        /// the current one).
         case commitCandidate
-        /// The candidate credentials did not work: forget them.
+        /// The server rejected the candidate credentials: forget them (and the pending generation).
         case discardCandidate
         case disconnect
         /// Subscribe to shared attributes and RPC, publish client attributes, request shared attributes.
@@ -70,6 +89,40 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
         case setLED(LEDState)
         case log(LogLevel, String)
         case flushSpool
+    }
+
+    /// The answer to a request to re-provision (button or RPC); `reply` is what the `reprovision` RPC returns.
+    public enum ReprovisionAnswer: Sendable, Equatable, CustomStringConvertible {
+        case started
+        /// A re-provisioning (or the trial of its credentials) is under way already: nothing new was started.
+        case alreadyUnderWay
+        /// The budget of `limit` re-provisionings an hour is spent; the next is allowed in `nextAllowedIn`.
+        case overBudget(limit: Int, nextAllowedIn: Duration)
+        /// Not possible now; the reason says why and what to do.
+        case unavailable(String)
+
+        public var description: String {
+            switch self {
+            case .started: return "re-provisioning started"
+            case .alreadyUnderWay: return "a re-provisioning is already under way"
+            case .overBudget(let limit, let wait):
+                return "re-provisioning refused: at most \(limit) an hour (the button, the reprovision RPC and rejected credentials together); the next one is allowed in \(AgentStateMachine.waitText(wait))"
+            case .unavailable(let reason): return "re-provisioning refused: \(reason)"
+            }
+        }
+
+        public var reply: JSONValue {
+            switch self {
+            case .started: return ["reprovision": "started"]
+            case .alreadyUnderWay: return ["reprovision": "already under way"]
+            case .overBudget(_, let wait):
+                return [
+                    "error": .string(self.description),
+                    "retryAfterSeconds": .integer(AgentStateMachine.roundedUp(wait).components.seconds),
+                ]
+            case .unavailable: return ["error": .string(self.description)]
+            }
+        }
     }
 
     public enum LogLevel: Sendable, Equatable { case info, warning, error }
@@ -110,13 +163,26 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
     private var backoff: Backoff
     private var random: RNG
     private var hasStoredCredentials = false
-    /// A re-provisioning under way (the provisioning session runs beside the main one).
+    /// A re-provisioning session under way (it runs beside the main one).
     public private(set) var reprovisioning: ReprovisionTrigger? = nil
+    /// A provisioning session under way (first provisioning or re-provisioning).
+    private var provisioningInFlight = false
+    /// Candidate credentials exist (in memory and, normally, on flash as the pending generation): they are tried
+    /// until they connect or the server rejects them.
+    public private(set) var hasCandidate = false
     /// The connection attempt under way uses the candidate credentials.
     private var tryingCandidate = false
+    /// The server rejected the stored credentials on their last attempt.
+    private var storedRejected = false
+    /// The server rejected the candidate: if it rejects the stored ones too, a person must act.
+    private var candidateRejected = false
     private var consecutiveRejections = 0
-    /// When automatic re-provisioning attempts were made, to bound them per hour.
-    private var automaticReprovisions: [Duration] = []
+    /// When re-provisioning sessions were started (every trigger), to bound them per hour.
+    private var reprovisions: [Duration] = []
+    /// Why a person must act, while they must.
+    private var personNeeded: String? = nil
+    /// The stored credentials may be neither used nor replaced (a newer format, unreadable): nothing is tried.
+    private var blocked: String? = nil
     private var showingError = false
     private var identifying = false
     private var buttonHeldPastThreshold = false
@@ -130,12 +196,36 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
     // MARK: inputs
 
     public mutating func start(hasStoredCredentials: Bool) -> [Action] {
-        self.hasStoredCredentials = hasStoredCredentials
-        if hasStoredCredentials {
+        self.start(CredentialInventory(stored: hasStoredCredentials))
+    }
+
+    /// The start, with what the credential store holds.
+    public mutating func start(_ inventory: CredentialInventory) -> [Action] {
+        self.hasStoredCredentials = inventory.stored
+        self.hasCandidate = inventory.pending
+        if let blocked = inventory.blocked {
+            // Provisioning would need to replace what cannot be replaced: wait for a person.
+            self.blocked = blocked
+            self.personNeeded = blocked
+            self.state = .needsPerson(blocked)
+            return [.log(.error, "the stored credentials cannot be used and must not be replaced; a person must act: \(blocked)")]
+                + self.updateLED()
+        }
+        if inventory.pending {
+            // The server issued these and has them: try them first; the stored ones only if the server rejects them.
+            self.tryingCandidate = true
+            self.state = .connecting
+            return [
+                .log(.info, "credentials from an unfinished re-provisioning are stored (pending): trying them first; the stored ones are kept until they connect, and used again only if the server rejects them"),
+                .connect(.candidate),
+            ] + self.updateLED()
+        }
+        if inventory.stored {
             self.state = .connecting
             return [.connect(.stored)] + self.updateLED()
         }
         self.state = .provisioning
+        self.provisioningInFlight = true
         return [.log(.info, "no stored credentials: provisioning"), .provision(reprovision: false)] + self.updateLED()
     }
 
@@ -143,20 +233,24 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
         if let trigger = self.reprovisioning {
             return self.reprovisioningFinished(outcome, trigger: trigger, now: now)
         }
-        guard self.state == .provisioning || self.isNeedsPerson else { return [] }
+        guard self.state == .provisioning || self.isNeedsPerson, self.blocked == nil else { return [] }
+        self.provisioningInFlight = false
         switch outcome {
         case .success:
             self.hasStoredCredentials = true
+            self.storedRejected = false
+            self.personNeeded = nil
             self.backoff.reset()
             self.state = .connecting
             return [.storeProvisionedCredentials, .connect(.stored)] + self.updateLED()
         case .refused(let message):
             // A person must act on the server; keep asking, slowly, so the board recovers by itself once they do.
+            self.personNeeded = message
             self.state = .needsPerson(message)
             let delay = self.settings.backoffCap
             return [.log(.error, message), .startTimer(.retry, after: delay)] + self.updateLED()
         case .failed(let message):
-            self.state = .provisioning
+            self.state = self.personNeeded.map { .needsPerson($0) } ?? .provisioning
             let delay = self.backoff.next(using: &self.random)
             return [.log(.warning, message), .startTimer(.retry, after: delay)] + self.updateLED()
         }
@@ -166,10 +260,14 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
         guard self.state == .connecting else { return [] }
         self.state = .online
         self.consecutiveRejections = 0
+        self.storedRejected = false
+        self.candidateRejected = false
+        self.personNeeded = nil
         var actions: [Action] = []
         if self.tryingCandidate {
             self.tryingCandidate = false
-            self.reprovisioning = nil
+            self.hasCandidate = false
+            self.hasStoredCredentials = true
             actions.append(.commitCandidate)
             actions.append(.log(.info, "the new credentials connected: they replace the old ones"))
         }
@@ -179,47 +277,12 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
 
     public mutating func connectFailed(_ failure: ConnectFailure, now: Duration) -> [Action] {
         guard self.state == .connecting else { return [] }
-        var actions: [Action] = [.cancelTimer(.connectionStable)]
+        let actions: [Action] = [.cancelTimer(.connectionStable)]
         if self.tryingCandidate {
-            // The new credentials did not work: go back to the old ones, which are still stored.
             self.tryingCandidate = false
-            self.reprovisioning = nil
-            self.state = .connecting
-            return actions + [
-                .discardCandidate, .log(.warning, "the new credentials did not connect; keeping the stored ones"),
-                .connect(.stored),
-            ] + self.updateLED()
+            return actions + self.candidateFailed(failure, now: now) + self.updateLED()
         }
-        self.state = .offline
-        switch failure {
-        case .credentialsRejected:
-            self.consecutiveRejections += 1
-            if self.consecutiveRejections >= self.settings.rejectionsBeforeReprovision {
-                if self.mayReprovisionAutomatically(now: now) {
-                    self.automaticReprovisions.append(now)
-                    self.reprovisioning = .credentialsRejected
-                    actions += [
-                        .log(.warning, "the server rejected the stored credentials \(self.consecutiveRejections) times in a row (device deleted or credentials changed on the server): provisioning again"),
-                        .provision(reprovision: true),
-                    ]
-                } else {
-                    actions += [
-                        .log(.error, "the server keeps rejecting the stored credentials and the re-provisioning limit (\(self.settings.reprovisionsPerHour) per hour) is reached: check the device on the server"),
-                        .startTimer(.retry, after: self.backoff.next(using: &self.random)),
-                    ]
-                }
-            } else {
-                // Said every time: otherwise nothing in the log tells why the agent is not online.
-                actions += [
-                    .log(.warning, "the server rejected the stored credentials (\(self.consecutiveRejections) time(s) in a row; at \(self.settings.rejectionsBeforeReprovision) the agent provisions again): the device may have been deleted or its credentials changed on the server; trying again in \(DurationText.format(self.settings.rejectionRetryDelay))"),
-                    .startTimer(.retry, after: self.settings.rejectionRetryDelay),
-                ]
-            }
-        case .transient(let reason):
-            self.consecutiveRejections = 0
-            actions += [.log(.warning, reason), .startTimer(.retry, after: self.backoff.next(using: &self.random))]
-        }
-        return actions + self.updateLED()
+        return actions + self.storedFailed(failure, now: now) + self.updateLED()
     }
 
     public mutating func disconnected(reason: String, now: Duration) -> [Action] {
@@ -241,13 +304,20 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
             return self.updateLED()
         case .retry:
             switch self.state {
-            case .offline:
-                if self.reprovisioning == .credentialsRejected { return [] }
-                self.state = .connecting
-                return [.connect(.stored)] + self.updateLED()
-            case .provisioning, .needsPerson:
-                self.state = .provisioning
-                return [.provision(reprovision: false)] + self.updateLED()
+            case .offline, .needsPerson:
+                if self.blocked != nil || self.reprovisioning == .credentialsRejected { return [] }
+                if self.hasCandidate {
+                    self.tryingCandidate = true
+                    self.state = .connecting
+                    return [.connect(.candidate)] + self.updateLED()
+                }
+                if self.hasStoredCredentials {
+                    self.state = .connecting
+                    return [.connect(.stored)] + self.updateLED()
+                }
+                return self.provisionFirst()
+            case .provisioning:
+                return self.provisionFirst()
             default:
                 return []
             }
@@ -256,22 +326,57 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
 
     /// A long press on the button, or the `reprovision` RPC.
     public mutating func reprovisionRequested(_ trigger: ReprovisionTrigger, now: Duration) -> [Action] {
-        guard self.reprovisioning == nil else {
-            return [.log(.info, "a re-provisioning is already under way")]
+        self.requestReprovision(trigger, now: now).actions
+    }
+
+    /// A long press on the button, or the `reprovision` RPC, with the answer to give (the RPC's reply).
+    ///
+    /// Every request that starts a provisioning session draws on the one budget of `reprovisionsPerHour`, shared
+    /// with the automatic re-provisioning after rejections; a request over it starts nothing and says when the next
+    /// one is allowed.
+    public mutating func requestReprovision(_ trigger: ReprovisionTrigger, now: Duration)
+        -> (answer: ReprovisionAnswer, actions: [Action])
+    {
+        if let blocked = self.blocked {
+            let answer = ReprovisionAnswer.unavailable(blocked)
+            return (answer, [.log(.error, answer.description)])
         }
         switch self.state {
-        case .online, .offline, .connecting:
-            self.reprovisioning = trigger
-            return [
+        case .idle, .stopped:
+            return (.unavailable("the agent is not running"), [])
+        default:
+            break
+        }
+        if self.provisioningInFlight || self.reprovisioning != nil || self.hasCandidate {
+            let detail =
+                self.hasCandidate
+                ? "the credentials it issued are being tried (they stay stored until the server accepts or rejects them)"
+                : "a provisioning session is running"
+            return (.alreadyUnderWay, [.log(.info, "\(trigger.rawValue) re-provisioning request ignored: \(detail)")])
+        }
+        if let wait = self.reprovisionWait(now: now) {
+            let answer = ReprovisionAnswer.overBudget(limit: self.settings.reprovisionsPerHour, nextAllowedIn: wait)
+            return (answer, [.log(.warning, "\(trigger.rawValue): \(answer.description)")])
+        }
+        self.reprovisions.append(now)
+        self.provisioningInFlight = true
+        guard self.hasStoredCredentials else {
+            // Nothing stored: this is the first provisioning, asked for again now.
+            self.state = .provisioning
+            return (
+                .started,
+                [.log(.info, "provisioning now (\(trigger.rawValue))"), .cancelTimer(.retry), .provision(reprovision: false)]
+                    + self.updateLED()
+            )
+        }
+        self.reprovisioning = trigger
+        return (
+            .started,
+            [
                 .log(.info, "re-provisioning (\(trigger.rawValue)); the current credentials stay in use until new ones have connected"),
                 .provision(reprovision: true),
             ] + self.updateLED()
-        case .provisioning, .needsPerson:
-            self.state = .provisioning
-            return [.cancelTimer(.retry), .provision(reprovision: false)] + self.updateLED()
-        case .idle, .stopped:
-            return []
-        }
+        )
     }
 
     public mutating func buttonHeldPastThreshold(_ held: Bool) -> [Action] {
@@ -288,6 +393,7 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
         let wasConnected = self.state == .online || self.state == .connecting
         self.state = .stopped
         self.reprovisioning = nil
+        self.provisioningInFlight = false
         var actions: [Action] = [.cancelTimer(.retry), .cancelTimer(.connectionStable), .flushSpool]
         if wasConnected { actions.append(.disconnect) }
         return actions + self.updateLED()
@@ -300,35 +406,165 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
         return false
     }
 
+    /// Where the machine waits between attempts: offline, or waiting for a person.
+    private mutating func rest() {
+        self.state = self.personNeeded.map { .needsPerson($0) } ?? .offline
+    }
+
+    private mutating func needPerson(_ message: String) -> [Action] {
+        self.personNeeded = message
+        if self.state != .connecting { self.state = .needsPerson(message) }
+        return [.log(.error, message)]
+    }
+
+    private mutating func provisionFirst() -> [Action] {
+        self.state = .provisioning
+        self.provisioningInFlight = true
+        return [.provision(reprovision: false)] + self.updateLED()
+    }
+
+    /// The candidate's connect failed.
+    private mutating func candidateFailed(_ failure: ConnectFailure, now: Duration) -> [Action] {
+        switch failure {
+        case .transient(let reason):
+            // A blip: the server has these credentials and will not issue others. Keep them and try again.
+            self.rest()
+            let delay = self.backoff.next(using: &self.random)
+            return [
+                .log(.warning, "the new credentials could not be tried (\(reason)); they are kept (pending) and tried again in \(Self.waitText(delay)): only the server's rejection discards them"),
+                .startTimer(.retry, after: delay),
+            ]
+        case .credentialsRejected:
+            self.hasCandidate = false
+            var actions: [Action] = [.discardCandidate]
+            if self.hasStoredCredentials && !self.storedRejected {
+                // The stored ones may still work (a long press while they did, or a restart with pending credentials).
+                self.candidateRejected = true
+                self.state = .connecting
+                actions += [
+                    .log(.error, "the server rejected the new credentials it had issued (the device was deleted or its credentials changed on the server since): they are discarded; trying the stored ones"),
+                    .connect(.stored),
+                ]
+                return actions
+            }
+            actions += self.needPerson(
+                "the server rejected the new credentials it had issued\(self.hasStoredCredentials ? ", and it rejects the stored ones too" : ""): a person must act. ThingsBoard provisions a device only once: delete this device on the server (the agent then provisions it again by itself), or check the provision key and secret in [provisioning]")
+            self.rest()
+            let delay = self.hasStoredCredentials ? self.backoff.next(using: &self.random) : self.settings.backoffCap
+            actions.append(.startTimer(.retry, after: delay))
+            return actions
+        }
+    }
+
+    /// The stored credentials' connect failed.
+    private mutating func storedFailed(_ failure: ConnectFailure, now: Duration) -> [Action] {
+        var actions: [Action] = []
+        switch failure {
+        case .credentialsRejected:
+            self.consecutiveRejections += 1
+            self.storedRejected = true
+            if self.candidateRejected {
+                self.candidateRejected = false
+                actions += self.needPerson(
+                    "the server rejected the new credentials it had issued and now rejects the stored ones too: a person must act. ThingsBoard provisions a device only once: delete this device on the server (the agent then provisions it again by itself), or check the provision key and secret in [provisioning]")
+            }
+            self.rest()
+            if self.consecutiveRejections >= self.settings.rejectionsBeforeReprovision {
+                if let wait = self.reprovisionWait(now: now) {
+                    let message =
+                        "the server keeps rejecting the stored credentials (the device was deleted or its credentials changed on the server) and the re-provisioning limit (\(self.settings.reprovisionsPerHour) per hour) is reached: a person must act; check the device on the server. The next re-provisioning is allowed in \(Self.waitText(wait))"
+                    if self.personNeeded == nil {
+                        actions += self.needPerson(message)
+                        self.rest()
+                    } else {
+                        actions.append(.log(.error, message))
+                    }
+                    actions.append(.startTimer(.retry, after: self.backoff.next(using: &self.random)))
+                } else {
+                    self.reprovisions.append(now)
+                    self.reprovisioning = .credentialsRejected
+                    self.provisioningInFlight = true
+                    actions += [
+                        .log(.warning, "the server rejected the stored credentials \(self.consecutiveRejections) times in a row (device deleted or credentials changed on the server): provisioning again"),
+                        .provision(reprovision: true),
+                    ]
+                }
+            } else {
+                // Said every time: otherwise nothing in the log tells why the agent is not online.
+                actions += [
+                    .log(.warning, "the server rejected the stored credentials (\(self.consecutiveRejections) time(s) in a row; at \(self.settings.rejectionsBeforeReprovision) the agent provisions again): the device may have been deleted or its credentials changed on the server; trying again in \(DurationText.format(self.settings.rejectionRetryDelay))"),
+                    .startTimer(.retry, after: self.settings.rejectionRetryDelay),
+                ]
+            }
+        case .transient(let reason):
+            self.consecutiveRejections = 0
+            self.rest()
+            actions += [.log(.warning, reason), .startTimer(.retry, after: self.backoff.next(using: &self.random))]
+        }
+        return actions
+    }
+
     private mutating func reprovisioningFinished(_ outcome: ProvisionOutcome, trigger: ReprovisionTrigger, now: Duration)
         -> [Action]
     {
+        self.reprovisioning = nil
+        self.provisioningInFlight = false
         switch outcome {
         case .success:
-            // Try the new credentials on the main session; they are stored only once they connect.
+            // Stored as the pending generation first (the server will not issue them again), then tried on the main
+            // session; they replace the stored ones once they connect.
+            self.hasCandidate = true
             self.tryingCandidate = true
             self.state = .connecting
-            return [.disconnect, .connect(.candidate)] + self.updateLED()
+            return [.storeCandidate, .disconnect, .connect(.candidate)] + self.updateLED()
         case .refused(let message), .failed(let message):
-            self.reprovisioning = nil
-            var actions: [Action] = [.log(.error, "re-provisioning did not succeed, the current credentials stay in force: \(message)")]
-            if case .refused = outcome {
+            var actions: [Action] = []
+            let refused: Bool
+            if case .refused = outcome { refused = true } else { refused = false }
+            if refused {
                 self.showingError = true
                 actions.append(.startTimer(.errorDisplayOver, after: self.settings.errorDisplay))
             }
-            if trigger == .credentialsRejected, self.state == .offline {
+            let resting = self.state == .offline || self.isNeedsPerson
+            if refused && self.storedRejected {
+                // The stored credentials are rejected and the server will not provision the device again.
+                actions += self.needPerson(
+                    "the server rejects the stored credentials and refused to provision this device again: a person must act. \(message)")
+            } else {
+                actions.append(.log(.error, "re-provisioning did not succeed, the current credentials stay in force: \(message)"))
+            }
+            if trigger == .credentialsRejected || (refused && self.storedRejected), resting {
                 // The stored credentials are dead: keep trying to connect (perhaps they come back), and let the
                 // rejection count start the next bounded re-provisioning.
                 self.consecutiveRejections = 0
+                self.rest()
                 actions.append(.startTimer(.retry, after: self.backoff.next(using: &self.random)))
             }
             return actions + self.updateLED()
         }
     }
 
-    private func mayReprovisionAutomatically(now: Duration) -> Bool {
-        let recent = self.automaticReprovisions.filter { now - $0 < .seconds(3600) }
-        return recent.count < self.settings.reprovisionsPerHour
+    /// How long until the budget allows another re-provisioning, or nil if it does now.
+    private mutating func reprovisionWait(now: Duration) -> Duration? {
+        let window = Duration.seconds(3600)
+        self.reprovisions.removeAll { now - $0 >= window }
+        let limit = self.settings.reprovisionsPerHour
+        guard limit > 0 else { return window }
+        guard self.reprovisions.count >= limit else { return nil }
+        // The oldest of the last `limit` leaves the window first.
+        return self.reprovisions[self.reprovisions.count - limit] + window - now
+    }
+
+    /// A wait in whole seconds, rounded up.
+    static func roundedUp(_ duration: Duration) -> Duration {
+        let (seconds, attoseconds) = duration.components
+        return .seconds(attoseconds > 0 ? seconds + 1 : seconds)
+    }
+
+    /// A wait as a person reads it, rounded up: `12 s`, `39 min`.
+    static func waitText(_ duration: Duration) -> String {
+        let seconds = Self.roundedUp(duration).components.seconds
+        return seconds < 60 ? "\(seconds) s" : "\((seconds + 59) / 60) min"
     }
 
     private mutating func updateLED() -> [Action] {
@@ -339,6 +575,8 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
             signal = .identify
         } else if self.showingError {
             signal = .attention
+        } else if self.personNeeded != nil && self.state != .online && self.state != .stopped {
+            signal = .attention
         } else {
             switch self.state {
             case .idle, .stopped: signal = .off
@@ -346,7 +584,7 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
             case .connecting:
                 signal = self.reprovisioning != nil || self.tryingCandidate ? .provisioning : .connecting
             case .offline:
-                signal = self.reprovisioning != nil ? .provisioning : .buffering
+                signal = self.reprovisioning != nil || self.hasCandidate ? .provisioning : .buffering
             case .online: signal = self.reprovisioning != nil ? .provisioning : .online
             case .needsPerson: signal = .attention
             }
@@ -354,5 +592,22 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
         guard signal != self.led else { return [] }
         self.led = signal
         return [.setLED(signal)]
+    }
+}
+
+/// What the credential store holds when the agent starts.
+public struct CredentialInventory: Sendable, Equatable {
+    /// Credentials for the configured server are stored (the current generation, or the previous one).
+    public var stored: Bool
+    /// Credentials from an unfinished re-provisioning are stored as the pending generation.
+    public var pending: Bool
+    /// Why the stored credentials may be neither used nor replaced (written by a newer tb-agent, unreadable):
+    /// the agent neither connects nor provisions, and a person must act.
+    public var blocked: String?
+
+    public init(stored: Bool, pending: Bool = false, blocked: String? = nil) {
+        self.stored = stored
+        self.pending = pending
+        self.blocked = blocked
     }
 }

@@ -67,6 +67,18 @@ public struct ProvisionRequest: Sendable, Equatable {
                 .invalidConfiguration,
                 "[provisioning] device_secret is empty: copy the provision device secret from the device profile")
         }
+        // Credentials the device asks for are what the server stores and issues: refuse what MQTT cannot carry
+        // before the server creates a device with it.
+        let requested: [(String?, String)] = [
+            (self.token?.revealed, "token"), (self.clientId, "client_id"), (self.username, "username"),
+            (self.password?.revealed, "password"),
+        ]
+        for case (let value?, let key) in requested where !value.isEmpty {
+            if let problem = DeviceCredentials.problem(in: value, "[provisioning] \(key)") {
+                throw AgentError(
+                    .invalidConfiguration, "\(problem): MQTT cannot carry it; correct [provisioning] \(key)")
+            }
+        }
         switch self.credentialsType {
         case .mqttBasic:
             let hasClientId = !(self.clientId ?? "").isEmpty

@@ -79,8 +79,7 @@ public enum ProvisionResponse: Sendable, Equatable {
                 throw .successWithoutCredentials(detail: "the ACCESS_TOKEN credentialsValue is not a string")
             }
             guard !token.isEmpty else { throw .successWithoutCredentials(detail: "the access token is empty") }
-            try Self.fitsMQTT(token, "the access token")
-            return .accessToken(Secret(token))
+            return try Self.usable(.accessToken(Secret(token)))
         case CredentialsType.mqttBasic.rawValue:
             var object = credentialsValue
             // Tolerate the object sent as a JSON string.
@@ -102,10 +101,8 @@ public enum ProvisionResponse: Sendable, Equatable {
             guard clientId != nil || username != nil else {
                 throw .successWithoutCredentials(detail: "MQTT_BASIC credentials without clientId and userName")
             }
-            try Self.fitsMQTT(clientId ?? "", "the MQTT_BASIC clientId")
-            try Self.fitsMQTT(username ?? "", "the MQTT_BASIC userName")
-            try Self.fitsMQTT(password ?? "", "the MQTT_BASIC password")
-            return .mqttBasic(clientId: clientId, username: username, password: password.map(Secret.init))
+            return try Self.usable(
+                .mqttBasic(clientId: clientId, username: username, password: password.map(Secret.init)))
         case CredentialsType.x509Certificate.rawValue:
             guard let certificate = credentialsValue.stringValue, !certificate.isEmpty else {
                 throw .successWithoutCredentials(detail: "the X509_CERTIFICATE credentialsValue is empty or not a string")
@@ -116,15 +113,10 @@ public enum ProvisionResponse: Sendable, Equatable {
         }
     }
 
-    /// The largest string an MQTT CONNECT carries (a two-byte length).
-    public static let maxMQTTStringBytes = 65535
-
-    /// Credentials that cannot go into a CONNECT are no credentials: refusing them here keeps them off flash.
-    private static func fitsMQTT(_ text: String, _ what: String) throws(ProvisioningError) {
-        let count = text.utf8.count
-        guard count <= self.maxMQTTStringBytes else {
-            throw .successWithoutCredentials(
-                detail: "\(what) is \(count) bytes long, more than the \(self.maxMQTTStringBytes) an MQTT CONNECT can carry")
-        }
+    /// Credentials that cannot go into a CONNECT are no credentials: refusing them here keeps them off flash, and
+    /// the refusal says that a person must act (the server has created the device with them already).
+    private static func usable(_ credentials: DeviceCredentials) throws(ProvisioningError) -> DeviceCredentials {
+        if let problem = credentials.problem { throw .unusableCredentials(detail: problem) }
+        return credentials
     }
 }

@@ -11,6 +11,9 @@ public enum ProvisioningError: Error, Sendable, Equatable, CustomStringConvertib
     case unknownStatus(String?)
     /// `SUCCESS`, but the credentials are missing or empty.
     case successWithoutCredentials(detail: String)
+    /// `SUCCESS` with credentials an MQTT CONNECT cannot carry (a control character, a noncharacter, too long):
+    /// not stored; the server has created the device with them, so a person must act.
+    case unusableCredentials(detail: String)
     /// `SUCCESS` with a credentials type this agent cannot use (LWM2M_CREDENTIALS, …).
     case unsupportedCredentialsType(String)
     /// The TCP connection or the MQTT CONNECT failed (the message names host:port and the fix).
@@ -49,6 +52,10 @@ public enum ProvisioningError: Error, Sendable, Equatable, CustomStringConvertib
             return AgentError(
                 .provisioningFailed,
                 "the server answered SUCCESS but sent no usable credentials (\(detail)); check the device's credentials on the server")
+        case .unusableCredentials(let detail):
+            return AgentError(
+                .provisioningRefused,
+                "the server answered SUCCESS with credentials this agent cannot use (\(detail)), so they were not stored; the device now exists on the server with them and ThingsBoard provisions a device only once: delete the device on the server (and if [provisioning] sets the token or the MQTT_BASIC fields, correct them), then the agent provisions it again")
         case .unsupportedCredentialsType(let type):
             return AgentError(
                 .provisioningFailed,

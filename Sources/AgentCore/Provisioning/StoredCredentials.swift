@@ -93,6 +93,10 @@ public struct StoredCredentials: Sendable, Equatable, CustomStringConvertible {
             throw CredentialDocumentError("not JSON (\(error.description)); the file is probably torn")
         }
         guard let format = value["format"]?.int64Value else { throw CredentialDocumentError("no \"format\"") }
+        // A later format is not damage: a newer tb-agent wrote it (before a downgrade). It must be neither used
+        // nor replaced by a fallback; the caller says so. (The checksum covers the payload, not "format": a flipped
+        // bit there cannot be told from a newer agent's file, and is refused the same way, which is safe.)
+        if format > Self.formatVersion { throw CredentialDocumentError(newerFormat: format) }
         guard format == Self.formatVersion else {
             throw CredentialDocumentError("format \(format) is not known to this version of tb-agent (expected \(Self.formatVersion))")
         }
@@ -137,6 +141,10 @@ public struct StoredCredentials: Sendable, Equatable, CustomStringConvertible {
                 certificate: certificate, certificateFile: fields["certificateFile"]?.stringValue,
                 keyFile: fields["keyFile"]?.stringValue)
         }
+        // Credentials MQTT cannot carry (stored by an older agent that did not check) are as good as none.
+        if let problem = credentials.problem {
+            throw CredentialDocumentError("the stored credentials cannot be used: \(problem)")
+        }
         self.init(
             server: ServerEndpoint(host: host, port: Int(port)), deviceName: deviceName, credentials: credentials,
             issuedAt: issuedAt)
@@ -146,7 +154,20 @@ public struct StoredCredentials: Sendable, Equatable, CustomStringConvertible {
 /// Why a credentials document cannot be used.
 public struct CredentialDocumentError: Error, Sendable, Equatable, CustomStringConvertible {
     public let reason: String
-    public init(_ reason: String) { self.reason = reason }
+    /// Set when the document is not damaged but written by a newer tb-agent in this format.
+    public let newerFormat: Int64?
+
+    public init(_ reason: String) {
+        self.reason = reason
+        self.newerFormat = nil
+    }
+
+    public init(newerFormat format: Int64) {
+        self.reason =
+            "written by a newer tb-agent (format \(format); this one reads format \(StoredCredentials.formatVersion))"
+        self.newerFormat = format
+    }
+
     public var description: String { self.reason }
 }
 

@@ -20,6 +20,12 @@ import Glibc
 /// from there: the agent keeps publishing, `problem` says what is wrong, and the next write that works clears
 /// it. Records kept in memory are lost if the agent stops before they are acknowledged.
 ///
+/// The directory is opened once (`O_DIRECTORY | O_NOFOLLOW`) and every file in it is reached relative to it, never
+/// through a symbolic link; new segments are created exclusively and the state's temporary file afresh, so a link
+/// planted in the directory cannot make the agent truncate or write another file. A directory that cannot be used
+/// (a file in its place, another user's or writable by others, unreadable) does not stop the agent: the spool runs
+/// from memory and `problem` says why, with the fix (`init(directoryOrMemory:settings:)`).
+///
 /// Not thread-safe: one task owns it.
 public final class Spool {
     public struct Status: Sendable, Equatable {
@@ -37,6 +43,7 @@ public final class Spool {
     struct Segment {
         var firstSequence: UInt64
         var lastSequence: UInt64  // firstSequence - 1 when empty
+        var name: String
         var path: FilePath
         var bytes: Int
         var count: Int { Int(self.lastSequence &- self.firstSequence &+ 1) }
@@ -44,6 +51,14 @@ public final class Spool {
 
     public let directory: FilePath
     public let settings: SpoolSettings
+    /// The spool directory, open while it is usable; nil while the spool runs from memory because it is not.
+    private var handle: StateFileDirectory? = nil
+    /// The directory could not be used when the spool was opened: when it can be later, it is used only if it
+    /// holds no readings of an earlier run (their sequence numbers would collide with those handed out meanwhile).
+    private var startedInMemory = false
+    /// What the directory held could not be read: the spool stays in memory until the agent restarts, rather than
+    /// write beside readings it cannot account for.
+    private var unreadableContent: AgentError? = nil
     private var segments: [Segment] = []
     private var active: FileDescriptor? = nil
     private var nextSequence: UInt64 = 1
@@ -72,19 +87,47 @@ public final class Spool {
     private var stateDirtySince: ContinuousClock.Instant? = nil
     private let clock = ContinuousClock()
 
-    /// Opens (creating when needed) the spool in `directory`, recovering from a crash.
-    public init(directory: String, settings: SpoolSettings = .init()) throws(AgentError) {
+    /// Opens (creating when needed) the spool in `directory`, recovering from a crash; never fails. When the
+    /// directory cannot be used (a file in its place, another user's or writable by others, unreadable, on a
+    /// read-only or full file system) or what it holds cannot be read, the spool runs from memory: `problem` says
+    /// why and the fix, and `recoveryNotes` holds the same sentence for the log. Later writes try the directory
+    /// again (except when its content could not be read: then until the agent restarts).
+    public init(directoryOrMemory directory: String, settings: SpoolSettings = .init()) {
         self.directory = FilePath(directory)
         self.settings = settings
         do {
-            try Self.makeDirectory(self.directory)
+            self.handle = try self.openDirectory()
         } catch {
-            // A read-only or full file system: run from memory rather than not at all.
+            // Run from memory rather than not at all.
+            self.startedInMemory = true
             self.appendProblem = error
+            self.recoveryNotes.append("\(error.message); readings are kept in memory (up to \(self.memoryLimit >> 10) KiB) and still sent until this is fixed")
             return
         }
-        try self.loadState()
-        try self.recoverSegments()
+        do {
+            try self.loadState()
+            try self.recoverSegments()
+        } catch {
+            self.segments = []
+            self.holes = []
+            self.acknowledgedAbove = []
+            self.acknowledgedThrough = 0
+            self.nextSequence = 1
+            self.recoveredDamage = 0
+            self.handle = nil
+            self.unreadableContent = error
+            self.appendProblem = error
+            self.recoveryNotes.append("\(error.message); readings are kept in memory (up to \(self.memoryLimit >> 10) KiB) and still sent until the agent restarts")
+        }
+    }
+
+    /// Opens (creating when needed) the spool in `directory`, recovering from a crash. A directory that cannot be
+    /// used makes a spool that runs from memory, as `init(directoryOrMemory:settings:)` does.
+    ///
+    /// - Throws: `AgentError.storageFailure` when what the directory holds cannot be read.
+    public convenience init(directory: String, settings: SpoolSettings = .init()) throws(AgentError) {
+        self.init(directoryOrMemory: directory, settings: settings)
+        if let error = self.unreadableContent { throw error }
     }
 
     deinit {
@@ -156,7 +199,7 @@ public final class Spool {
             self.active = nil
             if let last = self.segments.last, last.count == 0 {
                 // Nothing in it: remove it, or a full disk would get one more empty file per reading.
-                _ = unlink(last.path.string)
+                self.handle?.remove(last.name)
                 self.segments.removeLast()
             }
             throw Self.storageError("could not append a reading to the spool in \(self.directory)", error)
@@ -269,17 +312,18 @@ public final class Spool {
             self.active = nil
             self.unsyncedSince = nil
         }
-        let name = String(firstSequence)
-        let path = self.directory.appending(String(repeating: "0", count: max(0, 20 - name.count)) + name + ".seg")
-        if self.appendProblem != nil { try Self.makeDirectory(self.directory) }  // it may not have existed at start
+        let number = String(firstSequence)
+        let name = String(repeating: "0", count: max(0, 20 - number.count)) + number + ".seg"
+        let directory = try self.usableDirectory()
         do {
-            self.active = try FileDescriptor.open(
-                path, .writeOnly, options: [.create, .append, .closeOnExec], permissions: [.ownerReadWrite])
+            // A new segment's name is never in use: whatever is there (a planted link) is not ours to follow.
+            self.active = FileDescriptor(rawValue: try directory.create(name, O_WRONLY | O_APPEND))
         } catch {
             throw Self.storageError("could not create a spool segment in \(self.directory)", error)
         }
-        self.segments.append(Segment(firstSequence: firstSequence, lastSequence: firstSequence &- 1, path: path, bytes: 0))
-        Self.syncDirectory(self.directory)
+        self.segments.append(
+            Segment(firstSequence: firstSequence, lastSequence: firstSequence &- 1, name: name, path: self.directory.appending(name), bytes: 0))
+        try? directory.sync()
     }
 
     private func trim() throws(AgentError) {
@@ -290,7 +334,7 @@ public final class Spool {
             let fullyAcknowledged = first.count > 0 && first.lastSequence <= self.acknowledgedThrough
             let empty = first.count == 0
             guard fullyAcknowledged || empty else { break }
-            _ = unlink(first.path.string)
+            self.handle?.remove(first.name)
             self.segments.removeFirst()
         }
     }
@@ -306,35 +350,61 @@ public final class Spool {
                 self.acknowledgedThrough = oldest.lastSequence
                 self.advanceWatermark()
             }
-            _ = unlink(oldest.path.string)
+            self.handle?.remove(oldest.name)
             if self.stateDirtySince == nil { self.stateDirtySince = self.clock.now }
         }
     }
 
     private func recoverSegments() throws(AgentError) {
+        guard let directory = self.handle else { return }
         let names: [String]
         do {
-            names = try Self.listDirectory(self.directory).filter { $0.hasSuffix(".seg") }.sorted()
+            names = try directory.names().filter { $0.hasSuffix(".seg") }
+        } catch {
+            throw Self.storageError("could not read the spool directory \(self.directory)", error)
         }
         for name in names {
             let path = self.directory.appending(name)
             guard let first = UInt64(name.dropLast(4)) else { continue }
-            let bytes = try Self.readAll(path)
+            var info = stat()
+            guard fstatat(directory.fd, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            if info.st_mode & S_IFMT != S_IFREG {
+                // A link, a FIFO, a directory…: never a segment the agent wrote. Removing the name (never what a
+                // link points at) frees it for the segment that will need it.
+                let removed = info.st_mode & S_IFMT != S_IFDIR && directory.remove(name)
+                self.recoveryNotes.append(
+                    "\(path) is not a spool segment tb-agent wrote (\(Self.kind(info.st_mode))); it was \(removed ? "removed" : "left alone") and never followed: check who else can write in \(self.directory)")
+                continue
+            }
+            let bytes: [UInt8]
+            do {
+                bytes = try directory.read(name, limit: .max) ?? []
+            } catch {
+                throw Self.storageError("could not read the spool segment \(path)", error)
+            }
             let scan = SpoolRecord.scan(bytes)
             if scan.damaged {
                 // A torn tail (or damage): keep what is before it, cut the rest so appends stay readable.
                 self.recoveredDamage += scan.damagedBytes
-                _ = truncate(path.string, off_t(scan.validLength))
+                // Only a file that is the agent's alone: a second name for it (a hard link) may be another file.
+                if let fd = try? directory.open(name, O_WRONLY) {
+                    var opened = stat()
+                    if fstat(fd, &opened) == 0 && opened.st_nlink == 1 && opened.st_uid == geteuid() {
+                        _ = ftruncate(fd, off_t(scan.validLength))
+                    }
+                    close(fd)
+                }
                 let kept = scan.records.last.map { "after reading \($0.sequence)" } ?? "(no intact reading in it)"
                 self.recoveryNotes.append(
                     "the spool segment \(path) was damaged (a power cut during a write, or a flash error): \(scan.damagedBytes) bytes \(kept) were cut off; every complete reading before the damage is kept")
             }
             let last = scan.records.last?.sequence ?? (first &- 1)
             if scan.records.isEmpty || last <= self.acknowledgedThrough {
-                _ = unlink(path.string)
+                directory.remove(name)
                 continue
             }
-            self.segments.append(Segment(firstSequence: scan.records.first?.sequence ?? first, lastSequence: last, path: path, bytes: scan.validLength))
+            self.segments.append(
+                Segment(firstSequence: scan.records.first?.sequence ?? first, lastSequence: last, name: name, path: path, bytes: scan.validLength))
             self.nextSequence = max(self.nextSequence, last + 1)
         }
         self.nextSequence = max(self.nextSequence, self.acknowledgedThrough + 1)
@@ -350,10 +420,8 @@ public final class Spool {
         self.advanceWatermark()
     }
 
-    private var statePath: FilePath { self.directory.appending("state.json") }
-
     private func loadState() throws(AgentError) {
-        guard let bytes = try? Self.readAll(self.statePath) else { return }
+        guard let bytes = try? self.handle?.read("state.json", limit: 4096) else { return }
         // {"acked":N,"dropped":M}: a damaged state file only costs a replay (duplicates the server tolerates).
         guard let state = try? JSONValue.parse(bytes) else { return }
         self.acknowledgedThrough = state["acked"]?.int64Value.flatMap { UInt64(exactly: $0) } ?? 0
@@ -362,21 +430,64 @@ public final class Spool {
 
     private func writeState() throws(AgentError) {
         let text = "{\"acked\":\(self.acknowledgedThrough),\"dropped\":\(self.dropped)}\n"
-        let temp = self.directory.appending("state.json.tmp")
-        if self.appendProblem != nil { try Self.makeDirectory(self.directory) }  // it may not have existed at start
+        let directory = try self.usableDirectory()
         do {
-            let fd = try FileDescriptor.open(
-                temp, .writeOnly, options: [.create, .truncate, .closeOnExec], permissions: [.ownerReadWrite])
-            try fd.closeAfter {
-                _ = try fd.writeAll(Array(text.utf8))
-                guard fsync(fd.rawValue) == 0 else { throw Errno(rawValue: errno) }
-            }
-            guard rename(temp.string, self.statePath.string) == 0 else { throw Errno(rawValue: errno) }
+            // state.json.tmp is created afresh: a link planted there is removed, not followed.
+            try directory.replace("state.json", with: Array(text.utf8), mode: 0o600)
         } catch {
             throw Self.storageError("could not save the spool's state in \(self.directory)", error)
         }
-        Self.syncDirectory(self.directory)
         self.stateDirtySince = nil
+    }
+
+    // MARK: the directory
+
+    /// The spool directory, opened again if it could not be used before.
+    private func usableDirectory() throws(AgentError) -> StateFileDirectory {
+        if let handle = self.handle { return handle }
+        if let unreadable = self.unreadableContent { throw unreadable }
+        let handle = try self.openDirectory()
+        if self.startedInMemory {
+            // Readings of an earlier run: sequence numbers handed out since the start could collide with theirs.
+            let names = (try? handle.names()) ?? []
+            if names.contains(where: { $0.hasSuffix(".seg") || $0 == "state.json" }) {
+                throw AgentError(
+                    .storageFailure,
+                    "the spool directory \(self.directory) can be used again but holds readings of an earlier run: they are sent after a restart (`systemctl restart tb-agent`); meanwhile readings are kept in memory")
+            }
+        }
+        self.handle = handle
+        return handle
+    }
+
+    /// Creates (0700) and opens the spool directory, refusing a link in its place and a directory another user owns
+    /// or may write in.
+    private func openDirectory() throws(AgentError) -> StateFileDirectory {
+        let handle: StateFileDirectory
+        do {
+            handle = try StateFileDirectory(self.directory.string, create: 0o700)
+        } catch {
+            let fix: String
+            switch error.errno {
+            case ENOTDIR where error.operation.hasPrefix("opening"):
+                fix = "something that is not a directory is in its place: remove it (`rm \(self.directory)`) so that the agent can create the spool there"
+            case ELOOP:
+                fix = "a symbolic link is in its place, which is not followed: remove it (`rm \(self.directory)`) so that the agent can create the spool there"
+            case EACCES, EPERM:
+                fix = "permission denied: the user running tb-agent (\(StateOwnership.userName(geteuid()))) must own it (`chown -R \(StateOwnership.userName(geteuid())): \(self.directory)`)"
+            case EROFS:
+                fix = "the file system is read-only; remount it read-write"
+            case ENOSPC, EDQUOT:
+                fix = "the file system is full; free space on it"
+            default:
+                fix = AtomicFile.IOError.text(error.errno)
+            }
+            throw AgentError(.storageFailure, "the spool directory \(self.directory) cannot be used: \(fix)", cause: error)
+        }
+        if let problem = StateOwnership.problem(handle.status, self.directory.string, what: "the spool directory") {
+            throw AgentError(.storageFailure, problem)
+        }
+        return handle
     }
 
     // MARK: reading records in order
@@ -411,11 +522,11 @@ public final class Spool {
         var out: [SpoolRecord] = []
         while out.count < limit {
             if position.ahead.isEmpty {
-                var chunk = try Self.read(segment.path, at: position.offset, count: Self.readChunk)
+                var chunk = try self.read(segment, at: position.offset, count: Self.readChunk)
                 var scan = SpoolRecord.scan(chunk)
                 if scan.records.isEmpty, let size = Self.recordSize(chunk), size > chunk.count, chunk.count == Self.readChunk {
                     // One record larger than a chunk.
-                    chunk = try Self.read(segment.path, at: position.offset, count: size)
+                    chunk = try self.read(segment, at: position.offset, count: size)
                     scan = SpoolRecord.scan(chunk)
                 }
                 // Nothing more (the end of the file, or damage the scan of a whole segment would stop at too).
@@ -442,10 +553,13 @@ public final class Spool {
         return SpoolRecord.headerSize + length
     }
 
-    /// Up to `count` bytes of the file at `offset` (fewer at its end).
-    static func read(_ path: FilePath, at offset: Int, count: Int) throws(AgentError) -> [UInt8] {
+    /// Up to `count` bytes of the segment at `offset` (fewer at its end).
+    private func read(_ segment: Segment, at offset: Int, count: Int) throws(AgentError) -> [UInt8] {
+        guard let directory = self.handle else {
+            throw AgentError(.storageFailure, "the spool directory \(self.directory) is not open to read \(segment.path)")
+        }
         do {
-            let fd = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec])
+            let fd = FileDescriptor(rawValue: try directory.open(segment.name, O_RDONLY))
             return try fd.closeAfter {
                 var out = [UInt8](repeating: 0, count: count)
                 var filled = 0
@@ -460,57 +574,65 @@ public final class Spool {
                 return out
             }
         } catch {
-            throw storageError("could not read \(path)", error)
+            throw Self.storageError("could not read \(segment.path)", error)
         }
     }
 
+    static func kind(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFLNK: return "a symbolic link"
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO"
+        case S_IFSOCK: return "a socket"
+        case S_IFCHR, S_IFBLK: return "a device"
+        default: return "not a regular file"
+        }
+    }
+
+    /// Why `user` (the one running the agent) could not use the spool directory, in a sentence naming the fix: what
+    /// makes the agent keep readings in memory only. Nil when it can, or when the directory does not exist yet (the
+    /// agent creates it). Looks without changing anything (for `doctor`).
+    public static func problem(directory: String, user: uid_t = geteuid()) -> String? {
+        var status = stat()
+        guard lstat(directory, &status) == 0 else {
+            if errno == ENOENT { return nil }
+            return "cannot look at the spool directory \(directory): \(AtomicFile.IOError.text(errno))"
+        }
+        switch status.st_mode & S_IFMT {
+        case S_IFDIR:
+            break
+        case S_IFLNK:
+            return "the spool directory \(directory) is a symbolic link, which the agent does not follow: remove it (`rm \(directory)`) so that the agent can create the spool there"
+        default:
+            return "the spool directory \(directory) is not a directory: remove it (`rm \(directory)`) so that the agent can create the spool there"
+        }
+        if let problem = StateOwnership.problem(status, directory, what: "the spool directory", user: user) { return problem }
+        if status.st_mode & 0o700 != 0o700 {
+            return "the spool directory \(directory) is not writable by its owner (mode \(String(status.st_mode & 0o7777, radix: 8))): `chmod 700 \(directory)`"
+        }
+        guard user == geteuid() else { return nil }  // what is in it: only as the agent's user
+        do {
+            let handle = try StateFileDirectory(directory)
+            for name in try handle.names() where name.hasSuffix(".seg") || name == "state.json" {
+                close(try handle.open(name, O_RDONLY))
+            }
+        } catch {
+            return "the spool directory \(directory) holds a file the agent cannot read (\(error)): `chown -R \(StateOwnership.userName(user)): \(directory)`"
+        }
+        return nil
+    }
+
     static func storageError(_ what: String, _ error: any Error) -> AgentError {
-        let errno = (error as? Errno)
+        let errno = (error as? Errno) ?? (error as? AtomicFile.IOError).map { Errno(rawValue: $0.errno) }
         var fix = ""
         if errno == .noSpace { fix = ": the file system is full; free space on it" }
         if errno == .readOnlyFileSystem { fix = ": the file system is read-only; remount it read-write" }
         if errno == .fileTooLarge { fix = ": a file size limit was reached (ulimit -f, systemd's LimitFSIZE=); raise it" }
         if errno == .permissionDenied { fix = ": permission denied; the service user must own the state directory" }
-        let cause: any Error & Sendable = errno ?? error
+        if errno == .fileExists || errno == .tooManySymbolicLinkLevels {
+            fix = ": a file or link that tb-agent did not make is in the way (it is not followed): remove it, and check who else can write in the state directory"
+        }
+        let cause: any Error & Sendable = error is AtomicFile.IOError ? error : (errno ?? error)
         return AgentError(.storageFailure, "\(what)\(fix)", cause: cause)
-    }
-
-    static func makeDirectory(_ path: FilePath) throws(AgentError) {
-        if mkdir(path.string, 0o700) != 0 && errno != EEXIST {
-            throw storageError("could not create the spool directory \(path)", Errno(rawValue: errno))
-        }
-    }
-
-    static func syncDirectory(_ path: FilePath) {
-        let fd = open(path.string, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return }
-        _ = fsync(fd)
-        _ = close(fd)
-    }
-
-    static func listDirectory(_ path: FilePath) throws(AgentError) -> [String] {
-        switch POSIXFile.list(path.string) {
-        case .success(let names): return names
-        case .failure(let error):
-            throw storageError("could not read the spool directory \(path)", Errno(rawValue: error.code))
-        }
-    }
-
-    static func readAll(_ path: FilePath) throws(AgentError) -> [UInt8] {
-        do {
-            let fd = try FileDescriptor.open(path, .readOnly, options: [.closeOnExec])
-            return try fd.closeAfter {
-                var out: [UInt8] = []
-                var buffer = [UInt8](repeating: 0, count: 65536)
-                while true {
-                    let n = try buffer.withUnsafeMutableBytes { try fd.read(into: $0) }
-                    if n == 0 { break }
-                    out += buffer[0..<n]
-                }
-                return out
-            }
-        } catch {
-            throw storageError("could not read \(path)", error)
-        }
     }
 }

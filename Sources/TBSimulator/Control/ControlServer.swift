@@ -152,6 +152,25 @@ struct ControlRouter {
             }
             sim.startOutage(.milliseconds(Int64(seconds * 1000)))
             return .now(.ok(.object([("outageSeconds", .double(seconds))])))
+        case (.POST, "refuse-connects"):
+            guard let count = json["count"]?.int64Value, count > 0, count <= 1000 else {
+                throw SimulatorError("refuse-connects needs {\"count\": N} (1 to 1000), optionally \"afterProvisioning\": true and \"returnCode\": 3")
+            }
+            var returnCode: UInt8? = nil
+            if let code = json["returnCode"], !code.isNull {
+                guard let value = code.int64Value, (1...255).contains(value) else {
+                    throw SimulatorError("refuse-connects: returnCode must be a CONNACK code from 1 to 255")
+                }
+                returnCode = UInt8(value)
+            }
+            let refusal = ConnectRefusal(
+                remaining: Int(count), armed: !(json["afterProvisioning"]?.boolValue ?? false), returnCode: returnCode)
+            sim.connectRefusal = refusal
+            sim.eventLog.record("connect_refusal", [("refusal", refusal.json)])
+            return .now(.ok(refusal.json))
+        case (.DELETE, "refuse-connects"):
+            sim.connectRefusal = nil
+            return .now(.ok(.object([("remaining", .integer(0))])))
         case (.GET, "provisioning"):
             return .now(.ok(self.provisioningJSON()))
         case (.POST, "provisioning"):

@@ -285,9 +285,20 @@ final class MQTTSessionHandler: ChannelInboundHandler {
             return
         }
         let password = connect.passwordText
-        if let device = self.simulator.registry.authenticate(clientID: connect.clientID, username: connect.username,
-                                                             password: password),
-           let credentials = device.credentials {
+        let authenticated = self.simulator.registry.authenticate(
+            clientID: connect.clientID, username: connect.username, password: password)
+        if let refusal = self.simulator.takeConnectRefusal(device: authenticated?.credentials == nil ? nil : authenticated?.name) {
+            // A blip set up through the control interface (refuse-connects).
+            fields.append(contentsOf: [
+                ("kind", .string("dropped")), ("device", authenticated.map { .string($0.name) } ?? .null),
+                ("returnCode", refusal.returnCode.map { .integer(Int64($0)) } ?? .null),
+            ])
+            self.simulator.eventLog.record("connect", fields)
+            if let code = refusal.returnCode { self.send(.connack(sessionPresent: sessionPresent, returnCode: code)) }
+            self.closeBare(reason: "CONNECT refused through the control interface (refuse-connects)")
+            return
+        }
+        if let device = authenticated, let credentials = device.credentials {
             self.phase = .device(device.name)
             self.simulator.attach(self, device: device.name)
             self.send(.connack(sessionPresent: sessionPresent, returnCode: 0))
@@ -413,6 +424,7 @@ final class MQTTSessionHandler: ChannelInboundHandler {
                 ("device", result.deviceName.map(JSONValue.string) ?? .null),
                 ("credentialsType", result.credentials.map { .string($0.type.rawValue) } ?? .null),
             ])
+            if result.status == .success { self.simulator.provisioningSucceeded(device: result.deviceName) }
             self.provisionCloseTask?.cancel()
             if let context = self.context {
                 let delay = self.simulator.configuration.timings.provisionCloseDelay.timeAmount

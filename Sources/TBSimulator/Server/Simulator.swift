@@ -28,6 +28,26 @@ public enum ProvisioningMode: Sendable, Hashable {
     }
 }
 
+/// Device CONNECTs to refuse, as a network blip would (the control interface's `POST /refuse-connects`).
+public struct ConnectRefusal: Sendable, Hashable {
+    /// How many more device CONNECTs to refuse (provision sessions are never refused).
+    public var remaining: Int
+    /// False until the next successful provisioning: "the first connects after re-provisioning are dropped".
+    public var armed: Bool
+    /// The CONNACK to answer before closing (3: server unavailable); nil closes the TCP connection without one.
+    public var returnCode: UInt8?
+    /// Once armed by a provisioning: only CONNECTs that authenticate as the device it provisioned are refused.
+    public var device: String? = nil
+
+    public var json: JSONValue {
+        .object([
+            ("remaining", .integer(Int64(self.remaining))), ("armed", .bool(self.armed)),
+            ("returnCode", self.returnCode.map { .integer(Int64($0)) } ?? .null),
+            ("device", self.device.map(JSONValue.string) ?? .null),
+        ])
+    }
+}
+
 extension Duration {
     /// The duration in seconds as a `Double`.
     public var seconds: Double {
@@ -100,6 +120,7 @@ public final class Simulator: @unchecked Sendable {
     var sessionByDevice: [String: Int] = [:]
     var nextSessionID = 1
     var outageUntil: NIODeadline?
+    var connectRefusal: ConnectRefusal?
     var provisioningGlobal: ProvisioningMode = .normal
     var provisioningByName: [String: ProvisioningMode] = [:]
     var telemetryByDevice: [String: [TelemetryEntry]] = [:]
@@ -496,6 +517,25 @@ public final class Simulator: @unchecked Sendable {
         for session in targets { session.closeBare(reason: "dropped through the control interface") }
         self.eventLog.record("drop", [("device", device.map(JSONValue.string) ?? .null), ("sessions", .integer(Int64(targets.count)))])
         return targets.count
+    }
+
+    /// Whether a device CONNECT (authenticating as `device`, nil when the credentials are unknown) is to be refused
+    /// now, and counts it; the CONNACK to send, if any, in `returnCode`.
+    func takeConnectRefusal(device: String?) -> ConnectRefusal? {
+        guard var refusal = self.connectRefusal, refusal.armed, refusal.remaining > 0 else { return nil }
+        if let target = refusal.device, target != device { return nil }
+        refusal.remaining -= 1
+        self.connectRefusal = refusal.remaining > 0 ? refusal : nil
+        return refusal
+    }
+
+    /// A provisioning of `device` succeeded: arms a refusal that waited for it, for that device's CONNECTs.
+    func provisioningSucceeded(device: String?) {
+        guard var refusal = self.connectRefusal, !refusal.armed else { return }
+        refusal.armed = true
+        refusal.device = device
+        self.connectRefusal = refusal
+        self.eventLog.record("connect_refusal_armed", [("refusal", refusal.json)])
     }
 
     /// Closes every connection and refuses new ones for `duration`.

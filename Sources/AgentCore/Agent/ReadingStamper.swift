@@ -1,0 +1,73 @@
+import TBJSON
+
+/// Gives readings their timestamps, or holds them while the wall clock cannot be trusted (`ClockSanity`).
+///
+/// The stamp is the wall clock now less the readings' age on the monotonic clock: a loop that gets to readings late
+/// must not give five rounds of a 100 ms sensor one timestamp (ThingsBoard keeps one value per key and timestamp),
+/// and a wall clock set between taking and recording (NTP's first answer) is not trusted before it is. Held
+/// readings keep their monotonic time and are stamped, oldest first, once the clock is plausible; beyond `limit`
+/// the oldest are dropped and counted.
+public struct ReadingStamper: Sendable {
+    public struct Held: Sendable, Equatable {
+        public var taken: Duration
+        public var key: String
+        public var value: JSONValue
+    }
+
+    public enum Notice: Sendable, Equatable {
+        /// The clock reads before `floor` (ms since the epoch): readings are held from now on.
+        case holding(floor: Int64)
+        /// A synchronised clock read before the stored floor: the floor was wrong and is lowered.
+        case floorCorrected
+    }
+
+    public private(set) var sanity: ClockSanity
+    public let limit: Int
+    public private(set) var held: [Held] = []
+    /// Held readings dropped because more than `limit` waited.
+    public private(set) var dropped: UInt64 = 0
+
+    public init(sanity: ClockSanity, limit: Int = 10_000) {
+        self.sanity = sanity
+        self.limit = max(1, limit)
+    }
+
+    public var isHolding: Bool { !self.held.isEmpty }
+
+    /// Stamps `values` taken at monotonic `taken`. Returns the readings to store now, one group per time they were
+    /// taken, oldest first (held ones before these), or nothing while the clock is not plausible; `synchronized`
+    /// is asked only when the clock looks wrong (it is a system call).
+    public mutating func stamp(
+        _ values: [(String, JSONValue)], taken: Duration, now: Duration, wall: Int64, synchronized: () -> Bool
+    ) -> (groups: [[Reading]], notices: [Notice]) {
+        guard !values.isEmpty else { return ([], []) }
+        let taken = min(taken, now)
+        var notices: [Notice] = []
+        if !self.sanity.isPlausible(wall), synchronized(), self.sanity.correct(to: wall) {
+            notices.append(.floorCorrected)
+        }
+        guard self.sanity.isPlausible(wall) else {
+            if self.held.isEmpty { notices.append(.holding(floor: self.sanity.floor)) }
+            self.held += values.map { Held(taken: taken, key: $0.0, value: $0.1) }
+            if self.held.count > self.limit {
+                let excess = self.held.count - self.limit
+                self.held.removeFirst(excess)
+                self.dropped += UInt64(excess)
+            }
+            return ([], notices)
+        }
+        var groups: [[Reading]] = []
+        if !self.held.isEmpty {
+            let held = self.held
+            self.held = []
+            for group in Dictionary(grouping: held, by: \.taken).sorted(by: { $0.key < $1.key }) {
+                let ts = ClockSanity.rebase(monotonicTaken: group.key, monotonicNow: now, wallNow: wall)
+                groups.append(group.value.map { Reading(key: $0.key, value: $0.value, timestamp: ts) })
+            }
+        }
+        let ts = ClockSanity.rebase(monotonicTaken: taken, monotonicNow: now, wallNow: wall)
+        groups.append(values.map { Reading(key: $0.0, value: $0.1, timestamp: ts) })
+        self.sanity.observeStored(ts)
+        return (groups, notices)
+    }
+}

@@ -1,0 +1,47 @@
+import AgentCore
+import TBJSON
+import Testing
+
+@Suite struct ReadingStamperTests {
+    static let build: Int64 = 1_790_000_000_000
+
+    @Test func readingsAreStampedWithTheTimeTheyWereTaken() {
+        var s = ReadingStamper(sanity: ClockSanity(buildTime: Self.build))
+        let wall = Self.build + 60_000
+        let (groups, notices) = s.stamp([("t", .integer(1))], taken: .seconds(9), now: .seconds(10), wall: wall, synchronized: { false })
+        #expect(notices.isEmpty)
+        #expect(groups == [[Reading(key: "t", value: .integer(1), timestamp: wall - 1000)]])
+        // The stored timestamp raises the floor: a clock now set back by a minute is not trusted.
+        let (held, holding) = s.stamp([("t", .integer(2))], taken: .seconds(11), now: .seconds(11), wall: wall - 60_000, synchronized: { false })
+        #expect(held.isEmpty)
+        #expect(holding == [.holding(floor: wall - 1000)])
+    }
+
+    @Test func heldReadingsGoOutOldestFirstOnceTheClockIsSetAndAreBounded() {
+        var s = ReadingStamper(sanity: ClockSanity(buildTime: Self.build), limit: 3)
+        for i in 0..<5 {
+            let (groups, _) = s.stamp([("t", .integer(Int64(i)))], taken: .seconds(Int64(i)), now: .seconds(Int64(i)), wall: 86_400_000, synchronized: { false })
+            #expect(groups.isEmpty)
+        }
+        #expect(s.held.count == 3)
+        #expect(s.dropped == 2)
+        let wall = Self.build + 100_000
+        let (groups, _) = s.stamp([("t", .integer(9))], taken: .seconds(10), now: .seconds(10), wall: wall, synchronized: { false })
+        #expect(groups.map { $0.first?.value } == [.integer(2), .integer(3), .integer(4), .integer(9)])
+        #expect(groups.map { $0.first?.timestamp } == [wall - 8000, wall - 7000, wall - 6000, wall])
+        #expect(!s.isHolding)
+    }
+
+    @Test func aSynchronisedClockLowersAFloorFromTheFuture() {
+        var s = ReadingStamper(sanity: ClockSanity(buildTime: Self.build, newestStored: Self.build + 10 * 86_400_000))
+        let wall = Self.build + 86_400_000
+        var asked = 0
+        let (groups, notices) = s.stamp([("t", .integer(1))], taken: .zero, now: .zero, wall: wall, synchronized: { asked += 1; return true })
+        #expect(notices == [.floorCorrected])
+        #expect(groups.count == 1)
+        #expect(asked == 1)
+        // A plausible clock never asks the kernel.
+        _ = s.stamp([("t", .integer(2))], taken: .seconds(1), now: .seconds(1), wall: wall + 1000, synchronized: { asked += 1; return true })
+        #expect(asked == 1)
+    }
+}
