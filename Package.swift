@@ -37,7 +37,8 @@ let gpiodAPI = libgpiodAPI()
 // The folder layout tells the architecture:
 //   AgentCore       pure rules and models (no C, no I/O): identity, configuration model, provisioning protocol
 //   TBJSON          a small ordered JSON value, parser and writer shared by the agent and tb-sim
-//   AgentConfig     TOML (TOMLKit) -> AgentConfiguration, with positioned, key-path error messages
+//   TBTOML          a TOML 1.0 reader whose values and errors carry line and column, shared by the agent and tb-sim
+//   AgentConfig     TOML (TBTOML) -> AgentConfiguration, with positioned, key-path error messages
 //   AgentPlatform   the Linux file system: system-root reader, crash-safe state files, credential store
 //   AgentMQTT       the only module importing CMosquitto (libmosquitto)
 //   AgentGPIO       the only module importing CGPIOD (libgpiod v1 or v2, see libgpiodAPI())
@@ -56,7 +57,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
-        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
@@ -69,13 +69,15 @@ let package = Package(
         .target(name: "AgentTLS", dependencies: ["COpenSSL"]),
 
         .target(name: "TBJSON"),
+        // A TOML 1.0 reader: positioned values and errors, bounded depth, no Foundation (stdlib and TBJSON only).
+        .target(name: "TBTOML", dependencies: ["TBJSON"]),
         .target(
             name: "AgentCore",
             dependencies: ["TBJSON"]
         ),
         .target(
             name: "AgentConfig",
-            dependencies: ["AgentCore", .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: ["AgentCore", "TBTOML"]
         ),
         .target(
             name: "AgentPlatform",
@@ -116,7 +118,7 @@ let package = Package(
             name: "tb-agent",
             dependencies: [
                 "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "AgentService",
-                "AgentBoard", "TBJSON",
+                "AgentBoard", "TBJSON", "TBTOML",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -136,10 +138,9 @@ let package = Package(
         .executableTarget(
             name: "tb-sim",
             dependencies: [
-                "TBSimulator", "TBJSON",
+                "TBSimulator", "TBJSON", "TBTOML",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
 
@@ -147,6 +148,7 @@ let package = Package(
         .target(name: "AgentTestSupport", path: "Tests/AgentTestSupport"),
 
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TBJSON"]),
+        .testTarget(name: "TOMLTests", dependencies: ["TBTOML", "TBJSON", "AgentTestSupport"]),
         .testTarget(
             name: "AgentServiceTests",
             dependencies: ["AgentService", "AgentSimulated", "AgentCore", "AgentPlatform", "TBJSON", "AgentTestSupport"]

@@ -8,7 +8,7 @@
 #   attributes   shared-attribute updates (RemoteControl.IntervalOverrides.apply)
 #   sensors      w1_slave, temperature, thermal zone temp and IIO channel files (SensorParsers)
 #   spool        the spool record format (SpoolRecord.scan; torn and damaged segments keep every record before)
-#   config       config.toml (ConfigurationLoader.parse over TOMLKit, whose C++ parser is instrumented too)
+#   config       config.toml: the TOML reader (TBTOML, on raw bytes) and ConfigurationLoader.parse over it
 #   mqtt         tb-sim's MQTT packet decoder (not in the default set: it first builds swift-nio's NIOCore with
 #                SwiftPM and the same instrumentation, a minute or two)
 #
@@ -87,32 +87,10 @@ build_core() {
     build_module AgentCore Sources/AgentCore
 }
 
-# TOMLKit: its C++ half (toml++ behind a C interface) compiled with the same instrumentation, then the Swift half,
-# then AgentConfig on top.
+# The TOML reader, then AgentConfig on top.
 build_config_modules() {
-    local tomlkit=.build/checkouts/TOMLKit
-    if [ ! -d "$tomlkit/Sources/CTOML" ]; then
-        swift package resolve >/dev/null
-    fi
-    local ctoml=$tomlkit/Sources/CTOML
-    local cxx; cxx=$(dirname "$(command -v swiftc)")/clang++
-    local f
-    for f in "$ctoml"/Sources/*.cpp; do
-        local obj="$out/obj/CTOML-$(basename "$f" .cpp | tr -c 'A-Za-z0-9\n' '_').o"
-        if stale "$obj" "$f" "$ctoml/Sources/toml.hpp" "$ctoml/include"; then
-            echo "fuzz: compiling CTOML/$(basename "$f")" >&2
-            "$cxx" -fsanitize=address,fuzzer-no-link -O1 -g -w -std=c++17 -DTOML_EXCEPTIONS=1 -I "$ctoml/include" \
-                -c "$f" -o "$obj"
-        fi
-    done
-    extra_module_flags=(-Xcc -fmodule-map-file="$root/$ctoml/include/CTOML/module.modulemap" -Xcc -I"$root/$ctoml/include/CTOML")
-    # TOMLKit is third-party code written for Swift 5.
-    local with_map=("${extra_module_flags[@]}")
-    extra_module_flags+=(-suppress-warnings)
-    swift_version=5 build_module TOMLKit "$tomlkit/Sources/TOMLKit"
-    extra_module_flags=("${with_map[@]}")
+    build_module TBTOML Sources/TBTOML
     build_module AgentConfig Sources/AgentConfig
-    extra_module_flags=()
 }
 
 # NIOCore (for tb-sim's MQTT decoder) through SwiftPM in its own scratch path, instrumented; the decoder's sources
@@ -157,9 +135,7 @@ build_target() {
             ;;
         config)
             build_config_modules
-            objects+=("$out/obj/AgentCore.o" "$out"/obj/CTOML-*.o "$out/obj/TOMLKit.o" "$out/obj/AgentConfig.o")
-            link=(-Xcc -fmodule-map-file="$root/.build/checkouts/TOMLKit/Sources/CTOML/include/CTOML/module.modulemap"
-                -Xcc -I"$root/.build/checkouts/TOMLKit/Sources/CTOML/include/CTOML" -lstdc++)
+            objects+=("$out/obj/AgentCore.o" "$out/obj/TBTOML.o" "$out/obj/AgentConfig.o")
             ;;
         *) objects+=("$out/obj/AgentCore.o") ;;
     esac
@@ -191,9 +167,12 @@ for t in "${targets[@]}"; do
     log="$out/logs/$t.log"
     dict=()
     [ -f "Tests/Fuzz/dict/$t.dict" ] && dict=(-dict="Tests/Fuzz/dict/$t.dict")
+    # toml-test's cases, when they are beside the repository, seed the TOML reader too.
+    seeds=()
+    [ "$t" = config ] && [ -d "$root/../shared/reference/toml-test/tests" ] && seeds=("$root/../shared/reference/toml-test/tests")
     rc=0
     "$out/bin/$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=3072 -max_len=16384 -print_final_stats=1 \
-        "${dict[@]}" "${seed[@]}" -artifact_prefix="$out/crashes/$t-" "$out/corpus/$t" "Tests/Fuzz/corpus/$t" > "$log" 2>&1 || rc=$?
+        "${dict[@]}" "${seed[@]}" -artifact_prefix="$out/crashes/$t-" "$out/corpus/$t" "Tests/Fuzz/corpus/$t" "${seeds[@]}" > "$log" 2>&1 || rc=$?
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)
     if [ $rc -ne 0 ]; then

@@ -1,6 +1,6 @@
 import AgentCore
 import Foundation
-import TOMLKit
+import TBTOML
 
 /// Board profiles: `board/<name>.toml` files (README, "Configuration", board profiles).
 ///
@@ -67,25 +67,14 @@ public enum BoardProfiles {
     static let keys = ["title", "models", "gpio_chip", "status_led", "button_line", "header"]
 
     public static func parse(_ text: String, path: String, name: String) throws(ConfigurationFileError) -> BoardProfile {
-        let problems = ProblemCollector(file: path, locator: TOMLKeyLocator(text: text))
-        if let problem = problems.locator.unsafeForTOMLKitProblem(file: path) {
-            throw ConfigurationFileError(problems: [problem])
-        }
-        let root: TOMLTable
+        let problems = ProblemCollector(file: path)
         do {
-            root = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw ConfigurationFileError(problems: [
-                ConfigurationProblem(
-                    file: path, line: error.source.begin.line, column: error.source.begin.column, keyPath: "",
-                    message: "TOML syntax error: \(error.description)")
-            ])
+            problems.root = try TOMLParser.parse(text, maxBytes: ConfigurationLoader.maxBytes)
         } catch {
-            throw ConfigurationFileError(problems: [
-                ConfigurationProblem(file: path, line: nil, column: nil, keyPath: "", message: "not valid TOML: \(error)")
-            ])
+            problems.reportSyntaxError(error)
+            throw ConfigurationFileError(problems: problems.problems)
         }
-        guard case .table(let top) = TOMLNode.from(root) else { throw ConfigurationFileError(problems: []) }
+        guard case .table(let top) = TOMLNode.from(problems.root) else { throw ConfigurationFileError(problems: []) }
         let r = TableReader(path: KeyPath(), table: top, problems: problems)
         r.rejectUnknownKeys(self.keys, section: "a board profile")
         let title = r.requiredString("title", expected: "the board's name, like \"Raspberry Pi 4 Model B\"")

@@ -1,6 +1,6 @@
 import AgentCore
 import Foundation
-import TOMLKit
+import TBTOML
 
 /// Reads `config.toml` into an `AgentConfiguration`, collecting every problem (README, "Configuration").
 ///
@@ -8,6 +8,9 @@ import TOMLKit
 /// folder of the configuration file. Board profiles named by `[device] board` are looked up on
 /// `boardSearchPath(configurationPath:)`.
 public enum ConfigurationLoader {
+    /// A configuration (or board profile) larger than this is refused: real ones are a few kilobytes.
+    static let maxBytes = 1 << 20
+
     /// Reads and validates the configuration at `path`. `[server]` and `[provisioning]` are required.
     public static func load(path: String) throws(ConfigurationFileError) -> AgentConfiguration {
         try self.parse(try self.readConfiguration(path), path: path)
@@ -132,7 +135,7 @@ final class ConfigurationParser {
         self.path = path
         self.requireConnection = requireConnection
         self.directory = URL(fileURLWithPath: ConfigurationLoader.absolute(path)).deletingLastPathComponent().path
-        self.problems = ProblemCollector(file: path, locator: TOMLKeyLocator(text: text))
+        self.problems = ProblemCollector(file: path)
     }
 
     struct Result {
@@ -164,22 +167,14 @@ final class ConfigurationParser {
     }
 
     func validate() {
-        if let problem = self.problems.locator.unsafeForTOMLKitProblem(file: self.path) {
-            self.problems.append(problem)
-            return
-        }
         let root: TOMLTable
         do {
-            root = try TOMLTable(string: self.text)
-        } catch let error as TOMLParseError {
-            self.reportParseError(error)
-            return
+            root = try TOMLParser.parse(self.text, maxBytes: ConfigurationLoader.maxBytes)
         } catch {
-            self.problems.append(
-                ConfigurationProblem(
-                    file: self.path, line: nil, column: nil, keyPath: "", message: "not valid TOML: \(error)"))
+            self.problems.reportSyntaxError(error)
             return
         }
+        self.problems.root = root
         guard case .table(let top) = TOMLNode.from(root) else { return }
         let reader = TableReader(path: KeyPath(), table: top, problems: self.problems)
         for key in top.keys.sorted() where !Self.topLevelKeys.contains(key) {
@@ -213,19 +208,6 @@ final class ConfigurationParser {
         if let server = self.server, let provisioning = self.provisioning {
             self.checkCredentials(server, provisioning, reader)
         }
-    }
-
-    func reportParseError(_ error: TOMLParseError) {
-        let line = error.source.begin.line
-        let column = error.source.begin.column
-        // Name the key on the failing line, when the scanner found one before the error.
-        let onLine = self.problems.locator.positions.filter { $0.value.line == line && $0.value.column <= column }
-        let key = onLine.max { $0.value.column < $1.value.column }?.key
-        let prefix = key.map { "\($0): " } ?? ""
-        self.problems.append(
-            ConfigurationProblem(
-                file: self.path, line: line > 0 ? line : nil, column: column > 0 ? column : nil, keyPath: key ?? "",
-                message: "\(prefix)TOML syntax error: \(error.description)"))
     }
 
     /// `value` made absolute against the configuration file's folder.

@@ -1,19 +1,20 @@
 import AgentCore
+import TBTOML
 
 /// Collects problems for one file, positioning each at its key.
 final class ProblemCollector {
     let file: String
-    let locator: TOMLKeyLocator
+    /// The parsed document, whose keys and values carry their positions (empty until it is parsed).
+    var root = TOMLTable()
     private(set) var problems: [ConfigurationProblem] = []
 
-    init(file: String, locator: TOMLKeyLocator) {
+    init(file: String) {
         self.file = file
-        self.locator = locator
     }
 
     /// Reports `message` about `path`, positioned at the key (or its nearest written ancestor).
     func report(_ path: KeyPath, _ message: String) {
-        let position = self.locator.position(of: path)
+        let position = self.root.position(of: path)
         let prefix = path.isEmpty ? "" : "\(path): "
         self.problems.append(
             ConfigurationProblem(
@@ -22,6 +23,16 @@ final class ProblemCollector {
     }
 
     func append(_ problem: ConfigurationProblem) { self.problems.append(problem) }
+
+    /// A document that is not TOML: one problem at the reader's position, naming the key it was reading.
+    func reportSyntaxError(_ error: TOMLError) {
+        let keyPath = KeyPath(error.keyPath)
+        let prefix = keyPath.isEmpty ? "" : "\(keyPath): "
+        self.problems.append(
+            ConfigurationProblem(
+                file: self.file, line: error.line, column: error.column, keyPath: keyPath.description,
+                message: "\(prefix)TOML syntax error: \(error.message)"))
+    }
 }
 
 /// Typed access to one TOML table, reporting wrong types and out-of-range values by key path.

@@ -24,6 +24,7 @@ struct TBAgentCommand: AsyncParsableCommand {
             LEDCommand.self,
             ButtonCommand.self,
             BenchPublish.self,
+            TOMLDecode.self,
         ]
     )
 

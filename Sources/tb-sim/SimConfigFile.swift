@@ -1,6 +1,6 @@
 import Foundation
 import TBSimulator
-import TOMLKit
+import TBTOML
 
 /// Reads tb-sim's TOML configuration file into a ``SimulatorConfiguration``.
 ///
@@ -41,11 +41,10 @@ enum SimConfigFile {
     static func parse(_ text: String, path: String, into configuration: inout SimulatorConfiguration) throws(SimulatorError) {
         let root: TOMLTable
         do {
-            root = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            throw SimulatorError("\(path):\(error.source.begin.line):\(error.source.begin.column): \(error.description)")
+            root = try TOMLParser.parse(text)
         } catch {
-            throw SimulatorError("\(path): \(error)")
+            let key = TOMLPathComponent.render(error.keyPath)
+            throw SimulatorError("\(path):\(error.position): " + (key.isEmpty ? "" : "\(key): ") + error.message)
         }
         let reader = Reader(path: path)
         try reader.checkKeys(root, "", allowed: ["server", "timings", "rate_limits", "profiles", "devices"])
@@ -137,66 +136,78 @@ enum SimConfigFile {
         }
     }
 
-    /// Typed access with `FILE: key: message` errors.
+    /// Typed access with `FILE:LINE:COLUMN: key: message` errors (`FILE: key: message` for a missing key).
     struct Reader {
         let path: String
 
-        func problem(_ key: String, _ message: String) -> SimulatorError {
-            SimulatorError("\(self.path): \(key): \(message)")
+        func problem(_ key: String, _ message: String, at position: TOMLPosition? = nil) -> SimulatorError {
+            SimulatorError("\(self.path):" + (position.map { "\($0):" } ?? "") + " \(key): \(message)")
         }
 
         func last(_ key: String) -> String { String(key.split(separator: ".").last ?? Substring(key)) }
 
         func checkKeys(_ table: TOMLTable, _ prefix: String, allowed: Set<String>) throws(SimulatorError) {
-            for key in table.keys where !allowed.contains(key) {
-                throw self.problem(prefix + key, "unknown key (known: \(allowed.sorted().joined(separator: ", ")))")
+            for entry in table.entries where !allowed.contains(entry.key) {
+                throw self.problem(
+                    prefix + entry.key, "unknown key (known: \(allowed.sorted().joined(separator: ", ")))",
+                    at: entry.keyPosition)
             }
         }
 
+        func entry(_ table: TOMLTable, _ key: String) -> TOMLTable.Entry? { table.entry(self.last(key)) }
+
         func string(_ table: TOMLTable, _ key: String) throws(SimulatorError) -> String? {
-            guard let value = table[self.last(key)] else { return nil }
-            guard let s = value.string else { throw self.problem(key, "must be a string") }
+            guard let entry = self.entry(table, key) else { return nil }
+            guard let s = entry.value.string else { throw self.problem(key, "must be a string", at: entry.keyPosition) }
             return s
         }
 
         func int(_ table: TOMLTable, _ key: String) throws(SimulatorError) -> Int? {
-            guard let value = table[self.last(key)] else { return nil }
-            guard let i = value.int else { throw self.problem(key, "must be an integer") }
+            guard let entry = self.entry(table, key) else { return nil }
+            guard let i = entry.value.integer.flatMap({ Int(exactly: $0) }) else {
+                throw self.problem(key, "must be an integer", at: entry.keyPosition)
+            }
             return i
         }
 
         func bool(_ table: TOMLTable, _ key: String) throws(SimulatorError) -> Bool? {
-            guard let value = table[self.last(key)] else { return nil }
-            guard let b = value.bool else { throw self.problem(key, "must be true or false") }
+            guard let entry = self.entry(table, key) else { return nil }
+            guard let b = entry.value.boolean else { throw self.problem(key, "must be true or false", at: entry.keyPosition) }
             return b
         }
 
         func port(_ table: TOMLTable, _ key: String) throws(SimulatorError) -> Int? {
             guard let port = try self.int(table, key) else { return nil }
-            guard (0...65535).contains(port) else { throw self.problem(key, "must be between 0 and 65535 (0 picks a free port)") }
+            guard (0...65535).contains(port) else {
+                throw self.problem(key, "must be between 0 and 65535 (0 picks a free port)", at: self.entry(table, key)?.keyPosition)
+            }
             return port
         }
 
         func duration(_ table: TOMLTable, _ key: String) throws(SimulatorError) -> Duration? {
-            guard let value = table[self.last(key)] else { return nil }
-            if let i = value.int, i >= 0 { return .seconds(i) }
-            if let d = value.double, d >= 0 { return .milliseconds(Int64(d * 1000)) }
+            guard let entry = self.entry(table, key) else { return nil }
+            let value = entry.value
+            if let i = value.integer, i >= 0, i <= Int64(Int32.max) { return .seconds(i) }
+            if let d = value.float, d >= 0, d <= Double(Int32.max) { return .milliseconds(Int64(d * 1000)) }
             if let s = value.string, let d = parseDuration(s) { return d }
-            throw self.problem(key, "must be seconds (a number) or text such as \"500ms\", \"60s\", \"10m\"")
+            throw self.problem(
+                key, "must be seconds (a number) or text such as \"500ms\", \"60s\", \"10m\"", at: entry.keyPosition)
         }
 
         func table(_ root: TOMLTable, _ key: String) throws(SimulatorError) -> TOMLTable? {
-            guard let value = root[key] else { return nil }
-            guard let t = value.table else { throw self.problem(key, "must be a table ([\(key)])") }
+            guard let entry = root.entry(key) else { return nil }
+            guard let t = entry.value.table else { throw self.problem(key, "must be a table ([\(key)])", at: entry.keyPosition) }
             return t
         }
 
         func tables(_ root: TOMLTable, _ key: String) throws(SimulatorError) -> [TOMLTable] {
-            guard let value = root[key] else { return [] }
-            guard let array = value.array else { throw self.problem(key, "must be an array of tables ([[\(key)]])") }
+            guard let entry = root.entry(key) else { return [] }
+            guard let array = entry.value.array else {
+                throw self.problem(key, "must be an array of tables ([[\(key)]])", at: entry.keyPosition)
+            }
             var result: [TOMLTable] = []
             for (index, element) in array.enumerated() {
-                guard let t = element.table else { throw self.problem("\(key)[\(index)]", "must be a table") }
+                guard let t = element.table else { throw self.problem("\(key)[\(index)]", "must be a table", at: element.position) }
                 result.append(t)
             }
             return result
@@ -204,15 +215,20 @@ enum SimConfigFile {
     }
 }
 
-/// `"500ms"`, `"60s"`, `"10m"`, `"1h"` or a plain number of seconds.
+/// `"500ms"`, `"60s"`, `"10m"`, `"1h"` or a plain number of seconds (at most about 68 years: nil beyond).
 func parseDuration(_ text: String) -> Duration? {
     let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
     let trimmed = text.trimmingCharacters(in: .whitespaces)
-    for (suffix, factor) in units where trimmed.hasSuffix(suffix) {
-        let number = trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)
-        guard let value = Double(number), value >= 0, value.isFinite else { return nil }
-        return .milliseconds(Int64((value * factor * 1000).rounded()))
+    var number = Substring(trimmed)
+    var factor = 1.0
+    for (suffix, unit) in units where trimmed.hasSuffix(suffix) {
+        number = Substring(trimmed.dropLast(suffix.count).trimmingCharacters(in: .whitespaces))
+        factor = unit
+        break
     }
-    guard let value = Double(trimmed), value >= 0, value.isFinite else { return nil }
-    return .milliseconds(Int64((value * 1000).rounded()))
+    guard let value = Double(number), value >= 0, value.isFinite else { return nil }
+    let milliseconds = (value * factor * 1000).rounded()
+    // Int64(_:) traps on a value it cannot hold.
+    guard milliseconds <= Double(Int32.max) * 1000 else { return nil }
+    return .milliseconds(Int64(milliseconds))
 }

@@ -50,6 +50,25 @@ struct BinaryTests {
         #expect(result.status == 78)
         #expect(result.stderr.contains("profiles[0].strategy"))
     }
+
+    @Test("a configuration that is not TOML, or has a value of the wrong type, is refused at its line and column")
+    func positionsConfigurationProblems() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("tb-sim-bin")
+        let cases = [
+            // toml++ (TOMLKit) aborted the process on this one.
+            ("[server]\nhost = \"h\"\n[=]\n", ":3:2: a table name must start with"),
+            ("[server]\nmqtt_port = 18 83\n", ":2:16: server.mqtt_port: expected the end of the line"),
+            ("[server]\n  mqtt_port = \"1883\"\n", ":2:3: server.mqtt_port: must be an integer"),
+            ("[timings]\ninactivity_timeout = \"1e300s\"\n", ":2:1: timings.inactivity_timeout: must be seconds"),
+        ]
+        for (index, (text, expected)) in cases.enumerated() {
+            let file = dir.appendingPathComponent("bad-\(index).toml")
+            try text.write(to: file, atomically: true, encoding: .utf8)
+            let result = try TestSupport.run(TestSupport.binary("tb-sim"), ["--config", file.path, "--port", "0"])
+            #expect(result.status == 78, "\(text): \(result.stderr)")
+            #expect(result.stderr.contains(file.path + expected), "\(result.stderr)")
+        }
+    }
 }
 
 @Suite("TBSimProcess test helper")
