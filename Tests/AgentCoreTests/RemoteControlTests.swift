@@ -61,4 +61,14 @@ import Testing
         #expect(problems.count == 1)
         #expect(problems.first?.contains("ignored 50000 shared attribute(s)") == true)
     }
+
+    /// A flood of bad values gives at most 8 lines, and the good values after them still apply.
+    @Test func manyBadValuesAreReportedBoundedlyAndDoNotHideGoodOnes() {
+        var o = RemoteControl.IntervalOverrides()
+        var members: [(String, JSONValue)] = (0..<20).map { _ in ("interval", .string("soon")) }
+        members.append(("interval_door", .integer(7)))
+        let problems = o.apply(.object(members), sensors: ["door"])
+        #expect(problems.count == 8)
+        #expect(o.perSensor == ["door": .seconds(7)])
+    }
 }

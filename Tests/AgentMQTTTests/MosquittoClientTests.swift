@@ -220,6 +220,16 @@ final class EventRecorder: Sendable {
         }
     }
 
+    /// Polls without blocking a thread of the cooperative pool (other tests need them).
+    static func poll(timeout: Duration = .seconds(10), _ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return condition()
+    }
+
     /// Issue 10, finding 3: any incoming payload was copied whatever its size (a 100 MB RPC: peak 325 MB). Above
     /// the limit it is now dropped in libmosquitto's callback, reported as `.oversized`, never copied; smaller
     /// messages still arrive, in order.
@@ -238,7 +248,7 @@ final class EventRecorder: Sendable {
         try await sender.publish("big/1", payload: [UInt8](repeating: 0x61, count: 1024), qos: .atLeastOnce)
         try await sender.publish("big/2", payload: [UInt8](repeating: 0x62, count: 200_000), qos: .atLeastOnce)
         try await sender.publish("big/3", payload: [0x63], qos: .atLeastOnce)
-        #expect(TestSupport.waitUntil { events.withLock { $0.count } >= 4 })
+        #expect(await Self.poll { events.withLock { $0.count } >= 4 })
         let seen = events.withLock { $0 }
         #expect(seen.count == 4)
         guard seen.count == 4 else { return }
@@ -263,7 +273,7 @@ final class EventRecorder: Sendable {
                 if ok { acknowledged.add(1, ordering: .relaxed) }
             }
         }
-        #expect(TestSupport.waitUntil { acknowledged.load(ordering: .relaxed) == 500 })
+        #expect(await Self.poll { acknowledged.load(ordering: .relaxed) == 500 })
         // Then a burst cut short: every callback still runs once, with false for what was not acknowledged.
         let ok = Atomic<Int>(0)
         let failed = Atomic<Int>(0)
@@ -273,7 +283,7 @@ final class EventRecorder: Sendable {
             }
         }
         client.closeNow()
-        #expect(TestSupport.waitUntil { ok.load(ordering: .relaxed) + failed.load(ordering: .relaxed) == 2000 })
+        #expect(await Self.poll { ok.load(ordering: .relaxed) + failed.load(ordering: .relaxed) == 2000 })
         try await Task.sleep(for: .milliseconds(100))
         #expect(ok.load(ordering: .relaxed) + failed.load(ordering: .relaxed) == 2000)
         await client.disconnect()

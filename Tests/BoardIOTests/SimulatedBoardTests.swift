@@ -203,9 +203,24 @@ struct SimulatedBoardTests {
         func events() -> [LongPressDetector.Event] {
             seen.all.compactMap { if case .button(let event) = $0 { return event } else { return nil } }
         }
+        // What the LED shows, sampled every 2 ms on a thread of its own: the cooperative pool the test runs on can
+        // be busy for seconds in a full parallel run (tests that wait for processes), longer than the "held" window.
+        let shown = Mutex<[LEDState]>([])
+        let sampling = Atomic<Bool>(true)
+        let sampler = try JoinableThread {
+            while sampling.load(ordering: .acquiring) {
+                let state = led.showing
+                shown.withLock { if $0.last != state { $0.append(state) } }
+                usleep(2000)
+            }
+        }
+        defer {
+            sampling.store(false, ordering: .releasing)
+            sampler.join()
+        }
         try board.set("GPIO27", "0")  // pressed (to ground)
-        #expect(await eventually { led.showing == .buttonHeld })
-        #expect(await eventually { led.showing == .releaseNow })
+        #expect(await eventually(timeout: .seconds(20)) { shown.withLock { $0.contains(.releaseNow) } })
+        #expect(shown.withLock { $0 } == [.online, .buttonHeld, .releaseNow])
         try board.set("GPIO27", "1")
         #expect(await eventually {
             events().contains { if case .reprovisionRequested = $0 { return true } else { return false } }

@@ -127,14 +127,16 @@ public enum RemoteControl {
                 default: duration = value.doubleValue.flatMap(RemoteControl.duration(seconds:))
                 }
                 guard let duration, duration >= Self.minimum, duration <= Self.maximum else {
-                    problems.append("shared attribute \(String(key.prefix(80))) = \(String(value.serialized.prefix(80))) ignored: use a duration from 100ms to 24h, like \"30s\" or 30")
-                    if problems.count >= 8 { break }
+                    // At most 8 lines per update, however many bad values a server sends; the others still apply.
+                    if problems.count < 8 {
+                        problems.append("shared attribute \(String(key.prefix(80))) = \(String(value.serialized.prefix(80))) ignored: use a duration from 100ms to 24h, like \"30s\" or 30")
+                    }
                     continue
                 }
                 if key == "interval" { self.all = duration } else { self.perSensor[String(key.dropFirst(9))] = duration }
             }
             if let firstUnknown {
-                problems.append("ignored \(unknown) shared attribute(s) for sensors this agent does not have (e.g. \(String(firstUnknown.prefix(80)))): interval_NAME applies to a sensor configured under [[sensor]]")
+                problems.append("ignored \(unknown) shared attribute(s) for sensors this agent does not have (e.g. \(String(firstUnknown.prefix(80)))): interval_NAME applies to a sensor configured under [[sensors]]")
             }
             return problems
         }
