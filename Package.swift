@@ -77,7 +77,7 @@ let package = Package(
         ),
         .target(
             name: "AgentConfig",
-            dependencies: ["AgentCore", "TBTOML"]
+            dependencies: ["AgentCore", "AgentPlatform", "TBTOML"]
         ),
         .target(
             name: "AgentPlatform",

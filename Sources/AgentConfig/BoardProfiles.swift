@@ -1,5 +1,5 @@
 import AgentCore
-import Foundation
+import AgentPlatform
 import TBTOML
 
 /// Board profiles: `board/<name>.toml` files (README, "Configuration", board profiles).
@@ -28,8 +28,8 @@ public enum BoardProfiles {
         let valid = !name.isEmpty && !name.hasPrefix(".") && !name.contains("/")
         if valid {
             for dir in searchPath {
-                let file = URL(fileURLWithPath: dir).appendingPathComponent("\(name).toml").path
-                guard FileManager.default.fileExists(atPath: file) else { continue }
+                let file = (dir.hasSuffix("/") ? dir : dir + "/") + name + ".toml"
+                guard HostProcess.exists(file) else { continue }
                 do {
                     return .found(try self.load(path: file))
                 } catch {
@@ -44,7 +44,7 @@ public enum BoardProfiles {
     public static func known(searchPath: [String]) -> [String] {
         var names = Set<String>()
         for dir in searchPath {
-            guard let entries = try? FileManager.default.contentsOfDirectory(atPath: dir) else { continue }
+            guard case .success(let entries) = POSIXFile.list(dir) else { continue }
             for entry in entries where entry.hasSuffix(".toml") { names.insert(String(entry.dropLast(5))) }
         }
         return names.sorted()
@@ -59,7 +59,8 @@ public enum BoardProfiles {
                     file: path, line: nil, column: nil, keyPath: "", message: "cannot read the board profile (\(reason))")
             ])
         case .success(let text):
-            let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+            let file = path.split(separator: "/").last.map(String.init) ?? path
+            let name = file.hasSuffix(".toml") ? String(file.dropLast(5)) : file
             return try self.parse(text, path: path, name: name)
         }
     }

@@ -1,5 +1,9 @@
 import AgentCore
-import Foundation
+import AgentPlatform
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import TBTOML
 
 /// Reads `config.toml` into an `AgentConfiguration`, collecting every problem (README, "Configuration").
@@ -48,16 +52,16 @@ public enum ConfigurationLoader {
     /// (a checkout of this repository).
     public static func boardSearchPath(configurationPath: String) -> [String] {
         var dirs: [String] = []
-        if let env = ProcessInfo.processInfo.environment["TB_AGENT_BOARDS_DIR"], !env.isEmpty {
+        if let env = HostProcess.environment()["TB_AGENT_BOARDS_DIR"], !env.isEmpty {
             dirs += env.split(separator: ":").map(String.init)
         }
         dirs += ["/etc/tb-agent/boards", "/usr/share/tb-agent/boards"]
-        var folder = URL(fileURLWithPath: self.absolute(configurationPath)).deletingLastPathComponent().standardized
-        while folder.path != "/" {
-            dirs.append(folder.appendingPathComponent("board").path)
-            if folder.lastPathComponent == "board" { dirs.append(folder.path) }
-            let parent = folder.deletingLastPathComponent()
-            if parent.path == folder.path { break }
+        var folder = HostProcess.parent(of: self.absolute(configurationPath))
+        while folder != "/" {
+            dirs.append(folder + "/board")
+            if folder.hasSuffix("/board") { dirs.append(folder) }
+            let parent = HostProcess.parent(of: folder)
+            if parent == folder { break }
             folder = parent
         }
         var seen = Set<String>()
@@ -79,23 +83,20 @@ public enum ConfigurationLoader {
     }
 
     /// `path` made absolute against the current directory.
-    static func absolute(_ path: String) -> String {
-        if path.hasPrefix("/") { return path }
-        return URL(fileURLWithPath: FileManager.default.currentDirectoryPath).appendingPathComponent(path).standardized.path
-    }
+    static func absolute(_ path: String) -> String { HostProcess.absolutePath(path) }
 }
 
 /// Reading small text files, with a short reason on failure.
 enum FileText {
     static func read(_ path: String) -> Result<String, FileReadFailure> {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            return .failure(FileReadFailure("no such file"))
+        if case .failure(let failure) = Self.readable(path) { return .failure(failure) }
+        // One byte past the limit, so that the reader refuses a file that is too large instead of a cut one.
+        let data: [UInt8]
+        switch POSIXFile.read(path, limit: ConfigurationLoader.maxBytes + 1) {
+        case .success(let bytes): data = bytes
+        case .failure(let error): return .failure(FileReadFailure(error.code == EACCES ? "permission denied" : "\(error)"))
         }
-        if isDirectory.boolValue { return .failure(FileReadFailure("it is a directory")) }
-        guard FileManager.default.isReadableFile(atPath: path), let data = FileManager.default.contents(atPath: path)
-        else { return .failure(FileReadFailure("permission denied")) }
-        guard let text = String(data: data, encoding: .utf8) else {
+        guard let text = String(validating: data, as: UTF8.self) else {
             return .failure(FileReadFailure("not UTF-8 text"))
         }
         return .success(text)
@@ -134,7 +135,7 @@ final class ConfigurationParser {
         self.text = text
         self.path = path
         self.requireConnection = requireConnection
-        self.directory = URL(fileURLWithPath: ConfigurationLoader.absolute(path)).deletingLastPathComponent().path
+        self.directory = HostProcess.parent(of: ConfigurationLoader.absolute(path))
         self.problems = ProblemCollector(file: path)
     }
 
@@ -213,7 +214,7 @@ final class ConfigurationParser {
     /// `value` made absolute against the configuration file's folder.
     func resolve(_ value: String) -> String {
         if value.hasPrefix("/") { return value }
-        return URL(fileURLWithPath: self.directory).appendingPathComponent(value).standardized.path
+        return HostProcess.normalize(self.directory + "/" + value)
     }
 
     /// The resolved path of a file key, reporting when the file cannot be read.
@@ -382,8 +383,7 @@ final class ConfigurationParser {
         }
         if let sysroot = r.nonEmptyString("sysroot", expected: "the path of the system root (\"/\" on a board)") {
             let resolved = self.resolve(sysroot)
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory), isDirectory.boolValue {
+            if FileText.isDirectory(resolved) {
                 device.sysroot = resolved
             } else {
                 r.report("sysroot", "\"\(resolved)\" is not a directory; expected \"/\" on a board, or a system-root tree")
@@ -575,7 +575,7 @@ final class ConfigurationParser {
             r.rejectUnknownKeys(Self.sensorKeys, section: "[[sensors]]")
             let name = r.requiredString("name", expected: "the sensor's name, also its telemetry key, like \"door\"")
             if let name {
-                if name != name.trimmingCharacters(in: .whitespaces) {
+                if name.first.map({ $0 == " " || $0 == "\t" }) == true || name.last.map({ $0 == " " || $0 == "\t" }) == true {
                     r.report("name", "\"\(name)\" has leading or trailing spaces; telemetry keys must match exactly")
                 } else if let first = names[name] {
                     r.report("name", "\"\(name)\" is already the name of sensors[\(first)]; sensor names must be unique")
@@ -705,12 +705,17 @@ final class ConfigurationParser {
 extension FileText {
     /// Whether `path` is a readable regular file.
     static func readable(_ path: String) -> Result<Void, FileReadFailure> {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-            return .failure(FileReadFailure("no such file"))
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            return .failure(FileReadFailure(errno == EACCES ? "permission denied" : "no such file"))
         }
-        if isDirectory.boolValue { return .failure(FileReadFailure("it is a directory")) }
-        guard FileManager.default.isReadableFile(atPath: path) else { return .failure(FileReadFailure("permission denied")) }
+        if info.st_mode & S_IFMT == S_IFDIR { return .failure(FileReadFailure("it is a directory")) }
+        guard access(path, R_OK) == 0 else { return .failure(FileReadFailure("permission denied")) }
         return .success(())
+    }
+
+    static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
     }
 }

@@ -38,7 +38,12 @@ public struct SetupConfiguration: Sendable {
 
     /// A name typed by a person, as a template that gives exactly that name.
     public static func literalTemplate(_ name: String) -> String {
-        name.replacingOccurrences(of: "{", with: "{{").replacingOccurrences(of: "}", with: "}}")
+        var out = ""
+        for character in name {
+            if character == "{" || character == "}" { out.append(character) }
+            out.append(character)
+        }
+        return out
     }
 
     /// A TOML basic string holding `value`.
