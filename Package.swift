@@ -39,6 +39,7 @@ let gpiodAPI = libgpiodAPI()
 //   TBJSON          a small ordered JSON value, parser and writer shared by the agent and tb-sim
 //   TBTOML          a TOML 1.0 reader whose values and errors carry line and column, shared by the agent and tb-sim
 //   AgentConfig     TOML (TBTOML) -> AgentConfiguration, with positioned, key-path error messages
+//   AgentHost       POSIX files, paths, environment and standard streams without Foundation (Glibc only)
 //   AgentPlatform   the Linux file system: system-root reader, crash-safe state files, credential store
 //   AgentMQTT       the only module importing CMosquitto (libmosquitto)
 //   AgentGPIO       the only module importing CGPIOD (libgpiod v1 or v2, see libgpiodAPI())
@@ -69,6 +70,9 @@ let package = Package(
         .target(name: "AgentTLS", dependencies: ["COpenSSL"]),
 
         .target(name: "TBJSON"),
+        // The POSIX file system and process without Foundation (files, folders, paths, environment, standard
+        // streams): Glibc only, so that every module (and the fuzz targets) can use it.
+        .target(name: "AgentHost"),
         // A TOML 1.0 reader: positioned values and errors, bounded depth, no Foundation (stdlib and TBJSON only).
         .target(name: "TBTOML", dependencies: ["TBJSON"]),
         .target(
@@ -77,12 +81,12 @@ let package = Package(
         ),
         .target(
             name: "AgentConfig",
-            dependencies: ["AgentCore", "AgentPlatform", "TBTOML"]
+            dependencies: ["AgentCore", "AgentHost", "TBTOML"]
         ),
         .target(
             name: "AgentPlatform",
             dependencies: [
-                "AgentCore", "TBJSON", "CProcessControl",
+                "AgentCore", "AgentHost", "TBJSON", "CProcessControl",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -97,11 +101,11 @@ let package = Package(
             swiftSettings: [.define(gpiodAPI == 2 ? "GPIOD_API_V2" : "GPIOD_API_V1")]
         ),
         // Fakes that are real modules: the simulated GPIO bank, the in-memory broker, the manual clock.
-        .target(name: "AgentSimulated", dependencies: ["AgentCore", "AgentPlatform"]),
+        .target(name: "AgentSimulated", dependencies: ["AgentCore", "AgentHost", "AgentPlatform"]),
         // Board I/O: sensor readers, line watchers, the status LED and the button, over any GPIOBackend.
         .target(
             name: "AgentBoard",
-            dependencies: ["AgentCore", "AgentGPIO", "AgentPlatform", "TBJSON", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["AgentCore", "AgentGPIO", "AgentHost", "AgentPlatform", "TBJSON", .product(name: "Logging", package: "swift-log")]
         ),
         // The service: the run loop that carries out the core's decisions through its ports (no MQTT library, no
         // GPIO: tested in-process against AgentSimulated).
@@ -117,7 +121,7 @@ let package = Package(
         .executableTarget(
             name: "tb-agent",
             dependencies: [
-                "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "AgentService",
+                "AgentCore", "AgentConfig", "AgentHost", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "AgentService",
                 "AgentBoard", "TBJSON", "TBTOML",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -159,7 +163,7 @@ let package = Package(
         ),
         .testTarget(name: "AgentGPIOTests", dependencies: ["AgentGPIO", "AgentCore"]),
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig", "AgentCore", "AgentTestSupport"]),
-        .testTarget(name: "AgentPlatformTests", dependencies: ["AgentPlatform", "AgentCore", "AgentTestSupport"]),
+        .testTarget(name: "AgentPlatformTests", dependencies: ["AgentPlatform", "AgentHost", "AgentCore", "AgentTestSupport"]),
         .testTarget(name: "AgentMQTTTests", dependencies: ["AgentMQTT", "AgentCore", "AgentTestSupport"]),
         .testTarget(name: "TBSimulatorTests", dependencies: ["TBSimulator", "TBJSON", "AgentTestSupport", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "EndToEndTests", dependencies: ["AgentTestSupport", "TBJSON", "AgentCore"]),

@@ -87,9 +87,10 @@ build_core() {
     build_module AgentCore Sources/AgentCore
 }
 
-# The TOML reader, then AgentConfig on top.
+# The TOML reader and the POSIX helpers, then AgentConfig on top.
 build_config_modules() {
     build_module TBTOML Sources/TBTOML
+    build_module AgentHost Sources/AgentHost
     build_module AgentConfig Sources/AgentConfig
 }
 
@@ -135,7 +136,7 @@ build_target() {
             ;;
         config)
             build_config_modules
-            objects+=("$out/obj/AgentCore.o" "$out/obj/TBTOML.o" "$out/obj/AgentConfig.o")
+            objects+=("$out/obj/AgentCore.o" "$out/obj/TBTOML.o" "$out/obj/AgentHost.o" "$out/obj/AgentConfig.o")
             ;;
         *) objects+=("$out/obj/AgentCore.o") ;;
     esac

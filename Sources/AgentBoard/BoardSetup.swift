@@ -1,5 +1,6 @@
 import AgentCore
 import AgentGPIO
+import AgentHost
 import AgentPlatform
 
 #if canImport(Glibc)

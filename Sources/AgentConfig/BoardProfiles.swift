@@ -1,5 +1,5 @@
 import AgentCore
-import AgentPlatform
+import AgentHost
 import TBTOML
 
 /// Board profiles: `board/<name>.toml` files (README, "Configuration", board profiles).

@@ -1,5 +1,5 @@
 import AgentCore
-import AgentPlatform
+import AgentHost
 
 #if canImport(Glibc)
 import Glibc

@@ -1,6 +1,7 @@
 import AgentCore
 
 #if canImport(Glibc)
+import AgentHost
 import Glibc
 #endif
 

@@ -1,4 +1,5 @@
 import AgentCore
+import AgentHost
 import AgentPlatform
 import Synchronization
 

@@ -1,6 +1,7 @@
 import AgentBoard
 import AgentConfig
 import AgentCore
+import AgentHost
 import AgentPlatform
 import AgentGPIO
 import AgentSimulated

@@ -1,5 +1,6 @@
 import AgentConfig
 import AgentCore
+import AgentHost
 import AgentPlatform
 import ArgumentParser
 

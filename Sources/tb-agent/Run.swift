@@ -2,6 +2,7 @@ import AgentBoard
 import AgentConfig
 import AgentCore
 import AgentGPIO
+import AgentHost
 import AgentMQTT
 import AgentPlatform
 import AgentService

@@ -1,3 +1,4 @@
+import AgentHost
 import AgentPlatform
 import Foundation
 import Testing
