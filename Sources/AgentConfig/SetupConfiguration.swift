@@ -1,4 +1,5 @@
 import AgentCore
+import TBTOML
 
 /// The answers of `tb-agent setup`, rendered as a commented `config.toml`.
 public struct SetupConfiguration: Sendable {
@@ -47,26 +48,7 @@ public struct SetupConfiguration: Sendable {
     }
 
     /// A TOML basic string holding `value`.
-    public static func quoted(_ value: String) -> String {
-        var out = "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if scalar.value < 0x20 || scalar.value == 0x7f {
-                    let hex = String(scalar.value, radix: 16, uppercase: true)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(scalar)
-                }
-            }
-        }
-        return out + "\""
-    }
+    public static func quoted(_ value: String) -> String { TOMLValue.basicString(value) }
 
     public func render() -> String {
         var lines: [String] = [

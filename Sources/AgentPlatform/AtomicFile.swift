@@ -93,18 +93,12 @@ public enum AtomicFile {
         guard fstat(fd, &status) == 0, status.st_mode & S_IFMT == S_IFREG else {
             throw IOError(operation: "opening (not a regular file)", path: path, errno: EINVAL)
         }
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw IOError(operation: "reading", path: path, errno: errno)
-            }
-            if count == 0 { return result }
-            result.append(contentsOf: chunk[0..<count])
-            // Credentials are a few kilobytes; a huge file is not ours.
-            if result.count > Self.maxReadBytes { throw IOError(operation: "reading (larger than 1 MiB)", path: path, errno: EFBIG) }
+        // Credentials are a few kilobytes; a huge file is not ours.
+        switch POSIXFile.read(fd: fd, limit: Self.maxReadBytes, beyondLimit: .fail) {
+        case .success(let bytes): return bytes
+        case .failure(let error) where error.code == EFBIG:
+            throw IOError(operation: "reading (larger than 1 MiB)", path: path, errno: EFBIG)
+        case .failure(let error): throw IOError(operation: "reading", path: path, errno: error.code)
         }
     }
 

@@ -98,19 +98,11 @@ public final class StateFileDirectory {
             throw error
         }
         defer { close(fd) }
-        var result: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw IOError(operation: "reading", path: self.child(name), errno: errno)
-            }
-            if count == 0 { return result }
-            result.append(contentsOf: chunk[0..<count])
-            if result.count > limit {
-                throw IOError(operation: "reading (larger than \(limit) bytes)", path: self.child(name), errno: EFBIG)
-            }
+        switch POSIXFile.read(fd: fd, limit: limit, beyondLimit: .fail) {
+        case .success(let bytes): return bytes
+        case .failure(let error) where error.code == EFBIG:
+            throw IOError(operation: "reading (larger than \(limit) bytes)", path: self.child(name), errno: EFBIG)
+        case .failure(let error): throw IOError(operation: "reading", path: self.child(name), errno: error.code)
         }
     }
 
@@ -142,15 +134,7 @@ public final class StateFileDirectory {
             let code = errno
             throw IOError(operation: "listing", path: self.path, errno: code)
         }
-        defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
+        return POSIXFile.names(dir)
     }
 
     /// Crash-safe replacement of `name` with `bytes`: a temporary file `name.tmp` created afresh with its final mode

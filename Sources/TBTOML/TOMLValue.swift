@@ -319,9 +319,15 @@ extension TOMLPathComponent {
     /// A key as TOML writes it: bare when it can be, else a basic string with escapes.
     public static func render(key: String) -> String {
         let bare = !key.isEmpty && key.utf8.allSatisfy { TOMLParser.isBareKeyByte($0) }
-        if bare { return key }
+        return bare ? key : TOMLValue.basicString(key)
+    }
+}
+
+extension TOMLValue {
+    /// `value` as a TOML basic string: quoted, with `"`, `\`, control characters and DEL escaped.
+    public static func basicString(_ value: String) -> String {
         var escaped = "\""
-        for scalar in key.unicodeScalars {
+        for scalar in value.unicodeScalars {
             switch scalar {
             case "\"": escaped += "\\\""
             case "\\": escaped += "\\\\"
