@@ -7,6 +7,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import TBJSON
+import UnixSignals
 
 #if canImport(Glibc)
 import Glibc

@@ -10,6 +10,7 @@ import ArgumentParser
 import Logging
 import ServiceLifecycle
 import TBJSON
+import UnixSignals
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,4 +1,5 @@
 import ArgumentParser
+import TBJSON
 import TBTOML
 
 #if canImport(Glibc)

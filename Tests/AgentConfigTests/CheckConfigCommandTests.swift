@@ -1,4 +1,5 @@
 import AgentConfig
+import AgentCore
 import AgentTestSupport
 import Foundation
 import Testing

@@ -1,4 +1,5 @@
 import AgentCore
+import SystemPackage
 import Testing
 
 @testable import AgentGPIO

@@ -1,5 +1,6 @@
 import AgentPlatform
 import AgentTestSupport
+import Foundation
 import Synchronization
 import TBJSON
 import Testing

@@ -2,6 +2,7 @@ import AgentCore
 import AgentService
 import AgentSimulated
 import AgentTestSupport
+import Synchronization
 import TBJSON
 import Testing
 

@@ -1,6 +1,7 @@
 import AgentCore
 import AgentService
 import AgentSimulated
+import Synchronization
 import TBJSON
 import Testing
 

@@ -62,7 +62,7 @@ import Testing
     }
 
     @Test func columnsCountCharactersNotBytesAndSkipTheByteOrderMark() throws {
-        let root = try self.parse("\u{FEFF}a = \"é\u{1F600}\" ; b = 1\n".replacingOccurrences(of: " ; ", with: "\n"))
+        let root = try self.parse("\u{FEFF}a = \"é\u{1F600}\"\nb = 1\n")
         #expect(root.entry("a")?.keyPosition == self.pos(1, 1))
         let error = try #require(self.error("\u{FEFF}é = \"é\"\n"))
         #expect(error.position == self.pos(1, 1))
