@@ -61,14 +61,12 @@ struct BenchPublish: AsyncParsableCommand {
         config.button = nil
         config.led = nil
         let spoolDirectory = config.device.stateDir + "/bench-spool"
-        let socketPath = config.device.stateDir + "/bench.sock"
         _ = try LinkCommand.run { () throws(AgentError) in try StateDirectory.ensure(config.device.stateDir) }
 
         let board = BurstBoard()
         var options = AgentRuntime.Options()
         options.inFlightWindow = self.inFlight
         options.recordsPerPublish = self.recordsPerPublish
-        options.statusSocketPath = socketPath
         options.figuresInterval = .seconds(3600)
         let ports = AgentRuntime.Ports(
             links: MosquittoLinks(server: config.server, logger: logger), store: FixedCredentials(token: Secret(self.token)),
@@ -87,7 +85,7 @@ struct BenchPublish: AsyncParsableCommand {
                 return nil
             }
             tasks.addTask {
-                let result = await Self.drive(board: board, socketPath: socketPath, readings: count, deadline: deadline)
+                let result = await Self.drive(board: board, status: { runtime.status }, readings: count, deadline: deadline)
                 await group.triggerGracefulShutdown()
                 return result
             }
@@ -107,26 +105,26 @@ struct BenchPublish: AsyncParsableCommand {
         }
     }
 
-    /// Waits until the agent is online, hands over the readings, and waits until all are acknowledged.
-    static func drive(board: BurstBoard, socketPath: String, readings: Int, deadline: ContinuousClock.Instant) async
+    /// Waits until the agent is online, hands over the readings, and waits until all are acknowledged. `status` is
+    /// the loop's latest status document (what the status socket would answer, without a socket and a JSON parse
+    /// per look: the figures are the agent's, not the benchmark's).
+    static func drive(
+        board: BurstBoard, status: @Sendable () -> JSONValue, readings: Int, deadline: ContinuousClock.Instant
+    ) async
         -> Result<BenchResult, BenchFailure>
     {
         // Online: connected, subscribed and announced; the spool is empty.
         while true {
-            if let status = StatusSocketServer.query(path: socketPath), status["state"]?.stringValue == "online" { break }
+            if status()["state"]?.stringValue == "online" { break }
             if ContinuousClock.now > deadline { return .failure(BenchFailure(message: "the agent did not get online (is the broker running?)")) }
             try? await Task.sleep(for: .milliseconds(5))
         }
         let start = ContinuousClock.now
         let cpuBefore = ProcessCPU.seconds()
         board.burst(readings)
-        // The status socket answers from the loop's latest snapshot; a short poll keeps its cost out of the figures.
+        // A short poll of the loop's latest snapshot keeps the benchmark's own cost out of the figures.
         while true {
-            if let status = StatusSocketServer.query(path: socketPath),
-                let published = status["published"]?.int64Value, published >= Int64(readings)
-            {
-                break
-            }
+            if let published = status()["published"]?.int64Value, published >= Int64(readings) { break }
             if ContinuousClock.now > deadline {
                 return .failure(BenchFailure(message: "not every reading was acknowledged within the timeout"))
             }
