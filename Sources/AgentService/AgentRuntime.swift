@@ -14,8 +14,9 @@ import UnixSignals
 /// Work it starts has one owner and a bound: timers are deadlines in one table with one ticker task; the MQTT
 /// session, its announcement, the provisioning session and the signal watcher each run in one owned task slot
 /// (`TaskSlots`), cancelled with the loop; a PUBLISH's acknowledgement is a callback, not a task; sensor reads run
-/// on the board's own thread, one at a time (`SamplingSchedule` coalesces the rest); server messages wait in a
-/// bounded inbox (beyond it they are dropped and counted), and libmosquitto drops oversized ones unread.
+/// on the board's own thread, one at a time (`SamplingSchedule` coalesces the rest). Everything reaches the loop
+/// through one `EventQueue`, in order; server messages in it are bounded (beyond the inbox limit they are dropped
+/// and counted), and libmosquitto drops oversized ones unread.
 public final class AgentRuntime: Service, CustomStringConvertible {
     public struct Options: Sendable {
         /// At most this many telemetry PUBLISHes awaiting their PUBACK.
@@ -76,8 +77,6 @@ public final class AgentRuntime: Service, CustomStringConvertible {
     /// The latest `getStatus` document, for the status socket's thread.
     let statusSnapshot = Mutex<JSONValue>(.null)
     let statusServer = Mutex<StatusSocketServer?>(nil)
-    /// Server messages handed to the loop and not yet handled (the link's thread adds, the loop removes).
-    let inbox = Atomic<Int>(0)
     /// Server messages dropped: the inbox was full, or the payload was above the limit.
     let droppedMessages = Atomic<UInt64>(0)
 
@@ -179,12 +178,14 @@ struct TaskSlots {
 /// The event loop's state. A struct owned by the one task that runs `run()`: no locks needed.
 struct Loop {
     typealias Machine = AgentStateMachine<SystemRandomNumberGenerator>
+    /// While events keep coming, the ticker and the status snapshot are brought up to date every this many.
+    static let statusEvery = 64
 
     let runtime: AgentRuntime
     var configuration: AgentConfiguration
     var machine: Machine
-    let events: AsyncStream<RuntimeEvent>
-    let emit: AsyncStream<RuntimeEvent>.Continuation
+    /// Everything the loop handles, from any thread, in order; server messages in it are limited to the inbox.
+    let queue: EventQueue<RuntimeEvent>
     var logger: Logger { self.runtime.logger }
     var ports: AgentRuntime.Ports { self.runtime.ports }
     var clock: any AgentClock { self.runtime.ports.clock }
@@ -229,7 +230,7 @@ struct Loop {
         self.spool = Spool(directoryOrMemory: runtime.spoolDirectory, settings: runtime.spoolSettings)
         self.configuration = runtime.configuration
         self.machine = Machine(settings: runtime.options.machine, random: SystemRandomNumberGenerator())
-        (self.events, self.emit) = AsyncStream.makeStream(of: RuntimeEvent.self, bufferingPolicy: .unbounded)
+        self.queue = EventQueue(limit: runtime.options.inboxLimit)
         let stored = runtime.ports.clockFloor?.load()
         self.stamper = ReadingStamper(
             sanity: ClockSanity(buildTime: runtime.options.clockFloor, newestStored: stored), limit: runtime.options.heldReadingsLimit)
@@ -241,11 +242,11 @@ struct Loop {
     // MARK: the loop
 
     mutating func run() async throws {
-        let emit = self.emit
+        let queue = self.queue
         let clock = self.clock
         if let board = self.ports.board {
             do {
-                try board.start(emit: { emit.yield(.board($0, at: clock.now())) })
+                try board.start(emit: { queue.append(.board($0, at: clock.now())) })
             } catch {
                 self.logger.error("the board could not be set up; sensors that need it will report failures", metadata: ["error": "\(error)"])
                 self.lastError = error.description
@@ -260,17 +261,27 @@ struct Loop {
         self.armTicker()
         self.publishStatus()
 
-        // Graceful shutdown finishes the stream: the loop handles what is already queued, then stops. (Not
+        // Graceful shutdown closes the queue: the loop handles what is already queued, then stops. (Not
         // `cancelOnGracefulShutdown()`: its merge with the shutdown signal cost more per event than the event itself,
-        // a third of the CPU when publishing fast.)
+        // a third of the CPU when publishing fast.) The ticker and the status snapshot are brought up to date when
+        // the queue is empty and every `Self.statusEvery` events in between: not once per event, which cost as much
+        // as a PUBLISH, and the snapshot is never older than a few events.
         await withGracefulShutdownHandler {
-            for await event in self.events {
-                self.handle(event)
+            var handled = 0
+            while await queue.wait() {
+                while let event = queue.next() {
+                    self.handle(event)
+                    handled &+= 1
+                    if handled % Self.statusEvery == 0 {
+                        self.armTicker()
+                        self.publishStatus()
+                    }
+                }
                 self.armTicker()
                 self.publishStatus()
             }
         } onGracefulShutdown: {
-            emit.finish()
+            queue.close()
         }
         await self.shutdown()
     }
@@ -296,15 +307,11 @@ struct Loop {
                 self.perform(self.machine.connectFailed(.transient(message), now: self.now))
             }
         case .link(let session, let linkEvent):
-            guard session == self.session else {
-                if case .message = linkEvent { self.runtime.inbox.subtract(1, ordering: .relaxed) }
-                return
-            }
+            guard session == self.session else { return }
             switch linkEvent {
             case .closed(let reason):
                 if self.linkUp { self.linkClosed(reason) } else { self.closedEarly = reason }
             case .message(let topic, let payload):
-                self.runtime.inbox.subtract(1, ordering: .relaxed)
                 self.received(topic: topic, payload: payload)
             case .oversized(let topic, let bytes):
                 if !self.oversizedLogged {
@@ -441,14 +448,14 @@ struct Loop {
         if let target = self.tickerTarget, target <= earliest, self.slots.isRunning(.ticker) { return }
         self.tickerTarget = earliest
         let clock = self.clock
-        let emit = self.emit
+        let queue = self.queue
         self.slots.start(.ticker) {
             do {
                 try await clock.sleep(until: earliest)
             } catch {
                 return  // replaced or stopping
             }
-            emit.yield(.tick)
+            queue.append(.tick)
         }
     }
 
@@ -462,9 +469,9 @@ struct Loop {
         self.setDeadline(.spoolSync, after: self.spoolSyncInterval)
         self.setDeadline(.figures, after: self.runtime.options.figuresInterval)
         self.setDeadline(.saveClockFloor, after: self.runtime.options.clockFloorSaveInterval)
-        let emit = self.emit
+        let queue = self.queue
         self.slots.start(.signals) {
-            for await _ in await UnixSignalsSequence(trapping: .sighup) { emit.yield(.reload) }
+            for await _ in await UnixSignalsSequence(trapping: .sighup) { queue.append(.reload) }
         }
     }
 
@@ -555,10 +562,10 @@ struct Loop {
     mutating func startProvisioning() {
         guard !self.slots.isRunning(.provision) else { return }
         let provisioner = self.ports.provisioner
-        let emit = self.emit
+        let queue = self.queue
         self.slots.start(.provision) {
             let result = await provisioner.provision()
-            emit.yield(.provisioned(result))
+            queue.append(.provisioned(result))
         }
     }
 
@@ -577,28 +584,25 @@ struct Loop {
             return
         }
         self.link = link
-        let emit = self.emit
+        let queue = self.queue
         let runtime = self.runtime
-        let inboxLimit = runtime.options.inboxLimit
         self.slots.start(.connect) {
             let outcome = await link.connect { event in
                 switch event {
                 case .message:
                     // A bounded inbox: a server flooding RPCs cannot queue more than this much work.
-                    let queued = runtime.inbox.add(1, ordering: .relaxed).newValue
-                    if queued > inboxLimit {
-                        runtime.inbox.subtract(1, ordering: .relaxed)
+                    if queue.append(.link(session: session, event), limited: true) == .full {
                         runtime.droppedMessages.add(1, ordering: .relaxed)
-                        return
                     }
+                    return
                 case .oversized:
                     runtime.droppedMessages.add(1, ordering: .relaxed)
                 case .closed:
                     break
                 }
-                emit.yield(.link(session: session, event))
+                queue.append(.link(session: session, event))
             }
-            emit.yield(.connectFinished(session: session, outcome))
+            queue.append(.connectFinished(session: session, outcome))
         }
     }
 
@@ -607,7 +611,7 @@ struct Loop {
     mutating func announce() {
         guard let link = self.link else { return }
         let session = self.session
-        let emit = self.emit
+        let queue = self.queue
         let sensorNames = self.configuration.sensors.map(\.name)
         var attributes: [(String, JSONValue)] = self.runtime.options.clientAttributes
         attributes.append(("sensors", .array(sensorNames.map { .string($0) })))
@@ -627,7 +631,7 @@ struct Loop {
             } catch {
                 if !Task.isCancelled { logger.warning("could not subscribe or announce on connect", metadata: ["error": "\(error)"]) }
             }
-            emit.yield(.announced(session: session))
+            queue.append(.announced(session: session))
         }
     }
 
@@ -673,13 +677,13 @@ struct Loop {
 
     /// Starts a read on the board's thread; its values come back as `.sampled`.
     func startSample(_ request: SamplingSchedule.Request) {
-        let emit = self.emit
+        let queue = self.queue
         let clock = self.clock
         guard let board = self.ports.board else {
-            emit.yield(.sampled([], at: clock.now()))
+            queue.append(.sampled([], at: clock.now()))
             return
         }
-        board.sample(request.names) { values in emit.yield(.sampled(values, at: clock.now())) }
+        board.sample(request.names) { values in queue.append(.sampled(values, at: clock.now())) }
     }
 
     /// Stamps values with the time they were taken (`ReadingStamper`), spools them, and publishes when online.
@@ -728,10 +732,10 @@ struct Loop {
             guard !records.isEmpty else { return }
             let (payload, sequences) = TelemetryEncoder.batch(records)
             let session = self.session
-            let emit = self.emit
+            let queue = self.queue
             do {
                 try link.publish(TelemetryEncoder.topic, payload: payload) { ok in
-                    emit.yield(.published(session: session, sequences: sequences, ok: ok))
+                    queue.append(.published(session: session, sequences: sequences, ok: ok))
                 }
             } catch {
                 // Not handed over (the session is ending): its close event follows; the records stay spooled.
