@@ -130,13 +130,17 @@ public struct MQTTConnectOptions: Sendable, Equatable, CustomStringConvertible {
     /// Incoming messages with a larger payload are dropped in libmosquitto's callback (which holds the packet
     /// already: MQTT 3.1.1 has no way to refuse it earlier) and reported as `.oversized`, never copied.
     public var maxIncomingPayload: Int
+    /// At most this many QoS 1 PUBLISHes await their PUBACK at once (1...65535); libmosquitto keeps later ones,
+    /// in order, and sends each as a PUBACK makes room, on its own thread (20 is libmosquitto's default).
+    public var maxInFlight: Int
 
     public init(
         host: String, port: Int, clientID: String, username: Secret? = nil, password: Secret? = nil,
         keepalive: Duration = .seconds(60), cleanSession: Bool = true, tls: MQTTTLSOptions? = nil,
-        connectTimeout: Duration = .seconds(30), maxIncomingPayload: Int = 64 * 1024
+        connectTimeout: Duration = .seconds(30), maxIncomingPayload: Int = 64 * 1024, maxInFlight: Int = 20
     ) {
         self.maxIncomingPayload = maxIncomingPayload
+        self.maxInFlight = maxInFlight
         self.host = host
         self.port = port
         self.clientID = clientID

@@ -93,6 +93,10 @@ public final class MosquittoClient: Sendable {
         }
         // The loop runs on this client's own thread: libmosquitto must lock and wake it as with loop_start.
         try call("mosquitto_threaded_set") { mosquitto_threaded_set(handle, true) }
+        // The PUBLISHes awaiting their PUBACK; libmosquitto queues the rest and sends them from its own thread.
+        try call("mosquitto_int_option(MOSQ_OPT_SEND_MAXIMUM)") {
+            mosquitto_int_option(handle, MOSQ_OPT_SEND_MAXIMUM, CInt(clamping: min(max(options.maxInFlight, 1), 65535)))
+        }
         // ThingsBoard and tb-sim speak MQTT 3.1.1; libmosquitto 2.0 defaults to it, but say so.
         try call("mosquitto_int_option(MOSQ_OPT_PROTOCOL_VERSION)") {
             mosquitto_int_option(handle, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311)

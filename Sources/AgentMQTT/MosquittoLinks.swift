@@ -14,9 +14,12 @@ public struct MosquittoLinks: DeviceLinks {
         self.logger = logger
     }
 
-    public func link(for credentials: DeviceCredentials, deviceName: String) throws(AgentError) -> any DeviceLink {
+    public func link(for credentials: DeviceCredentials, deviceName: String, inFlight: Int) throws(AgentError)
+        -> any DeviceLink
+    {
         var options = try DeviceConnection.connectOptions(for: credentials, deviceName: deviceName, server: self.server)
         options.maxIncomingPayload = self.maxIncomingPayload
+        options.maxInFlight = inFlight
         do {
             return MosquittoLink(try MosquittoClient(options, logger: self.logger))
         } catch {

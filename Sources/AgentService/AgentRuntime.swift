@@ -19,7 +19,9 @@ import UnixSignals
 /// and counted), and libmosquitto drops oversized ones unread.
 public final class AgentRuntime: Service, CustomStringConvertible {
     public struct Options: Sendable {
-        /// At most this many telemetry PUBLISHes awaiting their PUBACK.
+        /// At most this many PUBLISHes awaiting their PUBACK (the link's window). The loop hands the link up to
+        /// twice as many telemetry PUBLISHes: those beyond the window wait in the link, which sends the next one as
+        /// soon as a PUBACK makes room, without a hop through the loop.
         public var inFlightWindow: Int = 16
         /// How many spooled records go into one PUBLISH at most (each record is one sampling round).
         public var recordsPerPublish: Int = 64
@@ -205,7 +207,11 @@ struct Loop {
     var candidate: DeviceCredentials? = nil
     // Telemetry
     var sentThrough: UInt64 = 0
+    /// Telemetry PUBLISHes handed to the link and not acknowledged yet (at most twice the window).
     var inFlight = 0
+    /// The last `pump()` stopped because the in-flight window was full (more records may wait), not because the spool
+    /// had no more to send.
+    var windowFull = false
     var stamper: ReadingStamper
     /// The floor as last saved (or loaded).
     var savedClockFloor: Int64? = nil
@@ -268,7 +274,7 @@ struct Loop {
         // as a PUBLISH, and the snapshot is never older than a few events.
         await withGracefulShutdownHandler {
             var handled = 0
-            while await queue.wait() {
+            while await queue.wait(quietLimit: self.acknowledgementsPerWakeUp) {
                 while let event = queue.next() {
                     self.handle(event)
                     handled &+= 1
@@ -574,7 +580,8 @@ struct Loop {
         let session = self.session
         let link: any DeviceLink
         do {
-            link = try self.ports.links.link(for: credentials, deviceName: self.runtime.deviceName)
+            link = try self.ports.links.link(
+                for: credentials, deviceName: self.runtime.deviceName, inFlight: self.runtime.options.inFlightWindow)
         } catch {
             self.lastError = error.message
             self.logger.error("\(error.message)")
@@ -717,11 +724,17 @@ struct Loop {
         }
     }
 
-    /// Sends spooled records, oldest first, while the in-flight window has room. Each PUBLISH is handed to the
-    /// link here, on the loop, so batches leave in spool order; its PUBACK comes back as a callback.
+    /// Sends spooled records, oldest first, while fewer than twice the in-flight window are handed over. Each
+    /// PUBLISH is handed to the link here, on the loop, so batches leave in spool order; the link sends them as
+    /// its window allows, and each PUBACK comes back as a callback.
     mutating func pump() {
         guard self.machine.state == .online, self.linkUp, let link = self.link else { return }
-        while self.inFlight < self.runtime.options.inFlightWindow {
+        self.windowFull = false
+        while true {
+            guard self.inFlight < 2 * self.runtime.options.inFlightWindow else {
+                self.windowFull = true
+                return
+            }
             let records: [SpoolRecord]
             do {
                 records = try self.spool.pending(after: self.sentThrough, limit: self.runtime.options.recordsPerPublish)
@@ -735,7 +748,8 @@ struct Loop {
             let queue = self.queue
             do {
                 try link.publish(TelemetryEncoder.topic, payload: payload) { ok in
-                    queue.append(.published(session: session, sequences: sequences, ok: ok))
+                    // A PUBACK wakes the loop only with others (`acknowledgementsPerWakeUp`); a failure at once.
+                    queue.append(.published(session: session, sequences: sequences, ok: ok), urgent: !ok)
                 }
             } catch {
                 // Not handed over (the session is ending): its close event follows; the records stay spooled.
@@ -744,6 +758,18 @@ struct Loop {
             self.sentThrough = sequences.last ?? self.sentThrough
             self.inFlight += 1
         }
+    }
+
+    /// How many PUBACKs may wait in the queue before they wake the loop (any other event wakes it at once, and it
+    /// then handles them too, in order). While records wait to be handed over: half the window, so that one
+    /// wake-up hands over half a window (the link holds up to a window more than it has in flight, so the wire
+    /// never waits for the loop) instead of one wake-up, a thread hop and the dearest part of a PUBACK, per
+    /// PUBLISH. Otherwise: every PUBLISH handed over, since nothing waits for them but the spool's trimming and the
+    /// figures (the spool-sync tick, at least once a second, wakes the loop for them too).
+    var acknowledgementsPerWakeUp: Int {
+        guard self.inFlight > 1 else { return 1 }
+        guard self.windowFull else { return self.inFlight }
+        return max(1, min(self.inFlight, self.runtime.options.inFlightWindow / 2))
     }
 
     /// Sensors that share an interval are read together and go out as one entry (one timestamp), so a board with

@@ -7,6 +7,11 @@ import Synchronization
 /// nothing; it resumes the consumer only when the consumer is waiting, so events that arrive while it works cost
 /// no wake-up. The consumer takes events one at a time (`next()`) and waits (`wait()`) only when none is left.
 ///
+/// An event added as not `urgent` (a PUBACK while the window still has PUBLISHes in flight) takes its place in
+/// line like any other but does not wake the consumer by itself: the consumer is woken by the next urgent event, or
+/// once as many non-urgent ones wait as it said when it began to wait (`wait(quietLimit:)`). Each wake-up is a
+/// thread hop, the largest cost of a PUBACK; this way one serves several.
+///
 /// Events added as `limited` (a server's messages) are bounded: at most `limit` of them wait at once, and adding
 /// one more is refused (`.full`; the caller counts it). Other events (acknowledgements, readings, timers) are
 /// never refused while the queue is open: losing one would lose a reading or a PUBACK.
@@ -25,6 +30,7 @@ public final class EventQueue<Event: Sendable>: Sendable {
     struct Entry {
         var event: Event
         var limited: Bool
+        var urgent: Bool
     }
 
     /// A growable ring buffer; its capacity is a power of two.
@@ -70,8 +76,19 @@ public final class EventQueue<Event: Sendable>: Sendable {
         var ring = Ring()
         /// Limited events in the ring.
         var limitedWaiting = 0
+        /// Events in the ring that were added as not urgent.
+        var quietWaiting = 0
         var waiter: UnsafeContinuation<Void, Never>? = nil
+        /// The waiter's `quietLimit`.
+        var waiterQuietLimit = 1
         var closed = false
+
+        /// True (events to take now), false (closed and empty), nil (wait).
+        func ready(quietLimit: Int) -> Bool? {
+            if self.ring.count > self.quietWaiting || (self.quietWaiting > 0 && self.quietWaiting >= quietLimit) { return true }
+            if self.closed { return self.ring.count > 0 }
+            return nil
+        }
     }
 
     /// At most this many limited events wait at once.
@@ -82,9 +99,10 @@ public final class EventQueue<Event: Sendable>: Sendable {
         self.limit = max(0, limit)
     }
 
-    /// Adds `event` after every event added before it (from any thread), and wakes the consumer if it waits.
+    /// Adds `event` after every event added before it (from any thread), and wakes the consumer if it waits (for a
+    /// non-`urgent` event, only if enough of them wait now).
     @discardableResult
-    public func append(_ event: Event, limited: Bool = false) -> Outcome {
+    public func append(_ event: Event, limited: Bool = false, urgent: Bool = true) -> Outcome {
         // The waiter is resumed once: whoever takes it out of the state under the lock resumes it, after unlocking.
         let (outcome, waiter): (Outcome, UnsafeContinuation<Void, Never>?) = self.state.withLock { state in
             guard !state.closed else { return (.closed, nil) }
@@ -92,7 +110,9 @@ public final class EventQueue<Event: Sendable>: Sendable {
                 guard state.limitedWaiting < self.limit else { return (.full, nil) }
                 state.limitedWaiting += 1
             }
-            state.ring.append(Entry(event: event, limited: limited))
+            state.ring.append(Entry(event: event, limited: limited, urgent: urgent))
+            if !urgent { state.quietWaiting += 1 }
+            guard urgent || state.quietWaiting >= state.waiterQuietLimit else { return (.queued, nil) }
             let waiter = state.waiter
             state.waiter = nil
             return (.queued, waiter)
@@ -106,20 +126,24 @@ public final class EventQueue<Event: Sendable>: Sendable {
         self.state.withLock { state in
             guard let entry = state.ring.popFirst() else { return nil }
             if entry.limited { state.limitedWaiting -= 1 }
+            if !entry.urgent { state.quietWaiting -= 1 }
             return entry.event
         }
     }
 
-    /// Waits until there is an event to take (true) or the queue is closed and empty (false). For the one task that
-    /// consumes the queue: two tasks waiting at once is a programming error. Cancelling the task closes the queue.
-    public func wait() async -> Bool {
-        if let ready = self.state.withLock({ Self.ready($0) }) { return ready }
+    /// Waits until there are events to take (true) or the queue is closed and empty (false): an urgent event, or
+    /// `quietLimit` non-urgent ones (fewer wait in line, untaken, until then). For the one task that consumes the
+    /// queue: two tasks waiting at once is a programming error. Cancelling the task closes the queue.
+    public func wait(quietLimit: Int = 1) async -> Bool {
+        let quietLimit = max(1, quietLimit)
+        if let ready = self.state.withLock({ $0.ready(quietLimit: quietLimit) }) { return ready }
         await withTaskCancellationHandler {
             await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
                 let resumeNow = self.state.withLock { state in
-                    if Self.ready(state) != nil { return true }
+                    if state.ready(quietLimit: quietLimit) != nil { return true }
                     precondition(state.waiter == nil, "EventQueue: a second task waits on the same queue")
                     state.waiter = continuation
+                    state.waiterQuietLimit = quietLimit
                     return false
                 }
                 if resumeNow { continuation.resume() }
@@ -127,8 +151,8 @@ public final class EventQueue<Event: Sendable>: Sendable {
         } onCancel: {
             self.close()
         }
-        // Woken by an event, by close() or by cancellation (which closed the queue): one of them holds now.
-        return self.state.withLock { Self.ready($0) } ?? true
+        // Woken by events, by close() or by cancellation (which closed the queue).
+        return self.state.withLock { $0.ring.count > 0 || !$0.closed }
     }
 
     /// Refuses events from now on; those queued are still taken, then `wait()` returns false.
@@ -147,10 +171,4 @@ public final class EventQueue<Event: Sendable>: Sendable {
 
     /// True while the consumer is suspended in `wait()` (for tests).
     public var consumerIsWaiting: Bool { self.state.withLock { $0.waiter != nil } }
-
-    /// True (events to take), false (closed and empty), nil (open and empty: wait).
-    private static func ready(_ state: State) -> Bool? {
-        if state.ring.count > 0 { return true }
-        return state.closed ? false : nil
-    }
 }

@@ -4,6 +4,9 @@ import Synchronization
 /// An MQTT server in memory, for the run loop's tests: it implements the loop's port (`DeviceLinks`), so the
 /// loop runs in-process with no socket. A test decides how connects end, holds or grants PUBACKs, sends the
 /// server's messages, drops the connection, and reads what the device published.
+///
+/// Like libmosquitto, a link keeps at most its `inFlight` PUBLISHes awaiting their PUBACK (every one counts, with
+/// a completion or not): later ones wait in the link, in order, and are published as PUBACKs make room.
 public final class InMemoryBroker: DeviceLinks {
     public struct Published: Sendable, Equatable {
         public let session: Int
@@ -31,7 +34,36 @@ public final class InMemoryBroker: DeviceLinks {
         let id: Int
         var events: (@Sendable (LinkEvent) -> Void)?
         var open: Bool
-        var pendingAcks: [@Sendable (Bool) -> Void]
+        let inFlight: Int
+        /// Published and awaiting their PUBACK (while PUBACKs are held), oldest first: their completions.
+        var pendingAcks: [(@Sendable (Bool) -> Void)?] = []
+        /// Handed over beyond the window: not published yet.
+        var waiting: [(topic: String, payload: [UInt8], done: (@Sendable (Bool) -> Void)?)] = []
+
+        /// Publishes what waits while the window has room: PUBACKs held, they join `pendingAcks`; otherwise their
+        /// completions are returned, to be called at once.
+        mutating func release(holdAcks: Bool, into published: inout [Published]) -> [@Sendable (Bool) -> Void] {
+            var acked: [@Sendable (Bool) -> Void] = []
+            while !self.waiting.isEmpty, !holdAcks || self.pendingAcks.count < self.inFlight {
+                let next = self.waiting.removeFirst()
+                published.append(Published(session: self.id, topic: next.topic, payload: next.payload))
+                if holdAcks {
+                    self.pendingAcks.append(next.done)
+                } else if let done = next.done {
+                    acked.append(done)
+                }
+            }
+            return acked
+        }
+
+        /// Ends the session's messages: every completion, those awaiting a PUBACK and those never published.
+        mutating func takeAll() -> [@Sendable (Bool) -> Void] {
+            defer {
+                self.pendingAcks = []
+                self.waiting = []
+            }
+            return self.pendingAcks.compactMap { $0 } + self.waiting.compactMap(\.done)
+        }
     }
 
     struct State {
@@ -74,14 +106,22 @@ public final class InMemoryBroker: DeviceLinks {
     /// While true, PUBACKs are held until `grantAcks()`.
     public func holdAcks(_ hold: Bool) { self.state.withLock { $0.holdAcks = hold } }
 
-    /// Sends the held PUBACKs.
+    /// Sends the held PUBACKs; what waited behind them is published (and, PUBACKs still held, waits for its own).
     public func grantAcks() {
         let acks = self.state.withLock { state -> [@Sendable (Bool) -> Void] in
             guard let id = state.current, var session = state.sessions[id] else { return [] }
-            defer { session.pendingAcks = []; state.sessions[id] = session }
-            return session.pendingAcks
+            var acks = session.pendingAcks.compactMap { $0 }
+            session.pendingAcks = []
+            acks += session.release(holdAcks: state.holdAcks, into: &state.published)
+            state.sessions[id] = session
+            return acks
         }
         for ack in acks { ack(true) }
+    }
+
+    /// PUBLISHes of the connected session awaiting their PUBACK.
+    public var unacknowledged: Int {
+        self.state.withLock { state in state.current.flatMap { state.sessions[$0]?.pendingAcks.count } ?? 0 }
     }
 
     /// Ends a held connect as `outcome`.
@@ -113,8 +153,7 @@ public final class InMemoryBroker: DeviceLinks {
         let (events, acks) = self.state.withLock { state -> ((@Sendable (LinkEvent) -> Void)?, [@Sendable (Bool) -> Void]) in
             guard let id = state.current, var session = state.sessions[id], session.open else { return (nil, []) }
             session.open = false
-            let acks = session.pendingAcks
-            session.pendingAcks = []
+            let acks = session.takeAll()
             state.sessions[id] = session
             state.current = nil
             return (session.events, acks)
@@ -135,10 +174,12 @@ public final class InMemoryBroker: DeviceLinks {
 
     // MARK: DeviceLinks
 
-    public func link(for credentials: DeviceCredentials, deviceName: String) throws(AgentError) -> any DeviceLink {
+    public func link(for credentials: DeviceCredentials, deviceName: String, inFlight: Int) throws(AgentError)
+        -> any DeviceLink
+    {
         let id = self.state.withLock { state -> Int in
             state.nextSession += 1
-            state.sessions[state.nextSession] = Session(id: state.nextSession, events: nil, open: false, pendingAcks: [])
+            state.sessions[state.nextSession] = Session(id: state.nextSession, events: nil, open: false, inFlight: max(1, inFlight))
             return state.nextSession
         }
         return Link(broker: self, session: id, credentials: credentials)
@@ -199,26 +240,22 @@ public final class InMemoryBroker: DeviceLinks {
         }
 
         func publish(_ topic: String, payload: [UInt8], done: (@Sendable (Bool) -> Void)?) throws(AgentError) {
-            let ackNow = self.broker.state.withLock { state -> Bool? in
+            let acks = self.broker.state.withLock { state -> [@Sendable (Bool) -> Void]? in
                 guard var session = state.sessions[self.session], session.open else { return nil }
-                state.published.append(Published(session: self.session, topic: topic, payload: payload))
-                if state.holdAcks {
-                    if let done { session.pendingAcks.append(done) }
-                    state.sessions[self.session] = session
-                    return false
-                }
-                return true
+                session.waiting.append((topic, payload, done))
+                let acks = session.release(holdAcks: state.holdAcks, into: &state.published)
+                state.sessions[self.session] = session
+                return acks
             }
-            guard let ackNow else { throw AgentError(.brokerUnavailable, "not connected") }
-            if ackNow { done?(true) }
+            guard let acks else { throw AgentError(.brokerUnavailable, "not connected") }
+            for ack in acks { ack(true) }
         }
 
         func disconnect() async {
             let (events, acks) = self.broker.state.withLock { state -> ((@Sendable (LinkEvent) -> Void)?, [@Sendable (Bool) -> Void]) in
                 guard var session = state.sessions[self.session], session.open else { return (nil, []) }
                 session.open = false
-                let acks = session.pendingAcks
-                session.pendingAcks = []
+                let acks = session.takeAll()
                 state.sessions[self.session] = session
                 if state.current == self.session { state.current = nil }
                 return (session.events, acks)

@@ -1,5 +1,6 @@
 import AgentService
 import AgentTestSupport
+import Synchronization
 import Testing
 
 /// The run loop's queue: every event in order, server messages bounded, one consumer woken only when it waits.
@@ -41,7 +42,7 @@ import Testing
     /// Several threads at once: nothing is lost, and each thread's events keep their order.
     @Test func eachProducersOrderIsKeptAndNothingIsLost() async throws {
         let queue = EventQueue<(producer: Int, n: Int)>()
-        let perProducer = 20_000
+        let perProducer = 5_000
         let producers = try (0..<4).map { p in
             try JoinableThread { for n in 0..<perProducer { queue.append((p, n)) } }
         }
@@ -111,6 +112,57 @@ import Testing
         try await Self.until("the consumer waits for 4") { queue.consumerIsWaiting }
         queue.append(4)
         #expect(await consumer.value == [2, 3, 4])
+    }
+
+    /// Events added as not urgent take their place in line but wake a waiting consumer only once `quietLimit` of
+    /// them wait; an urgent event wakes it at once, and it then takes the quiet ones before it too, in order.
+    @Test func quietEventsWakeTheConsumerOnlyInNumbers() async throws {
+        let queue = EventQueue<Int>()
+        queue.append(1, urgent: false)
+        queue.append(2, urgent: false)
+        #expect(await queue.wait(quietLimit: 2))
+        #expect(queue.next() == 1)
+        #expect(queue.next() == 2)
+
+        let wakeUps = Atomic<Int>(0)
+        let consumer = Task { () -> [Int] in
+            var got: [Int] = []
+            while got.count < 5, await queue.wait(quietLimit: 3) {
+                wakeUps.add(1, ordering: .relaxed)
+                while let i = queue.next() { got.append(i) }
+            }
+            return got
+        }
+        try await Self.until("the consumer waits") { queue.consumerIsWaiting }
+        queue.append(3, urgent: false)
+        queue.append(4, urgent: false)
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(queue.consumerIsWaiting, "two quiet events of three woke the consumer")
+        #expect(queue.count == 2)
+        queue.append(5, urgent: false)
+        try await Self.until("the consumer took the three and waits again") {
+            wakeUps.load(ordering: .relaxed) == 1 && queue.consumerIsWaiting
+        }
+        queue.append(6, urgent: false)
+        queue.append(7)
+        #expect(await consumer.value == [3, 4, 5, 6, 7])
+        #expect(wakeUps.load(ordering: .relaxed) == 2)
+    }
+
+    /// Closing wakes a consumer that waits for more quiet events: it takes those queued, then the queue ends.
+    @Test func closeHandsOutQuietEventsBelowTheLimit() async throws {
+        let queue = EventQueue<Int>()
+        let consumer = Task { () -> [Int] in
+            var got: [Int] = []
+            while await queue.wait(quietLimit: 10) {
+                while let i = queue.next() { got.append(i) }
+            }
+            return got
+        }
+        try await Self.until("the consumer waits") { queue.consumerIsWaiting }
+        queue.append(1, urgent: false)
+        queue.close()
+        #expect(await consumer.value == [1])
     }
 
     /// Closing refuses new events but hands out those queued; then wait() returns false, also to a consumer that was

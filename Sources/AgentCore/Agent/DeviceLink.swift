@@ -5,11 +5,13 @@
 /// A link is one session: connect once, then subscribe and publish, then it closes (asked or not) and is done.
 /// Every callback may come from any thread; the loop turns them into its own events.
 public protocol DeviceLinks: Sendable {
-    /// A new session as the device with `credentials`; nothing goes on the network yet.
+    /// A new session as the device with `credentials`; nothing goes on the network yet. At most `inFlight` QoS 1
+    /// PUBLISHes of the session await their PUBACK at once: later ones wait in the link, in order, and go out as
+    /// PUBACKs make room, without the caller (so a caller that hands over more is woken less often).
     ///
     /// - Throws: `AgentError` when these credentials cannot be used at all (an X.509 pair without TLS, a value
     ///   the MQTT library refuses): the code says whether the credentials are to blame (`.credentialsRejected`).
-    func link(for credentials: DeviceCredentials, deviceName: String) throws(AgentError) -> any DeviceLink
+    func link(for credentials: DeviceCredentials, deviceName: String, inFlight: Int) throws(AgentError) -> any DeviceLink
 }
 
 public protocol DeviceLink: AnyObject, Sendable {
@@ -18,8 +20,9 @@ public protocol DeviceLink: AnyObject, Sendable {
     func connect(events: @escaping @Sendable (LinkEvent) -> Void) async -> LinkConnectOutcome
     /// Subscribes to each filter and waits for the SUBACKs: false for a filter the server refused.
     func subscribe(_ filters: [String]) async throws(AgentError) -> [Bool]
-    /// Hands a QoS 1 message over now, so that messages leave in the order of the calls. `done` is called once,
-    /// from any thread: true on the PUBACK, false when the session ended first.
+    /// Hands a QoS 1 message over now, so that messages leave in the order of the calls (beyond the `inFlight`
+    /// window they wait in the link). `done` is called once, from any thread: true on the PUBACK, false when the
+    /// session ended first.
     ///
     /// - Throws: `AgentError` when the message cannot be handed over (not connected, too large); `done` is then
     ///   never called.
