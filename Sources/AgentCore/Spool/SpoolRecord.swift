@@ -27,16 +27,22 @@ public struct SpoolRecord: Sendable, Equatable {
     }
 
     public var encoded: [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(Self.headerSize + self.payload.count)
-        out += Self.magic
-        out.append(Self.version)
-        out += Self.littleEndian(UInt32(self.payload.count))
-        out += Self.littleEndian(self.sequence)
-        let crc = CRC32.checksum(self.payload, seed: CRC32.checksum(out[2..<15]))
-        out += Self.littleEndian(crc)
-        out += self.payload
-        return out
+        // Written in place: this runs for every reading.
+        let size = Self.headerSize + self.payload.count
+        return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            let out = UnsafeMutableRawBufferPointer(buffer)
+            out[0] = Self.magic[0]
+            out[1] = Self.magic[1]
+            out[2] = Self.version
+            out.storeBytes(of: UInt32(self.payload.count).littleEndian, toByteOffset: 3, as: UInt32.self)
+            out.storeBytes(of: self.sequence.littleEndian, toByteOffset: 7, as: UInt64.self)
+            self.payload.withUnsafeBytes { payload in
+                if let base = payload.baseAddress { (out.baseAddress! + Self.headerSize).copyMemory(from: base, byteCount: payload.count) }
+                let crc = CRC32.checksum(payload, seed: CRC32.checksum(UnsafeRawBufferPointer(rebasing: out[2..<15])))
+                out.storeBytes(of: crc.littleEndian, toByteOffset: 15, as: UInt32.self)
+            }
+            initialized = size
+        }
     }
 
     /// What a scan of a segment found.

@@ -83,8 +83,11 @@ public final class Spool {
     private var memoryBytes = 0
     /// At most this many payload bytes are kept in memory (1 MiB, or `max_size` if smaller).
     public var memoryLimit: Int { min(self.settings.maxBytes, 1 << 20) }
-    private var unsyncedSince: ContinuousClock.Instant? = nil
-    private var stateDirtySince: ContinuousClock.Instant? = nil
+    private var unsyncedSince: ContinuousClock.Instant? = nil { didSet { self.updateSyncDue() } }
+    private var stateDirtySince: ContinuousClock.Instant? = nil { didSet { self.updateSyncDue() } }
+    /// When `syncIfDue()` syncs: the sync interval after the older of the two (checked on every append and
+    /// acknowledgement, so it is kept ready rather than worked out each time).
+    private var syncDue: ContinuousClock.Instant? = nil
     private let clock = ContinuousClock()
 
     /// Opens (creating when needed) the spool in `directory`, recovering from a crash; never fails. When the
@@ -251,9 +254,19 @@ public final class Spool {
 
     /// Syncs when the sync interval has passed since the oldest unsynced write; call it from a timer too.
     public func syncIfDue() throws(AgentError) {
-        let now = self.clock.now
-        let due = { (since: ContinuousClock.Instant?) in since.map { now - $0 >= self.settings.syncInterval } ?? false }
-        if due(self.unsyncedSince) || due(self.stateDirtySince) { try self.sync() }
+        guard let due = self.syncDue, self.clock.now >= due else { return }
+        try self.sync()
+    }
+
+    private func updateSyncDue() {
+        let oldest: ContinuousClock.Instant?
+        switch (self.unsyncedSince, self.stateDirtySince) {
+        case (let a?, let b?): oldest = min(a, b)
+        case (let a?, nil): oldest = a
+        case (nil, let b?): oldest = b
+        case (nil, nil): oldest = nil
+        }
+        self.syncDue = oldest.map { $0 + self.settings.syncInterval }
     }
 
     // MARK: reading and acknowledging
@@ -264,20 +277,26 @@ public final class Spool {
         let floor = max(after, self.acknowledgedThrough)
         segments: for segment in self.segments where segment.count > 0 && segment.lastSequence > floor {
             for record in try self.records(in: segment, after: floor, limit: limit - out.count)
-            where record.sequence > floor && !self.acknowledgedAbove.contains(record.sequence) {
+            where record.sequence > floor && !self.acknowledgedAboveHolds(record.sequence) {
                 out.append(record)
                 if out.count >= limit { break segments }
             }
         }
         guard !self.memory.isEmpty else { return out }
-        out += self.memory.lazy.filter { $0.sequence > floor && !self.acknowledgedAbove.contains($0.sequence) }.prefix(limit)
+        out += self.memory.lazy.filter { $0.sequence > floor && !self.acknowledgedAboveHolds($0.sequence) }.prefix(limit)
         out.sort { $0.sequence < $1.sequence }
         return Array(out.prefix(limit))
     }
 
     /// The server acknowledged these records (PUBACK): they are trimmed once every older one is acknowledged too.
     public func acknowledge(_ sequences: some Sequence<UInt64>) throws(AgentError) {
-        for s in sequences where s > self.acknowledgedThrough { self.acknowledgedAbove.insert(s) }
+        for s in sequences where s > self.acknowledgedThrough {
+            if s == self.acknowledgedThrough &+ 1 && self.acknowledgedAbove.isEmpty {
+                self.acknowledgedThrough = s  // in order, the usual case: no set to go through
+            } else {
+                self.acknowledgedAbove.insert(s)
+            }
+        }
         self.advanceWatermark()
         if self.stateDirtySince == nil { self.stateDirtySince = self.clock.now }
         try self.trim()
@@ -286,11 +305,16 @@ public final class Spool {
 
     // MARK: internals
 
+    /// `acknowledgedAbove.contains(sequence)`, without hashing while the set is empty (acknowledgements in order).
+    private func acknowledgedAboveHolds(_ sequence: UInt64) -> Bool {
+        !self.acknowledgedAbove.isEmpty && self.acknowledgedAbove.contains(sequence)
+    }
+
     /// Moves the watermark over every acknowledged sequence and every hole that follows it, and forgets the records
     /// kept in memory that it passed.
     private func advanceWatermark() {
         while true {
-            if self.acknowledgedAbove.remove(self.acknowledgedThrough + 1) != nil {
+            if !self.acknowledgedAbove.isEmpty, self.acknowledgedAbove.remove(self.acknowledgedThrough + 1) != nil {
                 self.acknowledgedThrough += 1
             } else if let hole = self.holes.first, hole.lowerBound <= self.acknowledgedThrough + 1 {
                 self.holes.removeFirst()
@@ -537,7 +561,7 @@ public final class Spool {
             while out.count < limit, let record = position.ahead.first {
                 position.ahead = position.ahead.dropFirst()
                 position.next = record.sequence &+ 1
-                if record.sequence > floor && !self.acknowledgedAbove.contains(record.sequence) { out.append(record) }
+                if record.sequence > floor && !self.acknowledgedAboveHolds(record.sequence) { out.append(record) }
             }
         }
         if let first = position.ahead.first { position.next = first.sequence }
