@@ -65,21 +65,27 @@ public enum TelemetryEncoder {
         return order.sorted().map { Entry(timestamp: $0, values: byTimestamp[$0] ?? []) }
     }
 
-    /// `Entry(timestamp:values:).json.serialized`, as bytes, written directly (encoding is on the path of every
-    /// reading; building the JSON tree and growing a string piece by piece cost more than the rest of that path).
+    /// `Entry(timestamp:values:).json.serialized`, as bytes, appended to `out` (encoding is on the path of every
+    /// reading: building the JSON tree, or strings on the way, cost more than the rest of that path).
+    static func serialize(timestamp: Int64, values: some Collection<(String, JSONValue)>, into out: inout [UInt8]) {
+        out.append(contentsOf: #"{"ts":"#.utf8)
+        JSONValue.writeInteger(timestamp, to: &out)
+        out.append(contentsOf: #","values":{"#.utf8)
+        var first = true
+        for (key, value) in values {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            JSONValue.writeString(key, to: &out)
+            out.append(UInt8(ascii: ":"))
+            value.write(to: &out)
+        }
+        out.append(contentsOf: "}}".utf8)
+    }
+
     static func serialize(timestamp: Int64, values: [(String, JSONValue)]) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(24 + 24 * values.count)
-        out.append(contentsOf: #"{"ts":"#.utf8)
-        out.append(contentsOf: String(timestamp).utf8)
-        out.append(contentsOf: #","values":{"#.utf8)
-        for (i, (key, value)) in values.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(contentsOf: JSONValue.string(key).serialized.utf8)
-            out.append(UInt8(ascii: ":"))
-            out.append(contentsOf: value.serialized.utf8)
-        }
-        out.append(contentsOf: "}}".utf8)
+        self.serialize(timestamp: timestamp, values: values, into: &out)
         return out
     }
 
@@ -109,22 +115,41 @@ public enum TelemetryEncoder {
             current += text
             count += 1
         }
-
-        for entry in entries(readings) {
-            let text = self.serialize(timestamp: entry.timestamp, values: entry.values)
+        /// Writes the entry into the payload being filled when it fits there (the usual case: no copy); returns
+        /// false, leaving the payload as it was, when it does not.
+        func addInPlace(_ timestamp: Int64, _ values: some Collection<(String, JSONValue)>) -> Bool {
+            let start = current.count
+            if count > 0 { current.append(UInt8(ascii: ",")) }
+            self.serialize(timestamp: timestamp, values: values, into: &current)
+            guard current.count + 1 <= maxPayloadBytes else {
+                current.removeSubrange(start...)
+                return false
+            }
+            count += 1
+            return true
+        }
+        func addEntry(_ timestamp: Int64, _ values: [(String, JSONValue)]) {
+            if addInPlace(timestamp, values) { return }
+            let text = self.serialize(timestamp: timestamp, values: values)
             if text.count + 2 <= maxPayloadBytes {
                 add(text)
-                continue
+                return
             }
             // Split the entry by keys.
-            for (key, value) in entry.values {
-                let single = self.serialize(timestamp: entry.timestamp, values: [(key, value)])
+            for (key, value) in values {
+                let single = self.serialize(timestamp: timestamp, values: [(key, value)])
                 if single.count + 2 <= maxPayloadBytes {
                     add(single)
                 } else {
-                    rejected.append(Reading(key: key, value: value, timestamp: entry.timestamp))
+                    rejected.append(Reading(key: key, value: value, timestamp: timestamp))
                 }
             }
+        }
+
+        if readings.count == 1, addInPlace(readings[0].timestamp, CollectionOfOne((readings[0].key, readings[0].value))) {
+            // One reading (a digital input's change): no grouping.
+        } else {
+            for entry in entries(readings) { addEntry(entry.timestamp, entry.values) }
         }
         flush()
         return (payloads, rejected)
