@@ -426,18 +426,23 @@ final class CallbackContext: Sendable {
     }
 
     private func published(_ mid: CInt) {
-        let (waiter, done) = self.state.withLock { state in
-            if let done = state.publishCallbacks.removeValue(forKey: mid) {
-                return (nil as CheckedContinuation<Result<Void, MQTTError>, Never>?, Optional(done))
-            }
-            guard let waiter = state.publishWaiters.removeValue(forKey: mid) else {
-                state.publishedEarly.insert(mid)
-                return (nil, nil)
-            }
-            return (waiter, nil)
+        enum Completion {
+            case callback(@Sendable (Bool) -> Void)
+            case waiter(CheckedContinuation<Result<Void, MQTTError>, Never>)
+            case early
         }
-        waiter?.resume(returning: .success(()))
-        done?(true)
+        // The telemetry path (a completion callback) first: one lookup and no result value on the way.
+        let completion: Completion = self.state.withLock { state in
+            if let done = state.publishCallbacks.removeValue(forKey: mid) { return .callback(done) }
+            if let waiter = state.publishWaiters.removeValue(forKey: mid) { return .waiter(waiter) }
+            state.publishedEarly.insert(mid)
+            return .early
+        }
+        switch completion {
+        case .callback(let done): done(true)
+        case .waiter(let waiter): waiter.resume(returning: .success(()))
+        case .early: break
+        }
     }
 
     private func subscribed(_ mid: CInt, _ granted: [Int]) {

@@ -151,7 +151,10 @@ public enum TelemetryEncoder {
         } else {
             for entry in entries(readings) { addEntry(entry.timestamp, entry.values) }
         }
-        flush()
+        if count > 0 {
+            current.append(UInt8(ascii: "]"))
+            payloads.append(current)
+        }
         return (payloads, rejected)
     }
 }
@@ -162,13 +165,18 @@ extension TelemetryEncoder {
     public static func batch(_ records: [SpoolRecord], maxPayloadBytes: Int = defaultMaxPayloadBytes)
         -> (payload: [UInt8], sequences: [UInt64])
     {
-        var batch: [SpoolRecord] = []
+        var count = 0
         var size = 2
         for record in records {
-            let cost = record.payload.count - 2 + (batch.isEmpty ? 0 : 1)
-            if !batch.isEmpty && size + cost > maxPayloadBytes { break }
-            batch.append(record)
+            let cost = record.payload.count - 2 + (count == 0 ? 0 : 1)
+            if count > 0 && size + cost > maxPayloadBytes { break }
+            count += 1
             size += cost
+        }
+        let batch = records.prefix(count)
+        if count == 1, let only = batch.first, only.payload.first == UInt8(ascii: "["), only.payload.last == UInt8(ascii: "]") {
+            // One record: its payload is already the array (one reading per PUBLISH, or a lone reading).
+            return (only.payload, [only.sequence])
         }
         var payload: [UInt8] = [UInt8(ascii: "[")]
         payload.reserveCapacity(size)

@@ -194,7 +194,7 @@ public final class Spool {
             throw AgentError(.storageFailure, "the spool in \(self.directory) has no open segment")
         }
         do {
-            _ = try fd.writeAll(bytes)
+            try Self.writeAll(fd, bytes)
         } catch {
             // A partial write leaves a torn record that the next open cuts off; reopen a fresh segment so the
             // next append does not land behind the damage.
@@ -275,12 +275,11 @@ public final class Spool {
     public func pending(after: UInt64 = 0, limit: Int = 256) throws(AgentError) -> [SpoolRecord] {
         var out: [SpoolRecord] = []
         let floor = max(after, self.acknowledgedThrough)
-        segments: for segment in self.segments where segment.count > 0 && segment.lastSequence > floor {
-            for record in try self.records(in: segment, after: floor, limit: limit - out.count)
-            where record.sequence > floor && !self.acknowledgedAboveHolds(record.sequence) {
-                out.append(record)
-                if out.count >= limit { break segments }
-            }
+        for segment in self.segments where segment.count > 0 && segment.lastSequence > floor {
+            // Only unacknowledged records above the floor, at most the rest of the limit.
+            let found = try self.records(in: segment, after: floor, limit: limit - out.count)
+            if out.isEmpty { out = found } else { out += found }
+            if out.count >= limit { break }
         }
         guard !self.memory.isEmpty else { return out }
         out += self.memory.lazy.filter { $0.sequence > floor && !self.acknowledgedAboveHolds($0.sequence) }.prefix(limit)
@@ -600,6 +599,24 @@ public final class Spool {
         } catch {
             throw Self.storageError("could not read \(segment.path)", error)
         }
+    }
+
+    /// `FileDescriptor.writeAll`, without its generic path (a metadata lookup on every reading): `write(2)` until
+    /// every byte is taken, again after EINTR.
+    static func writeAll(_ fd: FileDescriptor, _ bytes: [UInt8]) throws(Errno) {
+        let failure: CInt? = bytes.withUnsafeBytes { buffer in
+            var offset = 0
+            while offset < buffer.count {
+                let n = Glibc.write(fd.rawValue, buffer.baseAddress! + offset, buffer.count - offset)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                offset += n
+            }
+            return nil
+        }
+        if let failure { throw Errno(rawValue: failure) }
     }
 
     static func kind(_ mode: mode_t) -> String {
