@@ -124,6 +124,54 @@ import Testing
         #expect(spool.acknowledgedThrough == pending.last?.sequence)
     }
 
+    /// Several records in one call (one write per segment) leave the same segments as one call per record:
+    /// the same files, the same bytes, the same sequence numbers, recovered the same after a restart.
+    @Test func appendingInBatchesWritesWhatAppendingOneByOneWrites() throws {
+        let settings = SpoolSettings(segmentBytes: 600, syncInterval: .zero)
+        let oneByOne = try TestSupport.makeTemporaryDirectory("spool")
+        let batched = try TestSupport.makeTemporaryDirectory("spool")
+        do {
+            let single = try Spool(directory: oneByOne.path, settings: settings)
+            for i in 0..<80 { try single.append(self.payload(i)) }
+            let batches = try Spool(directory: batched.path, settings: settings)
+            var next = 0
+            for size in [1, 7, 13, 0, 25, 2, 32] {
+                try batches.append(contentsOf: (next..<(next + size)).map(self.payload))
+                next += size
+            }
+            #expect(next == 80)
+            #expect(try batches.pending(limit: 100).map(\.payload) == (0..<80).map(self.payload))
+            let expected = try single.pending(limit: 100).map(\.sequence)
+            #expect(try batches.pending(limit: 100).map(\.sequence) == expected)
+        }
+        let names = try FileManager.default.contentsOfDirectory(atPath: oneByOne.path).filter { $0.hasSuffix(".seg") }.sorted()
+        #expect(names.count > 3)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: batched.path).filter { $0.hasSuffix(".seg") }.sorted() == names)
+        for name in names {
+            let expected = try Data(contentsOf: oneByOne.appendingPathComponent(name))
+            #expect(try Data(contentsOf: batched.appendingPathComponent(name)) == expected, "\(name)")
+        }
+        let reopened = try Spool(directory: batched.path, settings: settings)
+        #expect(try reopened.pending(limit: 100).map(\.payload) == (0..<80).map(self.payload))
+    }
+
+    /// A batch flash refuses is kept in memory whole, in order, before what flash takes later.
+    @Test func aRefusedBatchIsKeptInMemoryInOrder() throws {
+        let dir = try TestSupport.makeTemporaryDirectory("spool")
+        let blocker = dir.appendingPathComponent("state")
+        try Data("not a directory".utf8).write(to: blocker)
+        let spool = try Spool(directory: blocker.appendingPathComponent("spool").path, settings: .init(syncInterval: .zero))
+        #expect(throws: AgentError.self) { try spool.append(contentsOf: (0..<5).map(self.payload)) }
+        #expect(spool.status.inMemory == 5)
+        try FileManager.default.removeItem(at: blocker)
+        try FileManager.default.createDirectory(at: blocker, withIntermediateDirectories: false)
+        try spool.append(contentsOf: (5..<9).map(self.payload))
+        #expect(spool.problem == nil)
+        let pending = try spool.pending(limit: 100)
+        #expect(pending.map(\.payload) == (0..<9).map(self.payload))
+        #expect(pending.map(\.sequence) == Array(pending[0].sequence..<(pending[0].sequence + 9)))
+    }
+
     /// Found by the fault suite: on a full or read-only file system every append failed and the reading was gone,
     /// so an agent online with a full disk published nothing, and one with a read-only state directory did not
     /// start. Records flash does not take are kept in memory and sent from there.

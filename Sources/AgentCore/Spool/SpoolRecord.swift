@@ -27,21 +27,28 @@ public struct SpoolRecord: Sendable, Equatable {
     }
 
     public var encoded: [UInt8] {
-        // Written in place: this runs for every reading.
-        let size = Self.headerSize + self.payload.count
-        return [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
-            let out = UnsafeMutableRawBufferPointer(buffer)
-            out[0] = Self.magic[0]
-            out[1] = Self.magic[1]
-            out[2] = Self.version
-            out.storeBytes(of: UInt32(self.payload.count).littleEndian, toByteOffset: 3, as: UInt32.self)
-            out.storeBytes(of: self.sequence.littleEndian, toByteOffset: 7, as: UInt64.self)
-            self.payload.withUnsafeBytes { payload in
-                if let base = payload.baseAddress { (out.baseAddress! + Self.headerSize).copyMemory(from: base, byteCount: payload.count) }
-                let crc = CRC32.checksum(payload, seed: CRC32.checksum(UnsafeRawBufferPointer(rebasing: out[2..<15])))
-                out.storeBytes(of: crc.littleEndian, toByteOffset: 15, as: UInt32.self)
-            }
-            initialized = size
+        var out: [UInt8] = []
+        out.reserveCapacity(Self.headerSize + self.payload.count)
+        Self.encode(sequence: self.sequence, payload: self.payload, into: &out)
+        return out
+    }
+
+    /// Appends the on-flash form of the record `sequence`, `payload` to `out` (what `encoded` is), written in place:
+    /// this runs for every reading.
+    public static func encode(sequence: UInt64, payload: [UInt8], into out: inout [UInt8]) {
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: Self.headerSize))
+        out.append(contentsOf: payload)
+        out.withUnsafeMutableBytes { raw in
+            let header = UnsafeMutableRawBufferPointer(rebasing: raw[start..<(start + Self.headerSize)])
+            header[0] = Self.magic[0]
+            header[1] = Self.magic[1]
+            header[2] = Self.version
+            header.storeBytes(of: UInt32(payload.count).littleEndian, toByteOffset: 3, as: UInt32.self)
+            header.storeBytes(of: sequence.littleEndian, toByteOffset: 7, as: UInt64.self)
+            let body = UnsafeRawBufferPointer(rebasing: raw[(start + Self.headerSize)...])
+            let crc = CRC32.checksum(body, seed: CRC32.checksum(UnsafeRawBufferPointer(rebasing: header[2..<15])))
+            header.storeBytes(of: crc.littleEndian, toByteOffset: 15, as: UInt32.self)
         }
     }
 

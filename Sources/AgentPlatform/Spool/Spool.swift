@@ -168,12 +168,28 @@ public final class Spool {
     @discardableResult
     public func append(_ payload: [UInt8]) throws(AgentError) -> UInt64 {
         let sequence = self.nextSequence
-        self.nextSequence += 1
-        let record = SpoolRecord(sequence: sequence, payload: payload)
+        try self.append(contentsOf: [payload])
+        return sequence
+    }
+
+    /// Appends a record for each payload, in order, as `append(_:)` does, with one write for the records that go
+    /// to one segment instead of one per record (the run loop appends what it handled since it last waited).
+    ///
+    /// - Throws: as `append(_:)`. When flash refuses a write, the records not written, that one's and the
+    ///   following ones, are kept in memory (the next append tries flash again).
+    public func append(contentsOf payloads: [[UInt8]]) throws(AgentError) {
+        guard !payloads.isEmpty else { return }
+        let first = self.nextSequence
+        self.nextSequence += UInt64(payloads.count)
+        var written = 0
         do {
-            try self.write(record)
+            while written < payloads.count {
+                try self.write(payloads[written...], firstSequence: first + UInt64(written), written: &written)
+            }
         } catch {
-            self.keepInMemory(record)
+            for i in written..<payloads.count {
+                self.keepInMemory(SpoolRecord(sequence: first + UInt64(i), payload: payloads[i]))
+            }
             self.appendProblem = error
             throw error
         }
@@ -181,21 +197,45 @@ public final class Spool {
         if self.unsyncedSince == nil { self.unsyncedSince = self.clock.now }
         try self.enforceLimit()
         try self.syncIfDue()
-        return sequence
     }
 
-    /// Writes a record at the end of the active segment (a new one when needed).
-    private func write(_ record: SpoolRecord) throws(AgentError) {
-        let bytes = record.encoded
-        if self.active == nil || (self.segments.last?.bytes ?? 0) + bytes.count > self.settings.segmentBytes {
-            try self.rotate(firstSequence: record.sequence)
+    /// Writes records for `payloads` (sequence numbers from `firstSequence`) at the end of the active segment (a
+    /// new one when the first does not fit), as many as the segment takes, in one write, and adds how many are
+    /// complete on flash to `written`.
+    private func write(_ payloads: ArraySlice<[UInt8]>, firstSequence: UInt64, written: inout Int) throws(AgentError) {
+        let firstSize = SpoolRecord.headerSize + (payloads.first?.count ?? 0)
+        if self.active == nil || (self.segments.last?.bytes ?? 0) + firstSize > self.settings.segmentBytes {
+            try self.rotate(firstSequence: firstSequence)
         }
         guard let fd = self.active else {
             throw AgentError(.storageFailure, "the spool in \(self.directory) has no open segment")
         }
-        do {
-            try Self.writeAll(fd, bytes)
-        } catch {
+        var room = self.settings.segmentBytes - (self.segments.last?.bytes ?? 0)
+        var bytes: [UInt8] = []
+        var count = 0
+        for payload in payloads {
+            let size = SpoolRecord.headerSize + payload.count
+            if count > 0 && size > room { break }
+            SpoolRecord.encode(sequence: firstSequence + UInt64(count), payload: payload, into: &bytes)
+            room -= size
+            count += 1
+        }
+        let (taken, failure) = Self.write(fd, bytes)
+        // The records the file holds whole.
+        var complete = 0
+        var end = 0
+        for payload in payloads.prefix(count) {
+            let next = end + SpoolRecord.headerSize + payload.count
+            guard next <= taken else { break }
+            end = next
+            complete += 1
+        }
+        if complete > 0 {
+            self.segments[self.segments.count - 1].lastSequence = firstSequence + UInt64(complete) - 1
+            self.segments[self.segments.count - 1].bytes += end
+            written += complete
+        }
+        if let failure {
             // A partial write leaves a torn record that the next open cuts off; reopen a fresh segment so the
             // next append does not land behind the damage.
             try? fd.close()
@@ -205,10 +245,8 @@ public final class Spool {
                 self.handle?.remove(last.name)
                 self.segments.removeLast()
             }
-            throw Self.storageError("could not append a reading to the spool in \(self.directory)", error)
+            throw Self.storageError("could not append a reading to the spool in \(self.directory)", Errno(rawValue: failure))
         }
-        self.segments[self.segments.count - 1].lastSequence = record.sequence
-        self.segments[self.segments.count - 1].bytes += bytes.count
     }
 
     private func keepInMemory(_ record: SpoolRecord) {
@@ -603,20 +641,20 @@ public final class Spool {
 
     /// `FileDescriptor.writeAll`, without its generic path (a metadata lookup on every reading): `write(2)` until
     /// every byte is taken, again after EINTR.
-    static func writeAll(_ fd: FileDescriptor, _ bytes: [UInt8]) throws(Errno) {
-        let failure: CInt? = bytes.withUnsafeBytes { buffer in
+    /// Returns how many bytes were written, and the errno that stopped it before the end.
+    static func write(_ fd: FileDescriptor, _ bytes: [UInt8]) -> (written: Int, errno: CInt?) {
+        bytes.withUnsafeBytes { buffer in
             var offset = 0
             while offset < buffer.count {
                 let n = Glibc.write(fd.rawValue, buffer.baseAddress! + offset, buffer.count - offset)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    return errno
+                    return (offset, errno)
                 }
                 offset += n
             }
-            return nil
+            return (offset, nil)
         }
-        if let failure { throw Errno(rawValue: failure) }
     }
 
     static func kind(_ mode: mode_t) -> String {
