@@ -33,47 +33,68 @@ public final class EventQueue<Event: Sendable>: Sendable {
         var urgent: Bool
     }
 
-    /// A growable ring buffer; its capacity is a power of two.
-    struct Ring {
-        private var slots: [Entry?] = []
+    /// A growable ring of entries in storage of its own: a slot holds an initialised entry exactly while it is in
+    /// the ring, and entries move in and out without a copy (an array of optionals copied, checked and destroyed
+    /// one on every append and take). The capacity is a power of two. Only ever used under the queue's lock.
+    final class Ring {
+        private var storage: UnsafeMutablePointer<Entry>
+        private(set) var capacity: Int
         private var head = 0
         private(set) var count = 0
 
-        var capacity: Int { self.slots.count }
+        /// The capacity a ring starts with, and goes back to once a burst has drained.
+        static var initialCapacity: Int { 16 }
+        /// Emptied rings up to this size are kept for the next events.
+        static var keptCapacity: Int { 256 }
 
-        mutating func append(_ entry: Entry) {
-            if self.count == self.slots.count { self.grow() }
-            self.slots[(self.head &+ self.count) & (self.slots.count &- 1)] = entry
+        init() {
+            self.capacity = Self.initialCapacity
+            self.storage = .allocate(capacity: Self.initialCapacity)
+        }
+
+        deinit {
+            while self.popFirst() != nil {}
+            self.storage.deallocate()
+        }
+
+        func append(_ entry: consuming Entry) {
+            if self.count == self.capacity { self.grow() }
+            (self.storage + ((self.head &+ self.count) & (self.capacity &- 1))).initialize(to: entry)
             self.count += 1
         }
 
-        mutating func popFirst() -> Entry? {
+        func popFirst() -> Entry? {
             guard self.count > 0 else { return nil }
-            let entry = self.slots[self.head].take()
-            self.head = (self.head &+ 1) & (self.slots.count &- 1)
+            let entry = (self.storage + self.head).move()
+            self.head = (self.head &+ 1) & (self.capacity &- 1)
             self.count -= 1
             if self.count == 0 {
                 self.head = 0
-                // A burst grew the ring: give the memory back once it has drained.
-                if self.slots.count > Self.keptCapacity { self.slots = [] }
+                if self.capacity > Self.keptCapacity {
+                    // A burst grew the ring: give the memory back once it has drained.
+                    self.storage.deallocate()
+                    self.capacity = Self.initialCapacity
+                    self.storage = .allocate(capacity: Self.initialCapacity)
+                }
             }
             return entry
         }
 
-        /// Emptied rings up to this size are kept for the next events.
-        static var keptCapacity: Int { 256 }
-
-        private mutating func grow() {
-            let old = self.slots.count
-            var slots = [Entry?](repeating: nil, count: max(16, old * 2))
-            for i in 0..<self.count { slots[i] = self.slots[(self.head &+ i) & (old &- 1)].take() }
-            self.slots = slots
+        private func grow() {
+            let larger = UnsafeMutablePointer<Entry>.allocate(capacity: self.capacity * 2)
+            // The oldest entries run from `head` to the end of the storage, the rest from its start.
+            let first = min(self.count, self.capacity - self.head)
+            larger.moveInitialize(from: self.storage + self.head, count: first)
+            (larger + first).moveInitialize(from: self.storage, count: self.count - first)
+            self.storage.deallocate()
+            self.storage = larger
+            self.capacity *= 2
             self.head = 0
         }
     }
 
     struct State {
-        var ring = Ring()
+        let ring = Ring()
         /// Limited events in the ring.
         var limitedWaiting = 0
         /// Events in the ring that were added as not urgent.
@@ -102,7 +123,8 @@ public final class EventQueue<Event: Sendable>: Sendable {
     /// Adds `event` after every event added before it (from any thread), and wakes the consumer if it waits (for a
     /// non-`urgent` event, only if enough of them wait now).
     @discardableResult
-    public func append(_ event: Event, limited: Bool = false, urgent: Bool = true) -> Outcome {
+    public func append(_ event: consuming Event, limited: Bool = false, urgent: Bool = true) -> Outcome {
+        var entry: Entry? = Entry(event: event, limited: limited, urgent: urgent)
         // The waiter is resumed once: whoever takes it out of the state under the lock resumes it, after unlocking.
         let (outcome, waiter): (Outcome, UnsafeContinuation<Void, Never>?) = self.state.withLock { state in
             guard !state.closed else { return (.closed, nil) }
@@ -110,7 +132,7 @@ public final class EventQueue<Event: Sendable>: Sendable {
                 guard state.limitedWaiting < self.limit else { return (.full, nil) }
                 state.limitedWaiting += 1
             }
-            state.ring.append(Entry(event: event, limited: limited, urgent: urgent))
+            state.ring.append(entry.take()!)
             if !urgent { state.quietWaiting += 1 }
             guard urgent || state.quietWaiting >= state.waiterQuietLimit else { return (.queued, nil) }
             let waiter = state.waiter
