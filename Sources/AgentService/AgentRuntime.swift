@@ -213,6 +213,12 @@ struct Loop {
     /// had no more to send.
     var windowFull = false
     var stamper: ReadingStamper
+    /// Payloads of readings handled since the loop last wrote to the spool: written together (`spoolReadings()`),
+    /// one write for all of them instead of one per reading, before the loop waits and every `statusEvery` events.
+    var unspooled: [[UInt8]] = []
+    /// Spooled records the server has acknowledged since the loop last told the spool: told together
+    /// (`acknowledgeSpooled()`), once per run of events instead of once per PUBACK.
+    var acknowledged: [UInt64] = []
     /// The floor as last saved (or loaded).
     var savedClockFloor: Int64? = nil
     var overrides = RemoteControl.IntervalOverrides()
@@ -269,27 +275,32 @@ struct Loop {
 
         // Graceful shutdown closes the queue: the loop handles what is already queued, then stops. (Not
         // `cancelOnGracefulShutdown()`: its merge with the shutdown signal cost more per event than the event itself,
-        // a third of the CPU when publishing fast.) The ticker and the status snapshot are brought up to date when
-        // the queue is empty and every `Self.statusEvery` events in between: not once per event, which cost as much
-        // as a PUBLISH, and the snapshot is never older than a few events.
+        // a third of the CPU when publishing fast.) The readings handled are spooled (and published), the ticker and
+        // the status snapshot brought up to date when the queue is empty and every `Self.statusEvery` events in
+        // between: not once per event, which cost as much as a PUBLISH, and never later than a few events.
         await withGracefulShutdownHandler {
             var handled = 0
             while await queue.wait(quietLimit: self.acknowledgementsPerWakeUp) {
                 while let event = queue.next() {
                     self.handle(event)
                     handled &+= 1
-                    if handled % Self.statusEvery == 0 {
-                        self.armTicker()
-                        self.publishStatus()
-                    }
+                    if handled % Self.statusEvery == 0 { self.caughtUp() }
                 }
-                self.armTicker()
-                self.publishStatus()
+                self.caughtUp()
             }
         } onGracefulShutdown: {
             queue.close()
         }
         await self.shutdown()
+    }
+
+    /// What waits for the end of a run of events: the readings go to the spool and out, the ticker follows the
+    /// deadlines, the status snapshot the state.
+    mutating func caughtUp() {
+        self.acknowledgeSpooled()
+        self.spoolReadings()
+        self.armTicker()
+        self.publishStatus()
     }
 
     mutating func handle(_ event: RuntimeEvent) {
@@ -331,7 +342,7 @@ struct Loop {
             self.inFlight = max(0, self.inFlight - 1)
             if ok {
                 self.published += sequences.count
-                do { try self.spool.acknowledge(sequences) } catch { self.storageProblem(error) }
+                self.acknowledged += sequences
                 self.pump()
             }
         case .announced(let session):
@@ -383,11 +394,19 @@ struct Loop {
         }
     }
 
+    /// Tells the spool which records the server acknowledged (they are trimmed once all before them are too).
+    mutating func acknowledgeSpooled() {
+        guard !self.acknowledged.isEmpty else { return }
+        do { try self.spool.acknowledge(self.acknowledged) } catch { self.storageProblem(error) }
+        self.acknowledged.removeAll(keepingCapacity: true)
+    }
+
     mutating func linkClosed(_ reason: String) {
         self.link = nil
         self.linkUp = false
         self.closedEarly = nil
         self.inFlight = 0
+        self.acknowledgeSpooled()  // what was acknowledged is not sent again
         self.sentThrough = self.spool.acknowledgedThrough
         self.slots.cancel(.announce)
         self.lastError = reason
@@ -546,6 +565,8 @@ struct Loop {
                 case .error: self.logger.error("\(text)")
                 }
             case .flushSpool:
+                self.acknowledgeSpooled()
+                self.spoolReadings()
                 do { try self.spool.sync() } catch { self.storageProblem(error) }
             }
         }
@@ -559,6 +580,7 @@ struct Loop {
         self.linkUp = false
         self.closedEarly = nil
         self.inFlight = 0
+        self.acknowledgeSpooled()
         self.sentThrough = self.spool.acknowledgedThrough
         guard let link = self.link else { return }
         self.link = nil
@@ -693,7 +715,8 @@ struct Loop {
         board.sample(request.names) { values in queue.append(.sampled(values, at: clock.now())) }
     }
 
-    /// Stamps values with the time they were taken (`ReadingStamper`), spools them, and publishes when online.
+    /// Stamps values with the time they were taken (`ReadingStamper`) and encodes them; `spoolReadings()` spools
+    /// and publishes them once the loop has caught up with its events.
     mutating func record(_ values: [(String, JSONValue)], at taken: Duration) {
         let clock = self.clock
         let (groups, notices) = self.stamper.stamp(
@@ -706,15 +729,14 @@ struct Loop {
                 self.logger.warning("the system clock is not set (it reads before this agent was built or before the newest stored reading, \(UTCTimestamp(secondsSinceEpoch: floor / 1000))); holding readings in memory until it is (at most \(self.stamper.limit), then the oldest are dropped and counted)")
             }
         }
-        guard !groups.isEmpty else { return }
-        for group in groups { self.append(group) }
-        self.pump()
+        for group in groups { self.unspooled += TelemetryEncoder.payloads(group).payloads }
     }
 
-    mutating func append(_ readings: [Reading]) {
-        for payload in TelemetryEncoder.payloads(readings).payloads {
-            do { try self.spool.append(payload) } catch { self.storageProblem(error) }
-        }
+    /// Writes the readings handled since the last call to the spool, in one go, and sends what the window allows.
+    mutating func spoolReadings() {
+        guard !self.unspooled.isEmpty else { return }
+        do { try self.spool.append(contentsOf: self.unspooled) } catch { self.storageProblem(error) }
+        self.unspooled.removeAll(keepingCapacity: true)
         if self.spool.problem != nil {
             self.spoolFailing = true
         } else if self.spoolFailing {
@@ -722,6 +744,7 @@ struct Loop {
             self.storageLogged = [:]
             self.logger.notice("the spool works again: readings are written to flash again")
         }
+        self.pump()
     }
 
     /// Sends spooled records, oldest first, while fewer than twice the in-flight window are handed over. Each
@@ -905,10 +928,14 @@ struct Loop {
 
     mutating func shutdown() async {
         self.ports.notifier.stopping()
+        // What the loop handled last (it caught up before it stopped: nothing, as a rule).
+        self.acknowledgeSpooled()
+        self.spoolReadings()
         let actions = self.machine.shutdown()
         for action in actions {
             switch action {
             case .flushSpool:
+                self.spoolReadings()
                 do { try self.spool.sync() } catch { self.storageProblem(error) }
             default:
                 break
