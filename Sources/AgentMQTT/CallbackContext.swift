@@ -12,6 +12,12 @@ import Glibc
 /// The callbacks run on libmosquitto's network thread. They copy what they get, change the state under the lock,
 /// and resume continuations or yield events after releasing it. They never call into actors, and they are
 /// defined here (not in `main.swift`), so they are not `@MainActor` (swift-style.md 2.9).
+/// A PUBLISH's completion callback, as a dictionary value: a closure stored directly in a generic collection is
+/// kept in its most general form, and putting it in and taking it out allocated a conversion thunk each time.
+struct PublishCompletion: Sendable {
+    let done: @Sendable (Bool) -> Void
+}
+
 final class CallbackContext: Sendable {
     enum Phase: Sendable, Equatable {
         case idle, connecting, connected, closed
@@ -29,7 +35,7 @@ final class CallbackContext: Sendable {
         var closeRequested: MQTTDisconnectReason?
         var publishWaiters: [CInt: CheckedContinuation<Result<Void, MQTTError>, Never>] = [:]
         /// Completion callbacks of `submit(_:payload:done:)`: no task per message.
-        var publishCallbacks: [CInt: @Sendable (Bool) -> Void] = [:]
+        var publishCallbacks: [CInt: PublishCompletion] = [:]
         var publishedEarly: Set<CInt> = []
         var subscribeWaiters: [CInt: CheckedContinuation<Result<[Int], MQTTError>, Never>] = [:]
         var subscribedEarly: [CInt: [Int]] = [:]
@@ -189,7 +195,7 @@ final class CallbackContext: Sendable {
         let ready: Bool? = self.state.withLock { state in
             if state.publishedEarly.remove(mid) != nil { return true }
             if state.phase == .closed { return false }
-            state.publishCallbacks[mid] = done
+            state.publishCallbacks[mid] = PublishCompletion(done: done)
             return nil
         }
         if let ready { done(ready) }
@@ -400,7 +406,7 @@ final class CallbackContext: Sendable {
             state.phase = .closed
             let ending = Ending(
                 reason: reason, connectWaiter: connect, publishWaiters: Array(state.publishWaiters.values),
-                publishCallbacks: Array(state.publishCallbacks.values),
+                publishCallbacks: state.publishCallbacks.values.map(\.done),
                 subscribeWaiters: Array(state.subscribeWaiters.values), closeWaiters: Array(state.closeWaiters.values),
                 finish: !state.streamFinished)
             state.publishWaiters = [:]
@@ -433,7 +439,7 @@ final class CallbackContext: Sendable {
         }
         // The telemetry path (a completion callback) first: one lookup and no result value on the way.
         let completion: Completion = self.state.withLock { state in
-            if let done = state.publishCallbacks.removeValue(forKey: mid) { return .callback(done) }
+            if let completion = state.publishCallbacks.removeValue(forKey: mid) { return .callback(completion.done) }
             if let waiter = state.publishWaiters.removeValue(forKey: mid) { return .waiter(waiter) }
             state.publishedEarly.insert(mid)
             return .early

@@ -98,20 +98,25 @@ extension JSONValue {
         }
     }
 
-    /// `String(value)`'s digits, appended to `out`.
+    /// `String(value)`'s digits, appended to `out`: room for them first, then each written in place from the last.
     public static func writeInteger(_ value: Int64, to out: inout [UInt8]) {
         if value < 0 { out.append(UInt8(ascii: "-")) }
         var magnitude = value.magnitude
-        // At most 20 digits, written from the end of a buffer on the stack.
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        withUnsafeMutableBytes(of: &digits) { buffer in
-            var start = buffer.count
+        var count = 1
+        var limit: UInt64 = 10
+        while count < 20 && magnitude >= limit {
+            count += 1
+            limit = limit &* 10
+        }
+        let start = out.count
+        out.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: count))
+        out.withUnsafeMutableBufferPointer { buffer in
+            var index = start + count
             repeat {
-                start -= 1
-                buffer[start] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: magnitude % 10)
+                index -= 1
+                buffer[index] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude % 10)
                 magnitude /= 10
             } while magnitude > 0
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[start...]))
         }
     }
 

@@ -97,7 +97,10 @@ public enum TelemetryEncoder {
         var payloads: [[UInt8]] = []
         var rejected: [Reading] = []
         // The payload being filled: "[" and the entries so far, comma-separated ("]" is added when it is done).
-        var current: [UInt8] = [UInt8(ascii: "[")]
+        var current: [UInt8] = []
+        // A reading or a round of a few: room for it without growing on the way.
+        current.reserveCapacity(min(maxPayloadBytes, 64 + 48 * readings.count))
+        current.append(UInt8(ascii: "["))
         var count = 0
 
         func flush() {
