@@ -376,7 +376,7 @@ struct Loop {
         case .board(let boardEvent, let takenAt):
             switch boardEvent {
             case .reading(let key, let value):
-                self.record([(key, value)], at: takenAt)
+                self.record(key, value, at: takenAt)
             case .reprovisionRequested:
                 self.logger.notice("long press: re-provisioning requested with the button")
                 self.perform(self.machine.reprovisionRequested(.button, now: self.now))
@@ -713,6 +713,20 @@ struct Loop {
             return
         }
         board.sample(request.names) { values in queue.append(.sampled(values, at: clock.now())) }
+    }
+
+    /// One reading (a digital input's change): stamped and encoded without the groups and lists around it when the
+    /// clock is plausible and nothing is held, as `record(_:at:)` otherwise.
+    mutating func record(_ key: String, _ value: JSONValue, at taken: Duration) {
+        guard let ts = self.stamper.stampNow(taken: taken, now: self.now, wall: self.clock.wallMilliseconds()) else {
+            self.record([(key, value)], at: taken)
+            return
+        }
+        if let payload = TelemetryEncoder.payload(key: key, value: value, timestamp: ts) {
+            self.unspooled.append(payload)
+        } else {
+            self.unspooled += TelemetryEncoder.payloads([Reading(key: key, value: value, timestamp: ts)]).payloads
+        }
     }
 
     /// Stamps values with the time they were taken (`ReadingStamper`) and encodes them; `spoolReadings()` spools

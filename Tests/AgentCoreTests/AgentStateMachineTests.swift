@@ -265,6 +265,19 @@ import Testing
         }
     }
 
+    /// One reading's payload on its own is the payload `payloads` makes of it, and nil where that rejects it.
+    @Test func aSingleReadingsPayloadIsWhatPayloadsMakes() {
+        let values: [JSONValue] = [.integer(-3), .double(23.125), .bool(false), .null, .string("a \"b\" \\ c\n\u{01}"), .array([1])]
+        for (i, value) in values.enumerated() {
+            let reading = Reading(key: i % 2 == 0 ? "door" : "ünï \"k\"", value: value, timestamp: 1_796_000_000_000 + Int64(i))
+            #expect(TelemetryEncoder.payload(key: reading.key, value: reading.value, timestamp: reading.timestamp)
+                == TelemetryEncoder.payloads([reading]).payloads.first)
+        }
+        let big = Reading(key: "blob", value: .string(String(repeating: "x", count: 5000)), timestamp: 1)
+        #expect(TelemetryEncoder.payload(key: big.key, value: big.value, timestamp: 1, maxPayloadBytes: 1000) == nil)
+        #expect(TelemetryEncoder.payloads([big], maxPayloadBytes: 1000).payloads.isEmpty)
+    }
+
     @Test func oversizedSingleValueIsRejectedNotSent() {
         let big = Reading(key: "blob", value: .string(String(repeating: "x", count: 5000)), timestamp: 1)
         let small = Reading(key: "t", value: 1, timestamp: 1)

@@ -17,6 +17,26 @@ import Testing
         #expect(holding == [.holding(floor: wall - 1000)])
     }
 
+    /// `stampNow` gives what `stamp` gives while the clock is plausible and nothing is held, and nothing otherwise.
+    @Test func stampNowIsStampWithoutTheGroups() {
+        var a = ReadingStamper(sanity: ClockSanity(buildTime: Self.build))
+        var b = a
+        let wall = Self.build + 60_000
+        for (taken, now) in [(Duration.seconds(9), Duration.seconds(10)), (.seconds(12), .seconds(11)), (.milliseconds(10_500), .seconds(12))] {
+            let ts = a.stampNow(taken: taken, now: now, wall: wall)
+            let (groups, _) = b.stamp([("t", .integer(1))], taken: taken, now: now, wall: wall, synchronized: { false })
+            #expect(ts != nil && groups.map { $0.map(\.timestamp) } == [[ts!]])
+        }
+        #expect(a.sanity.floor == b.sanity.floor)
+        // A clock set back below the floor: not now (and nothing changed), stamp holds.
+        #expect(a.stampNow(taken: .seconds(13), now: .seconds(13), wall: wall - 60_000) == nil)
+        #expect(a.sanity.floor == b.sanity.floor && !a.isHolding)
+        _ = a.stamp([("t", .integer(2))], taken: .seconds(13), now: .seconds(13), wall: wall - 60_000, synchronized: { false })
+        #expect(a.isHolding)
+        // Held readings go first: not now even with a good clock.
+        #expect(a.stampNow(taken: .seconds(14), now: .seconds(14), wall: wall + 14_000) == nil)
+    }
+
     @Test func heldReadingsGoOutOldestFirstOnceTheClockIsSetAndAreBounded() {
         var s = ReadingStamper(sanity: ClockSanity(buildTime: Self.build), limit: 3)
         for i in 0..<5 {

@@ -34,6 +34,16 @@ public struct ReadingStamper: Sendable {
 
     public var isHolding: Bool { !self.held.isEmpty }
 
+    /// The timestamp of a reading taken at monotonic `taken` when it can be stored at once (the wall clock is
+    /// plausible and no reading is held): what `stamp` gives it, without the groups around it (a digital input's
+    /// change, the usual case). Nil otherwise, having changed nothing: then `stamp` it.
+    public mutating func stampNow(taken: Duration, now: Duration, wall: Int64) -> Int64? {
+        guard self.held.isEmpty, self.sanity.isPlausible(wall) else { return nil }
+        let ts = ClockSanity.rebase(monotonicTaken: min(taken, now), monotonicNow: now, wallNow: wall)
+        self.sanity.observeStored(ts)
+        return ts
+    }
+
     /// Stamps `values` taken at monotonic `taken`. Returns the readings to store now, one group per time they were
     /// taken, oldest first (held ones before these), or nothing while the clock is not plausible; `synchronized`
     /// is asked only when the clock looks wrong (it is a system call).

@@ -89,6 +89,19 @@ public enum TelemetryEncoder {
         return out
     }
 
+    /// The payload of one reading, `payloads([reading]).payloads[0]` without the arrays around it; nil when it is
+    /// too large to send.
+    public static func payload(key: String, value: JSONValue, timestamp: Int64, maxPayloadBytes: Int = defaultMaxPayloadBytes)
+        -> [UInt8]?
+    {
+        var out: [UInt8] = []
+        out.reserveCapacity(64)
+        out.append(UInt8(ascii: "["))
+        self.serialize(timestamp: timestamp, values: CollectionOfOne((key, value)), into: &out)
+        out.append(UInt8(ascii: "]"))
+        return out.count <= maxPayloadBytes ? out : nil
+    }
+
     /// Payloads, each a JSON array under `maxPayloadBytes`. An entry too large on its own is split by keys; a
     /// single value too large to send at all is left out and returned in `rejected`.
     public static func payloads(_ readings: [Reading], maxPayloadBytes: Int = defaultMaxPayloadBytes)
