@@ -3,8 +3,8 @@ import TBJSON
 /// TBJSON's parser, strict and lenient.
 ///
 /// Properties: no crash; whatever parses, serialized, parses back to the same value (in the same mode, and the
-/// compact form of a strictly parsed value is strict JSON); serializing is idempotent; every error's offset lies
-/// within the input.
+/// compact form of a strictly parsed value is strict JSON); serializing is idempotent; the byte writer (telemetry's)
+/// writes the same text; every error's offset lies within the input.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzJSON(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = fuzzInput(data, size)
@@ -17,6 +17,7 @@ public func fuzzJSON(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
             continue
         }
         let text = value.serialized
+        require(value.serializedBytes == Array(text.utf8), "the byte writer differs from the string writer: \(text)")
         let again: JSONValue
         do {
             again = try JSONValue.parse(text, lenient: lenient)
