@@ -24,6 +24,7 @@ struct Run: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
+        ProcessHardening.boundHeap()
         let logger = LinkCommand.logger(self.global)
         let config = try LinkCommand.loadConfiguration(self.global)
         let identity: DerivedIdentity

@@ -17,6 +17,19 @@ import Testing
         #expect(holding == [.holding(floor: wall - 1000)])
     }
 
+    /// Two rounds 100 ms apart, the second recorded by a loop preempted for 150 ms between reading the monotonic
+    /// clock and the wall clock: the rebase alone would stamp the second before the first. Each round still gets
+    /// its own, later timestamp (ThingsBoard keeps one value per key and timestamp).
+    @Test func noTwoRoundsShareATimestampWhenTheLoopIsPreempted() {
+        var s = ReadingStamper(sanity: ClockSanity(buildTime: Self.build))
+        let wall = Self.build + 60_000
+        let first = s.stamp([("t", .integer(1))], taken: .milliseconds(10_000), now: .milliseconds(10_000), wall: wall + 150, synchronized: { false })
+        let second = s.stamp([("t", .integer(2))], taken: .milliseconds(10_100), now: .milliseconds(10_100), wall: wall + 100, synchronized: { false })
+        let third = s.stamp([("t", .integer(3))], taken: .milliseconds(10_200), now: .milliseconds(10_200), wall: wall + 200, synchronized: { false })
+        let stamps = [first, second, third].flatMap { $0.groups.flatMap { $0.map(\.timestamp) } }
+        #expect(stamps == [wall + 150, wall + 151, wall + 200])
+    }
+
     @Test func heldReadingsGoOutOldestFirstOnceTheClockIsSetAndAreBounded() {
         var s = ReadingStamper(sanity: ClockSanity(buildTime: Self.build), limit: 3)
         for i in 0..<5 {
