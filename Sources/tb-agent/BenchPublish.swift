@@ -179,16 +179,15 @@ enum ProcessCPU {
 /// A board with no sensors that hands over a burst of readings when told: the same `.reading` events a digital
 /// input sends, so each one takes the agent's path for a reading (stamp, encode, spool, publish).
 final class BurstBoard: BoardIO {
-    private let emit = Mutex<(@Sendable (BoardEvent) -> Void)?>(nil)
+    private let emit = CallbackSlot<BoardEvent>()
 
     func start(emit: @escaping @Sendable (BoardEvent) -> Void) throws(AgentError) {
-        self.emit.withLock { $0 = emit }
+        self.emit.set(emit)
     }
 
     func burst(_ count: Int) {
-        guard let emit = self.emit.withLock({ $0 }) else { return }
         for i in 0..<count {
-            emit(.reading(key: "bench", value: .integer(Int64(i))))
+            guard self.emit(.reading(key: "bench", value: .integer(Int64(i)))) else { return }
         }
     }
 
