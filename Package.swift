@@ -126,8 +126,7 @@ let package = Package(
             name: "tb-agent",
             dependencies: [
                 "AgentCore", "AgentConfig", "AgentHost", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "AgentService",
-                "AgentBoard", "TBJSON", "TBTOML",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "AgentBoard", "AgentCommandLine", "TBJSON", "TBTOML",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
