@@ -14,7 +14,8 @@ public enum Invocation: Sendable {
 /// The rules are the ones ArgumentParser follows, so that scripts written against it keep working: options and
 /// positional arguments mix in any order; `--name VALUE` and `--name=VALUE`; a value never starts with `-`
 /// (except `-` alone); the last occurrence of an option or flag counts; after `--` everything is positional;
-/// `-h`/`--help` anywhere before `--` asks for help, before anything else is checked, and `--version` next.
+/// `-h`/`--help` anywhere before `--` asks for the help of the command named so far (a command with subcommands
+/// only sees what comes before the subcommand's name), before anything else is checked, and `--version` next.
 public enum CommandLineParser {
     static let helpNames: Set<String> = ["-h", "--help"]
     static let versionName = "--version"
