@@ -40,6 +40,7 @@ let gpiodAPI = libgpiodAPI()
 //   TBTOML          a TOML 1.0 reader whose values and errors carry line and column, shared by the agent and tb-sim
 //   AgentConfig     TOML (TBTOML) -> AgentConfiguration, with positioned, key-path error messages
 //   AgentHost       POSIX files, paths, environment and standard streams without Foundation (Glibc only)
+//   AgentCommandLine  tb-agent's declarative command-line parser and help (stdlib and Glibc only, no Foundation)
 //   AgentPlatform   the Linux file system: system-root reader, crash-safe state files, credential store
 //   AgentMQTT       the only module importing CMosquitto (libmosquitto)
 //   AgentGPIO       the only module importing CGPIOD (libgpiod v1 or v2, see libgpiodAPI())
@@ -73,6 +74,9 @@ let package = Package(
         // The POSIX file system and process without Foundation (files, folders, paths, environment, standard
         // streams): Glibc only, so that every module (and the fuzz targets) can use it.
         .target(name: "AgentHost"),
+        // tb-agent's command line: subcommands, options, help, usage errors (exit 64), in ArgumentParser's words and
+        // layout but without Foundation, which ArgumentParser always links (issue 11: the binary's size and RSS).
+        .target(name: "AgentCommandLine"),
         // A TOML 1.0 reader: positioned values and errors, bounded depth, no Foundation (stdlib and TBJSON only).
         .target(name: "TBTOML", dependencies: ["TBJSON"]),
         .target(
@@ -122,8 +126,7 @@ let package = Package(
             name: "tb-agent",
             dependencies: [
                 "AgentCore", "AgentConfig", "AgentHost", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "AgentService",
-                "AgentBoard", "TBJSON", "TBTOML",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "AgentBoard", "AgentCommandLine", "TBJSON", "TBTOML",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -153,6 +156,7 @@ let package = Package(
         .target(name: "AgentTestSupport", path: "Tests/AgentTestSupport"),
 
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TBJSON"]),
+        .testTarget(name: "AgentCommandLineTests", dependencies: ["AgentCommandLine"]),
         .testTarget(name: "TOMLTests", dependencies: ["TBTOML", "TBJSON", "AgentTestSupport"]),
         .testTarget(
             name: "AgentServiceTests",

@@ -1,11 +1,11 @@
 import AgentBoard
+import AgentCommandLine
 import AgentConfig
 import AgentCore
 import AgentGPIO
 import AgentHost
 import AgentPlatform
 import AgentService
-import ArgumentParser
 import TBJSON
 
 #if canImport(Glibc)
@@ -14,8 +14,9 @@ import Glibc
 
 /// `tb-agent doctor`: what a technician runs on a board that misbehaves. One line per check, with a verdict and,
 /// when something is wrong, the fix.
-struct Doctor: AsyncParsableCommand {
+struct Doctor: AsyncCommand {
     static let configuration = CommandConfiguration(
+        commandName: "doctor",
         abstract: "Check everything the agent needs, one line each with a verdict and the fix.",
         discussion: """
             Checks the configuration, the hardware identity, the state directory (who owns it), the spool, how \
@@ -25,7 +26,13 @@ struct Doctor: AsyncParsableCommand {
             Exit status 0 when nothing failed (warnings allowed), 1 otherwise.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    static var arguments: [ArgumentSpec] { GlobalOptions.arguments }
+
+    var global: GlobalOptions
+
+    init(_ values: ParsedValues) throws {
+        self.global = try GlobalOptions(values)
+    }
 
     enum Verdict: String { case ok = "ok  ", warn = "WARN", fail = "FAIL" }
 
