@@ -1,3 +1,5 @@
+import TextSearch
+
 /// A path to a value in a TOML document: `sensors[2].debounce`.
 struct KeyPath: Hashable, Sendable, CustomStringConvertible {
     enum Segment: Hashable, Sendable {
@@ -67,7 +69,7 @@ enum Suggestion {
         let allowed = max(2, min(lower.count, candidate.count) / 3)
         if distance <= allowed { return candidate }
         // `secret` for `device_secret`: a typed word that is a whole part of a key.
-        if lower.count >= 3, let contained = candidates.first(where: { $0.lowercased().contains(lower) }) {
+        if lower.count >= 3, let contained = candidates.first(where: { $0.lowercased().includes(lower) }) {
             return contained
         }
         return nil

@@ -7,6 +7,7 @@ import AgentHost
 import AgentPlatform
 import AgentService
 import TBJSON
+import TextSearch
 
 #if canImport(Glibc)
 import Glibc
@@ -163,7 +164,7 @@ struct Doctor: AsyncCommand {
                 let level = try input.read()
                 report.line(.ok, "\(what) line", "\(address) is free and reads \(level)")
             } catch {
-                if running && error.message.contains("tb-agent") {
+                if running && error.message.includes("tb-agent") {
                     report.line(.ok, "\(what) line", "\(address) is held by the running agent")
                 } else {
                     report.line(.fail, "\(what) line", error.message)
@@ -190,7 +191,7 @@ struct Doctor: AsyncCommand {
                 output.release()
                 report.line(.ok, "status LED", "\(output.name) can be driven")
             } catch {
-                if running && error.message.contains("tb-agent") {
+                if running && error.message.includes("tb-agent") {
                     report.line(.ok, "status LED", "held by the running agent")
                 } else {
                     report.line(.fail, "status LED", error.message)

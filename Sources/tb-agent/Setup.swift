@@ -3,6 +3,7 @@ import AgentConfig
 import AgentCore
 import AgentHost
 import AgentPlatform
+import TextSearch
 
 #if canImport(Glibc)
 import Glibc
@@ -172,7 +173,7 @@ struct Setup: AsyncCommand {
                     _ = try ConfigurationLoader.load(path: candidate)
                 } catch {
                     // Problems name the temporary file: show them under the real name.
-                    let text = error.description.replacing(candidate, with: path)
+                    let text = error.description.replacingText(candidate, with: path)
                     throw AgentError(.invalidConfiguration, "the new configuration does not check:\n\(text)")
                 }
             }
