@@ -79,7 +79,7 @@ let package = Package(
         .target(name: "AgentHost"),
         // tb-agent's command line: subcommands, options, help, usage errors (exit 64), in ArgumentParser's words and
         // layout but without Foundation, which ArgumentParser always links (issue 11: the binary's size and RSS).
-        .target(name: "AgentCommandLine"),
+        .target(name: "AgentCommandLine", dependencies: ["TextSearch"]),
         // A TOML 1.0 reader: positioned values and errors, bounded depth, no Foundation (stdlib and TBJSON only).
         .target(name: "TBTOML", dependencies: ["TBJSON"]),
         .target(

@@ -1,3 +1,5 @@
+import TextSearch
+
 /// What a command line asks for.
 public enum Invocation: Sendable {
     /// Print the help of the last command of the path (`-h`, `--help`, `help NAME…`, or a command that only
@@ -205,28 +207,9 @@ public enum CommandLineParser {
     static func closest(_ word: String, among candidates: [String], below limit: Int) -> String? {
         var best: (String, Int)? = nil
         for candidate in candidates {
-            let distance = EditDistance.between(word, candidate)
+            let distance = editDistance(word, candidate)
             if distance < limit, distance < (best?.1 ?? Int.max) { best = (candidate, distance) }
         }
         return best?.0
-    }
-}
-
-/// The Levenshtein distance between two strings, by characters.
-enum EditDistance {
-    static func between(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
-        if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
-        var previous = Array(0...b.count)
-        var current = [Int](repeating: 0, count: b.count + 1)
-        for i in 1...a.count {
-            current[0] = i
-            for j in 1...b.count {
-                let substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)
-                current[j] = min(previous[j] + 1, current[j - 1] + 1, substitution)
-            }
-            swap(&previous, &current)
-        }
-        return previous[b.count]
     }
 }

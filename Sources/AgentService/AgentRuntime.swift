@@ -701,8 +701,8 @@ struct Loop {
         guard let link = self.link else { return }
         let runtime = self.runtime
         guard runtime.pendingReplies.load(ordering: .relaxed) < runtime.options.pendingRepliesLimit else {
-            self.runtime.droppedReplies.add(1, ordering: .relaxed)
-            self.logLimited(.replies, ["did not answer RPC \(String(rpc.id.prefix(40))): \(self.runtime.options.pendingRepliesLimit) replies are still waiting for the server to take them; further ones are only counted (agent_dropped_replies)"])
+            runtime.droppedReplies.add(1, ordering: .relaxed)
+            self.logLimited(.replies, ["did not answer RPC \(String(rpc.id.prefix(40))): \(runtime.options.pendingRepliesLimit) replies are still waiting for the server to take them; further ones are only counted (agent_dropped_replies)"])
             return
         }
         runtime.pendingReplies.add(1, ordering: .relaxed)

@@ -38,3 +38,21 @@ extension StringProtocol {
         return result
     }
 }
+
+/// The Levenshtein distance between two sequences (insertions, deletions and substitutions of one element each):
+/// by characters, or by Unicode scalars, as the caller passes them. For "did you mean" suggestions.
+public func editDistance<C: Collection>(_ a: C, _ b: C) -> Int where C.Element: Equatable {
+    let a = Array(a), b = Array(b)
+    if a.isEmpty || b.isEmpty { return max(a.count, b.count) }
+    var previous = Array(0...b.count)
+    var current = [Int](repeating: 0, count: b.count + 1)
+    for i in 1...a.count {
+        current[0] = i
+        for j in 1...b.count {
+            let substitution = previous[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, substitution)
+        }
+        swap(&previous, &current)
+    }
+    return previous[b.count]
+}

@@ -17,6 +17,7 @@ flood; SIGTERM stops it with exit 0. The short form runs each flood once, the lo
 50 times. Peak RSS and RssAnon are reported.
 """
 
+import functools
 import json
 import os
 import socket
@@ -31,6 +32,7 @@ ANON_LIMIT_KIB = 16 * 1024
 RSS_LIMIT_KIB = int(float(os.environ["TB_FAULTS_RSS_LIMIT_MIB"]) * 1024) if os.environ.get("TB_FAULTS_RSS_LIMIT_MIB") else None
 
 
+@functools.lru_cache(maxsize=None)
 def links_swift_statically(path):
     """A release binary as shipped: no shared Swift runtime among its dynamic dependencies. A debug build maps
     libswiftCore.so and friends, whose pages say nothing about a board's RSS."""
