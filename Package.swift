@@ -40,6 +40,8 @@ let gpiodAPI = libgpiodAPI()
 //   TBTOML          a TOML 1.0 reader whose values and errors carry line and column, shared by the agent and tb-sim
 //   AgentConfig     TOML (TBTOML) -> AgentConfiguration, with positioned, key-path error messages
 //   AgentHost       POSIX files, paths, environment and standard streams without Foundation (Glibc only)
+//   TextSearch      substring search for the agent's modules, built without _StringProcessing (see the end)
+//   AgentCommandLine  tb-agent's declarative command-line parser and help (stdlib and Glibc only, no Foundation)
 //   AgentPlatform   the Linux file system: system-root reader, crash-safe state files, credential store
 //   AgentMQTT       the only module importing CMosquitto (libmosquitto)
 //   AgentGPIO       the only module importing CGPIOD (libgpiod v1 or v2, see libgpiodAPI())
@@ -67,21 +69,26 @@ let package = Package(
         // prctl(2) for AgentPlatform's ProcessHardening (Swift cannot call a variadic C function).
         .systemLibrary(name: "CProcessControl"),
         // Explains TLS failures (expired, wrong CA, wrong host name): the only module importing COpenSSL.
-        .target(name: "AgentTLS", dependencies: ["COpenSSL"]),
+        .target(name: "AgentTLS", dependencies: ["COpenSSL", "TextSearch"]),
 
         .target(name: "TBJSON"),
+        // Substring search for the agent's modules, which do without _StringProcessing (see the end of this file).
+        .target(name: "TextSearch"),
         // The POSIX file system and process without Foundation (files, folders, paths, environment, standard
         // streams): Glibc only, so that every module (and the fuzz targets) can use it.
         .target(name: "AgentHost"),
+        // tb-agent's command line: subcommands, options, help, usage errors (exit 64), in ArgumentParser's words and
+        // layout but without Foundation, which ArgumentParser always links (issue 11: the binary's size and RSS).
+        .target(name: "AgentCommandLine", dependencies: ["TextSearch"]),
         // A TOML 1.0 reader: positioned values and errors, bounded depth, no Foundation (stdlib and TBJSON only).
         .target(name: "TBTOML", dependencies: ["TBJSON"]),
         .target(
             name: "AgentCore",
-            dependencies: ["TBJSON"]
+            dependencies: ["TBJSON", "TextSearch"]
         ),
         .target(
             name: "AgentConfig",
-            dependencies: ["AgentCore", "AgentHost", "TBTOML"]
+            dependencies: ["AgentCore", "AgentHost", "TBTOML", "TextSearch"]
         ),
         .target(
             name: "AgentPlatform",
@@ -122,8 +129,7 @@ let package = Package(
             name: "tb-agent",
             dependencies: [
                 "AgentCore", "AgentConfig", "AgentHost", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "AgentService",
-                "AgentBoard", "TBJSON", "TBTOML",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "AgentBoard", "AgentCommandLine", "TBJSON", "TBTOML", "TextSearch",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -152,7 +158,8 @@ let package = Package(
         // Shared by the test targets: free ports, processes started and stopped by PID, temporary folders.
         .target(name: "AgentTestSupport", path: "Tests/AgentTestSupport"),
 
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TBJSON"]),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TBJSON", "TextSearch"]),
+        .testTarget(name: "AgentCommandLineTests", dependencies: ["AgentCommandLine"]),
         .testTarget(name: "TOMLTests", dependencies: ["TBTOML", "TBJSON", "AgentTestSupport"]),
         .testTarget(
             name: "AgentServiceTests",
@@ -175,4 +182,18 @@ let package = Package(
 // A file uses only what it imports itself (SE-0444), in every Swift target.
 for target in package.targets where target.type != .system {
     target.swiftSettings = (target.swiftSettings ?? []) + [.enableUpcomingFeature("MemberImportVisibility")]
+}
+
+// The agent's modules do without the implicitly imported _StringProcessing (regex, and the `contains`/`firstRange`
+// /`replacing` on strings it brings): linked in, it and _RegexParser add 1.25 MB to a 14 MB static binary, and the
+// pages of it that are mapped count in the agent's RSS on a 512 MB board. TextSearch has the few searches the agent
+// needs.
+let agentModules: Set<String> = [
+    "TBJSON", "TextSearch", "AgentHost", "TBTOML", "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentTLS",
+    "AgentSimulated", "AgentBoard", "AgentService", "AgentCommandLine", "tb-agent",
+]
+for target in package.targets where agentModules.contains(target.name) {
+    target.swiftSettings = (target.swiftSettings ?? []) + [
+        .unsafeFlags(["-Xfrontend", "-disable-implicit-string-processing-module-import"])
+    ]
 }

@@ -5,6 +5,7 @@ import AgentHost
 import Glibc
 #endif
 import TBTOML
+import TextSearch
 
 /// Reads `config.toml` into an `AgentConfiguration`, collecting every problem (README, "Configuration").
 ///
@@ -233,7 +234,7 @@ final class ConfigurationParser {
         r.rejectUnknownKeys(["host", "port", "keepalive", "max_backoff", "tls"], section: "[server]")
         let host = r.requiredString("host", expected: "the ThingsBoard host name, like host = \"thingsboard.example.com\"")
         if let host {
-            if host.contains("://") {
+            if host.includes("://") {
                 r.report("host", "\"\(host)\" includes a scheme; write the host name only, like \"thingsboard.example.com\"")
             } else if host.contains(where: \.isWhitespace) {
                 r.report("host", "\"\(host)\" contains spaces; expected a host name or IP address")

@@ -1,3 +1,5 @@
+import TextSearch
+
 /// A path to a value in a TOML document: `sensors[2].debounce`.
 struct KeyPath: Hashable, Sendable, CustomStringConvertible {
     enum Segment: Hashable, Sendable {
@@ -59,7 +61,7 @@ enum Suggestion {
         let lower = word.lowercased()
         var best: (String, Int)? = nil
         for candidate in candidates {
-            let distance = self.levenshtein(lower, candidate.lowercased())
+            let distance = editDistance(lower.unicodeScalars, candidate.lowercased().unicodeScalars)
             if let (_, bestDistance) = best, bestDistance <= distance { continue }
             best = (candidate, distance)
         }
@@ -67,27 +69,10 @@ enum Suggestion {
         let allowed = max(2, min(lower.count, candidate.count) / 3)
         if distance <= allowed { return candidate }
         // `secret` for `device_secret`: a typed word that is a whole part of a key.
-        if lower.count >= 3, let contained = candidates.first(where: { $0.lowercased().contains(lower) }) {
+        if lower.count >= 3, let contained = candidates.first(where: { $0.lowercased().includes(lower) }) {
             return contained
         }
         return nil
-    }
-
-    static func levenshtein(_ a: String, _ b: String) -> Int {
-        let a = Array(a.unicodeScalars), b = Array(b.unicodeScalars)
-        if a.isEmpty { return b.count }
-        if b.isEmpty { return a.count }
-        var previous = Array(0...b.count)
-        var current = [Int](repeating: 0, count: b.count + 1)
-        for i in 1...a.count {
-            current[0] = i
-            for j in 1...b.count {
-                let cost = a[i - 1] == b[j - 1] ? 0 : 1
-                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-            }
-            swap(&previous, &current)
-        }
-        return previous[b.count]
     }
 
     /// `; did you mean "host"?` (to end a message) or an empty string.

@@ -51,7 +51,7 @@ final class CallbackContext: Sendable {
     let endpoint: ServerEndpoint
     private let continuation: AsyncStream<MQTTEvent>.Continuation
     /// When set (before connecting), events go here instead of the stream, from the network thread.
-    private let sink = Mutex<(@Sendable (MQTTEvent) -> Void)?>(nil)
+    private let sink = CallbackSlot<MQTTEvent>()
     let maxIncomingPayload: Int
     let state = Mutex(State())
 
@@ -62,14 +62,12 @@ final class CallbackContext: Sendable {
     }
 
     func setSink(_ sink: @escaping @Sendable (MQTTEvent) -> Void) {
-        self.sink.withLock { $0 = sink }
+        self.sink.set(sink)
         self.continuation.finish()
     }
 
     private func deliver(_ event: MQTTEvent) {
-        if let sink = self.sink.withLock({ $0 }) {
-            sink(event)
-        } else {
+        if !self.sink(event) {
             self.continuation.yield(event)
         }
     }

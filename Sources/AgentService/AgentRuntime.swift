@@ -35,6 +35,13 @@ public final class AgentRuntime: Service, CustomStringConvertible {
         public var figuresInterval: Duration = .seconds(60)
         /// Server messages (RPCs, attribute updates) waiting for the loop; more are dropped and counted.
         public var inboxLimit: Int = 64
+        /// … and at most this many bytes of them (topics and payloads): 64 messages of up to 64 KiB each would
+        /// otherwise hold 4 MiB.
+        public var inboxByteLimit: Int = 256 * 1024
+        /// At most this many RPC replies handed to the link and not yet done (PUBACK, or the session ended); a
+        /// server that sends RPCs faster than it takes their replies gets no more replies, counted, instead of an
+        /// outgoing queue in libmosquitto that grows without bound.
+        public var pendingRepliesLimit: Int = 32
         /// Readings held while the clock is not trustworthy; older ones are dropped and counted.
         public var heldReadingsLimit: Int = 10_000
         /// How often a newer clock floor is saved (and at shutdown): few writes to flash.
@@ -81,6 +88,13 @@ public final class AgentRuntime: Service, CustomStringConvertible {
     let statusServer = Mutex<StatusSocketServer?>(nil)
     /// Server messages dropped: the inbox was full, or the payload was above the limit.
     let droppedMessages = Atomic<UInt64>(0)
+    /// RPC replies handed to the link and not yet done (the loop adds, the link's completion removes).
+    let pendingReplies = Atomic<Int>(0)
+    /// RPC replies not sent because `pendingRepliesLimit` were still under way.
+    let droppedReplies = Atomic<UInt64>(0)
+
+    /// What a server message counts against `inboxByteLimit`.
+    static func inboxCost(_ topic: String, _ payload: [UInt8]) -> Int { topic.utf8.count + payload.count }
 
     public init(
         configuration: AgentConfiguration, deviceName: String, ports: Ports, spoolDirectory: String,
@@ -232,7 +246,7 @@ struct Loop {
     /// logged once (again every 10 minutes), not once per reading.
     var storageLogged: [String: Duration] = [:]
     var spoolFailing = false
-    enum LimitedLog: Hashable { case attributes, badRPC }
+    enum LimitedLog: Hashable { case attributes, badRPC, replies }
     var limitedLogged: [LimitedLog: (at: Duration, suppressed: Int)] = [:]
 
     let spool: Spool
@@ -242,7 +256,7 @@ struct Loop {
         self.spool = Spool(directoryOrMemory: runtime.spoolDirectory, settings: runtime.spoolSettings)
         self.configuration = runtime.configuration
         self.machine = Machine(settings: runtime.options.machine, random: SystemRandomNumberGenerator())
-        self.queue = EventQueue(limit: runtime.options.inboxLimit)
+        self.queue = EventQueue(limit: runtime.options.inboxLimit, costLimit: runtime.options.inboxByteLimit)
         let stored = runtime.ports.clockFloor?.load()
         self.stamper = ReadingStamper(
             sanity: ClockSanity(buildTime: runtime.options.clockFloor, newestStored: stored), limit: runtime.options.heldReadingsLimit)
@@ -618,9 +632,10 @@ struct Loop {
         self.slots.start(.connect) {
             let outcome = await link.connect { event in
                 switch event {
-                case .message:
-                    // A bounded inbox: a server flooding RPCs cannot queue more than this much work.
-                    if queue.append(.link(session: session, event), limited: true) == .full {
+                case .message(let topic, let payload):
+                    // A bounded inbox: a server flooding RPCs cannot queue more than this much work, or memory.
+                    let cost = AgentRuntime.inboxCost(topic, payload)
+                    if queue.append(.link(session: session, event), limited: true, cost: cost) == .full {
                         runtime.droppedMessages.add(1, ordering: .relaxed)
                     }
                     return
@@ -699,7 +714,28 @@ struct Loop {
             self.perform(actions)
             reply = answer.reply
         }
-        try? self.link?.publish(rpc.responseTopic, payload: reply.serializedBytes, done: nil)
+        self.reply(rpc, reply)
+    }
+
+    /// Hands an RPC's reply to the link, unless `pendingRepliesLimit` replies are still under way: then it is
+    /// dropped and counted (the server's RPC times out), so that a server that never takes its replies cannot grow
+    /// the agent's memory.
+    mutating func reply(_ rpc: RemoteControl.RPC, _ reply: JSONValue) {
+        guard let link = self.link else { return }
+        let runtime = self.runtime
+        guard runtime.pendingReplies.load(ordering: .relaxed) < runtime.options.pendingRepliesLimit else {
+            runtime.droppedReplies.add(1, ordering: .relaxed)
+            self.logLimited(.replies, ["did not answer RPC \(String(rpc.id.prefix(40))): \(runtime.options.pendingRepliesLimit) replies are still waiting for the server to take them; further ones are only counted (agent_dropped_replies)"])
+            return
+        }
+        runtime.pendingReplies.add(1, ordering: .relaxed)
+        do {
+            try link.publish(rpc.responseTopic, payload: reply.serializedBytes) { _ in
+                runtime.pendingReplies.subtract(1, ordering: .relaxed)
+            }
+        } catch {
+            runtime.pendingReplies.subtract(1, ordering: .relaxed)
+        }
     }
 
     // MARK: telemetry
@@ -870,6 +906,7 @@ struct Loop {
             ("reconnects", .integer(Int64(max(0, self.reconnects - 1)))),
             ("clockSet", .bool(!self.stamper.isHolding)),
             ("droppedMessages", .integer(Int64(clamping: self.runtime.droppedMessages.load(ordering: .relaxed)))),
+            ("droppedReplies", .integer(Int64(clamping: self.runtime.droppedReplies.load(ordering: .relaxed)))),
         ]
         if self.stamper.isHolding || self.stamper.dropped > 0 {
             members.append(("heldReadings", .integer(Int64(self.stamper.held.count))))
@@ -897,6 +934,8 @@ struct Loop {
             ("agent_samples_coalesced", .integer(Int64(clamping: self.sampling.coalesced))),
         ]
         if self.stamper.dropped > 0 { out.append(("agent_held_dropped", .integer(Int64(clamping: self.stamper.dropped)))) }
+        let droppedReplies = self.runtime.droppedReplies.load(ordering: .relaxed)
+        if droppedReplies > 0 { out.append(("agent_dropped_replies", .integer(Int64(clamping: droppedReplies)))) }
         if let health = self.ports.board?.health() { out.append(("sensor_health", health)) }
         return out
     }

@@ -12,8 +12,8 @@ import Synchronization
 /// once as many non-urgent ones wait as it said when it began to wait (`wait(quietLimit:)`). Each wake-up is a
 /// thread hop, the largest cost of a PUBACK; this way one serves several.
 ///
-/// Events added as `limited` (a server's messages) are bounded: at most `limit` of them wait at once, and adding
-/// one more is refused (`.full`; the caller counts it). Other events (acknowledgements, readings, timers) are
+/// Events added as `limited` (a server's messages) are bounded: at most `limit` of them wait at once, their `cost`
+/// (bytes) adds up to at most `costLimit`, and adding one more is refused (`.full`; the caller counts it). Other events (acknowledgements, readings, timers) are
 /// never refused while the queue is open: losing one would lose a reading or a PUBACK.
 ///
 /// `close()` ends the queue: later events are refused (`.closed`), those already queued are still taken, and
@@ -31,6 +31,8 @@ public final class EventQueue<Event: Sendable>: Sendable {
         var event: Event
         var limited: Bool
         var urgent: Bool
+        /// What a limited event counts against `costLimit`.
+        var cost: Int
     }
 
     /// A growable ring of entries in storage of its own: a slot holds an initialised entry exactly while it is in
@@ -97,6 +99,8 @@ public final class EventQueue<Event: Sendable>: Sendable {
         let ring = Ring()
         /// Limited events in the ring.
         var limitedWaiting = 0
+        /// The cost of the limited events in the ring.
+        var limitedCost = 0
         /// Events in the ring that were added as not urgent.
         var quietWaiting = 0
         var waiter: UnsafeContinuation<Void, Never>? = nil
@@ -114,23 +118,28 @@ public final class EventQueue<Event: Sendable>: Sendable {
 
     /// At most this many limited events wait at once.
     public let limit: Int
+    /// The costs of the limited events waiting add up to at most this.
+    public let costLimit: Int
     private let state = Mutex(State())
 
-    public init(limit: Int = .max) {
+    public init(limit: Int = .max, costLimit: Int = .max) {
         self.limit = max(0, limit)
+        self.costLimit = max(0, costLimit)
     }
 
     /// Adds `event` after every event added before it (from any thread), and wakes the consumer if it waits (for a
     /// non-`urgent` event, only if enough of them wait now).
     @discardableResult
-    public func append(_ event: consuming Event, limited: Bool = false, urgent: Bool = true) -> Outcome {
-        var entry: Entry? = Entry(event: event, limited: limited, urgent: urgent)
+    public func append(_ event: consuming Event, limited: Bool = false, cost: Int = 0, urgent: Bool = true) -> Outcome {
+        let cost = limited ? max(0, cost) : 0
+        var entry: Entry? = Entry(event: event, limited: limited, urgent: urgent, cost: cost)
         // The waiter is resumed once: whoever takes it out of the state under the lock resumes it, after unlocking.
         let (outcome, waiter): (Outcome, UnsafeContinuation<Void, Never>?) = self.state.withLock { state in
             guard !state.closed else { return (.closed, nil) }
             if limited {
-                guard state.limitedWaiting < self.limit else { return (.full, nil) }
+                guard state.limitedWaiting < self.limit, cost <= self.costLimit - state.limitedCost else { return (.full, nil) }
                 state.limitedWaiting += 1
+                state.limitedCost += cost
             }
             state.ring.append(entry.take()!)
             if !urgent { state.quietWaiting += 1 }
@@ -147,7 +156,10 @@ public final class EventQueue<Event: Sendable>: Sendable {
     public func next() -> Event? {
         self.state.withLock { state in
             guard let entry = state.ring.popFirst() else { return nil }
-            if entry.limited { state.limitedWaiting -= 1 }
+            if entry.limited {
+                state.limitedWaiting -= 1
+                state.limitedCost -= entry.cost
+            }
             if !entry.urgent { state.quietWaiting -= 1 }
             return entry.event
         }

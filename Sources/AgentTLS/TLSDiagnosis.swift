@@ -1,4 +1,5 @@
 import COpenSSL
+import TextSearch
 
 #if canImport(Glibc)
 import Glibc
@@ -55,10 +56,10 @@ public enum TLSDiagnosis {
             ERR_error_string_n(code, &buffer, buffer.count)
             ERR_clear_error()
             let text = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if text.contains("wrong version number") || text.contains("packet length too long") {
+            if text.includes("wrong version number") || text.includes("packet length too long") {
                 return "the server did not answer TLS on port \(port): this port probably speaks plain MQTT; use the TLS port (8883) or remove [server.tls]"
             }
-            if text.contains("alert") && text.contains("certificate") {
+            if text.includes("alert") && text.includes("certificate") {
                 return "the server refused this board's client certificate (\(text)): check [server.tls] cert_file and key_file, and that the server trusts their CA"
             }
             return "the TLS handshake failed (\(text))"

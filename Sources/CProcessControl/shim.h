@@ -1,5 +1,6 @@
 #ifndef TB_AGENT_CPROCESSCONTROL_SHIM_H
 #define TB_AGENT_CPROCESSCONTROL_SHIM_H
+#include <malloc.h>
 #include <sys/prctl.h>
 
 /* prctl(2) is variadic, which Swift cannot call: the two requests the agent makes, as plain functions. */
@@ -9,5 +10,13 @@ static inline int tb_prctl_set_dumpable(int dumpable) {
 
 static inline int tb_prctl_get_dumpable(void) {
     return prctl(PR_GET_DUMPABLE, 0UL, 0UL, 0UL, 0UL);
+}
+
+/* glibc's allocator, bounded for a long-running agent on a small board: at most two arenas (one per thread
+ * otherwise, each keeping its own freed memory), blocks of 64 KiB and more mapped on their own and returned to the
+ * kernel when freed (a fixed threshold: glibc would otherwise raise it after the first large free), and free memory
+ * at the top of the heap returned above 128 KiB. mallopt returns 1 on success. */
+static inline int tb_malloc_bound(void) {
+    return mallopt(M_ARENA_MAX, 2) & mallopt(M_MMAP_THRESHOLD, 64 * 1024) & mallopt(M_TRIM_THRESHOLD, 128 * 1024);
 }
 #endif

@@ -1,8 +1,8 @@
+import AgentCommandLine
 import AgentCore
 import AgentMQTT
 import AgentPlatform
 import AgentService
-import ArgumentParser
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -20,7 +20,7 @@ import Glibc
 /// provisioning (any MQTT broker that accepts a user name will do) and a board that hands over `--readings`
 /// readings at once as soon as the agent is online. It waits until the agent reports every one of them
 /// acknowledged (PUBACK), then prints one JSON line with the time and CPU that took.
-struct BenchPublish: AsyncParsableCommand {
+struct BenchPublish: AsyncCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench-publish",
         abstract: "Benchmark: publish N readings through the agent's telemetry path and wait for every PUBACK.",
@@ -31,22 +31,38 @@ struct BenchPublish: AsyncParsableCommand {
             """,
         shouldDisplay: false)
 
-    @OptionGroup var global: GlobalOptions
+    static let readings = Option<Int>("readings", help: "How many readings to publish.", default: 20_000)
+    static let inFlight = Option<Int>(
+        "in-flight", help: "PUBLISHes awaiting their PUBACK at most (the agent's default).",
+        default: AgentRuntime.Options().inFlightWindow)
+    static let recordsPerPublish = Option<Int>(
+        "records-per-publish", help: "Spooled records per PUBLISH at most (the agent's default; 1 sends every reading on its own).",
+        default: AgentRuntime.Options().recordsPerPublish)
+    static let token = Option<String>(
+        "token", help: "The MQTT user name (an access token for ThingsBoard; anything for a plain broker).", default: "bench-token")
+    static let timeout = Option<Int>("timeout", help: "Seconds to wait for every acknowledgement before giving up.", default: 300)
 
-    @Option(help: "How many readings to publish.")
-    var readings = 20_000
+    static var arguments: [ArgumentSpec] {
+        GlobalOptions.arguments + [
+            Self.readings.spec, Self.inFlight.spec, Self.recordsPerPublish.spec, Self.token.spec, Self.timeout.spec,
+        ]
+    }
 
-    @Option(help: "PUBLISHes awaiting their PUBACK at most (the agent's default).")
-    var inFlight = AgentRuntime.Options().inFlightWindow
+    var global: GlobalOptions
+    var readings: Int
+    var inFlight: Int
+    var recordsPerPublish: Int
+    var token: String
+    var timeout: Int
 
-    @Option(help: "Spooled records per PUBLISH at most (the agent's default; 1 sends every reading on its own).")
-    var recordsPerPublish = AgentRuntime.Options().recordsPerPublish
-
-    @Option(help: "The MQTT user name (an access token for ThingsBoard; anything for a plain broker).")
-    var token = "bench-token"
-
-    @Option(help: "Seconds to wait for every acknowledgement before giving up.")
-    var timeout = 300
+    init(_ values: ParsedValues) throws {
+        self.global = try GlobalOptions(values)
+        self.readings = try values.value(Self.readings)
+        self.inFlight = try values.value(Self.inFlight)
+        self.recordsPerPublish = try values.value(Self.recordsPerPublish)
+        self.token = try values.value(Self.token)
+        self.timeout = try values.value(Self.timeout)
+    }
 
     func validate() throws {
         guard self.readings > 0, self.inFlight > 0, self.recordsPerPublish > 0 else {
@@ -177,16 +193,15 @@ enum ProcessCPU {
 /// A board with no sensors that hands over a burst of readings when told: the same `.reading` events a digital
 /// input sends, so each one takes the agent's path for a reading (stamp, encode, spool, publish).
 final class BurstBoard: BoardIO {
-    private let emit = Mutex<(@Sendable (BoardEvent) -> Void)?>(nil)
+    private let emit = CallbackSlot<BoardEvent>()
 
     func start(emit: @escaping @Sendable (BoardEvent) -> Void) throws(AgentError) {
-        self.emit.withLock { $0 = emit }
+        self.emit.set(emit)
     }
 
     func burst(_ count: Int) {
-        guard let emit = self.emit.withLock({ $0 }) else { return }
         for i in 0..<count {
-            emit(.reading(key: "bench", value: .integer(Int64(i))))
+            guard self.emit(.reading(key: "bench", value: .integer(Int64(i)))) else { return }
         }
     }
 

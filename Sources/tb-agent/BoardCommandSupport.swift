@@ -1,11 +1,11 @@
 import AgentBoard
+import AgentCommandLine
 import AgentConfig
 import AgentCore
 import AgentHost
 import AgentPlatform
 import AgentGPIO
 import AgentSimulated
-import ArgumentParser
 import Dispatch
 
 #if canImport(Glibc)
@@ -13,19 +13,33 @@ import Glibc
 #endif
 
 /// Where the board commands (`gpio`, `led`, `button`) find their lines when no configuration says it.
-struct BackendOptions: ParsableArguments {
-    enum BackendName: String, ExpressibleByArgument, CaseIterable {
+struct BackendOptions {
+    enum BackendName: String, CommandLineValue, CaseIterable {
         case libgpiod, simulated
     }
 
-    @Option(help: "GPIO backend: libgpiod (the kernel's GPIO chips) or simulated (one file per line). Default: the configuration's [gpio], else libgpiod.")
+    static let backend = Option<BackendName>(
+        "backend",
+        help: "GPIO backend: libgpiod (the kernel's GPIO chips) or simulated (one file per line). Default: the configuration's [gpio], else libgpiod.")
+    static let simulatedDir = Option<String>(
+        "simulated-dir", help: "The simulated board's folder (one file per line, holding 0 or 1); implies --backend simulated.")
+    static let chip = Option<String>(
+        "chip",
+        help: "Address lines by offset on this chip (its label, like pinctrl-rp1 or pinctrl-bcm2711, or its path) instead of by name. Not by chip number: numbers change between kernels.")
+
+    static var arguments: [ArgumentSpec] { [Self.backend.spec, Self.simulatedDir.spec, Self.chip.spec] }
+
     var backend: BackendName?
-
-    @Option(help: "The simulated board's folder (one file per line, holding 0 or 1); implies --backend simulated.")
     var simulatedDir: String?
-
-    @Option(help: "Address lines by offset on this chip (its label, like pinctrl-rp1 or pinctrl-bcm2711, or its path) instead of by name. Not by chip number: numbers change between kernels.")
     var chip: String?
+
+    /// Reads and checks the options (a `ValidationError` when they contradict each other).
+    init(_ values: ParsedValues) throws {
+        self.backend = values[Self.backend]
+        self.simulatedDir = values[Self.simulatedDir]
+        self.chip = values[Self.chip]
+        try self.validate()
+    }
 
     func validate() throws {
         if self.backend == .simulated && self.simulatedDir == nil {

@@ -1,9 +1,9 @@
 import AgentBoard
 import AgentCore
-import ArgumentParser
+import AgentCommandLine
 
 /// `tb-agent button`: watch the re-provision button and say what each press means.
-struct ButtonCommand: AsyncParsableCommand {
+struct ButtonCommand: AsyncCommand {
     static let configuration = CommandConfiguration(
         commandName: "button",
         abstract: "Watch the button and print press, hold, release and re-provision events.",
@@ -15,29 +15,44 @@ struct ButtonCommand: AsyncParsableCommand {
             re-provisioned: this only shows what the agent would do. The LED ([led]) shows the feedback.
             """)
 
-    @OptionGroup var global: GlobalOptions
-    @OptionGroup var backendOptions: BackendOptions
+    static let line = Option<String>("line", help: "The button's line (GPIO27), or its offset with --chip; overrides [button] line.")
+    static let hold = Option<String>("hold", help: "Re-provision hold, like 5s (default: [button] reprovision_hold, else 5s).")
+    static let debounce = Option<String>("debounce", help: "Debounce, like 50ms (default: [button] debounce, else 50ms).")
+    static let bias = Option<LineBias>("bias", help: "Bias (default: [button] bias, else pull-up).")
+    static let activeLow = Flag(
+        "active-low", help: "The button pulls the line low when pressed (default: [button] active_low, else yes).",
+        inversion: true, default: nil)
+    static let duration = Option<String>("for", help: "Exit after this long, like 30s.")
+    static let exitOnRequest = Flag("exit-on-request", help: "Exit after the first re-provision request.")
 
-    @Option(help: "The button's line (GPIO27), or its offset with --chip; overrides [button] line.")
+    static var arguments: [ArgumentSpec] {
+        GlobalOptions.arguments + BackendOptions.arguments + [
+            Self.line.spec, Self.hold.spec, Self.debounce.spec, Self.bias.spec, Self.activeLow.spec, Self.duration.spec,
+            Self.exitOnRequest.spec,
+        ]
+    }
+
+    var global: GlobalOptions
+    var backendOptions: BackendOptions
     var line: String?
-
-    @Option(help: "Re-provision hold, like 5s (default: [button] reprovision_hold, else 5s).")
     var hold: String?
-
-    @Option(help: "Debounce, like 50ms (default: [button] debounce, else 50ms).")
     var debounce: String?
-
-    @Option(help: "Bias (default: [button] bias, else pull-up).")
     var bias: LineBias?
-
-    @Flag(inversion: .prefixedNo, help: "The button pulls the line low when pressed (default: [button] active_low, else yes).")
     var activeLow: Bool?
-
-    @Option(name: .customLong("for"), help: "Exit after this long, like 30s.")
     var duration: String?
+    var exitOnRequest: Bool
 
-    @Flag(help: "Exit after the first re-provision request.")
-    var exitOnRequest = false
+    init(_ values: ParsedValues) throws {
+        self.global = try GlobalOptions(values)
+        self.backendOptions = try BackendOptions(values)
+        self.line = values[Self.line]
+        self.hold = values[Self.hold]
+        self.debounce = values[Self.debounce]
+        self.bias = values[Self.bias]
+        self.activeLow = values[Self.activeLow]
+        self.duration = values[Self.duration]
+        self.exitOnRequest = values.isSet(Self.exitOnRequest)
+    }
 
     func run() async throws {
         let configuration = try BoardCommand.optionalConfiguration(self.global)

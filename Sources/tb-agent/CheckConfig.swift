@@ -1,9 +1,9 @@
+import AgentCommandLine
 import AgentConfig
 import AgentCore
 import AgentPlatform
-import ArgumentParser
 
-struct CheckConfig: AsyncParsableCommand {
+struct CheckConfig: AsyncCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config",
         abstract: "Check the configuration file and list every problem.",
@@ -16,7 +16,13 @@ struct CheckConfig: AsyncParsableCommand {
             it is the unit's ExecCondition: exit 78 skips the start without spending the start limit.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    static var arguments: [ArgumentSpec] { GlobalOptions.arguments }
+
+    var global: GlobalOptions
+
+    init(_ values: ParsedValues) throws {
+        self.global = try GlobalOptions(values)
+    }
 
     func run() async throws {
         let config: AgentConfiguration

@@ -1,10 +1,11 @@
+import AgentCommandLine
 import AgentCore
 import AgentPlatform
-import ArgumentParser
 import TBJSON
 
-struct Status: AsyncParsableCommand {
+struct Status: AsyncCommand {
     static let configuration = CommandConfiguration(
+        commandName: "status",
         abstract: "Show what the running agent is doing, and the stored identity and credentials (secrets masked).",
         discussion: """
             Asks the running agent over its UNIX socket ([device] state_dir/agent.sock) for what the getStatus RPC \
@@ -13,10 +14,17 @@ struct Status: AsyncParsableCommand {
             78 configuration.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    static let json = Flag("json", help: "Print the running agent's status as one JSON document only.")
 
-    @Flag(help: "Print the running agent's status as one JSON document only.")
-    var json = false
+    static var arguments: [ArgumentSpec] { GlobalOptions.arguments + [Self.json.spec] }
+
+    var global: GlobalOptions
+    var json: Bool
+
+    init(_ values: ParsedValues) throws {
+        self.global = try GlobalOptions(values)
+        self.json = values.isSet(Self.json)
+    }
 
     func run() async throws {
         let config = try LinkCommand.loadConfiguration(self.global)
@@ -56,8 +64,9 @@ struct Status: AsyncParsableCommand {
     }
 }
 
-struct Reset: AsyncParsableCommand {
+struct Reset: AsyncCommand {
     static let configuration = CommandConfiguration(
+        commandName: "reset",
         abstract: "Forget the stored credentials (kept as the previous generation for recovery).",
         discussion: """
             The next `tb-agent provision` asks the server again. ThingsBoard answers FAILURE if a device with this \
@@ -65,10 +74,17 @@ struct Reset: AsyncParsableCommand {
             rename credentials.previous.json back to credentials.json in [device] state_dir.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    static let yes = Flag("yes", help: "Confirm: forget the credentials.")
 
-    @Flag(help: "Confirm: forget the credentials.")
-    var yes = false
+    static var arguments: [ArgumentSpec] { GlobalOptions.arguments + [Self.yes.spec] }
+
+    var global: GlobalOptions
+    var yes: Bool
+
+    init(_ values: ParsedValues) throws {
+        self.global = try GlobalOptions(values)
+        self.yes = values.isSet(Self.yes)
+    }
 
     func run() async throws {
         guard self.yes else {

@@ -1,12 +1,13 @@
 import AgentBoard
+import AgentCommandLine
 import AgentConfig
 import AgentCore
 import AgentGPIO
 import AgentHost
 import AgentPlatform
 import AgentService
-import ArgumentParser
 import TBJSON
+import TextSearch
 
 #if canImport(Glibc)
 import Glibc
@@ -14,8 +15,9 @@ import Glibc
 
 /// `tb-agent doctor`: what a technician runs on a board that misbehaves. One line per check, with a verdict and,
 /// when something is wrong, the fix.
-struct Doctor: AsyncParsableCommand {
+struct Doctor: AsyncCommand {
     static let configuration = CommandConfiguration(
+        commandName: "doctor",
         abstract: "Check everything the agent needs, one line each with a verdict and the fix.",
         discussion: """
             Checks the configuration, the hardware identity, the state directory (who owns it), the spool, how \
@@ -25,7 +27,13 @@ struct Doctor: AsyncParsableCommand {
             Exit status 0 when nothing failed (warnings allowed), 1 otherwise.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    static var arguments: [ArgumentSpec] { GlobalOptions.arguments }
+
+    var global: GlobalOptions
+
+    init(_ values: ParsedValues) throws {
+        self.global = try GlobalOptions(values)
+    }
 
     enum Verdict: String { case ok = "ok  ", warn = "WARN", fail = "FAIL" }
 
@@ -156,7 +164,7 @@ struct Doctor: AsyncParsableCommand {
                 let level = try input.read()
                 report.line(.ok, "\(what) line", "\(address) is free and reads \(level)")
             } catch {
-                if running && error.message.contains("tb-agent") {
+                if running && error.message.includes("tb-agent") {
                     report.line(.ok, "\(what) line", "\(address) is held by the running agent")
                 } else {
                     report.line(.fail, "\(what) line", error.message)
@@ -183,7 +191,7 @@ struct Doctor: AsyncParsableCommand {
                 output.release()
                 report.line(.ok, "status LED", "\(output.name) can be driven")
             } catch {
-                if running && error.message.contains("tb-agent") {
+                if running && error.message.includes("tb-agent") {
                     report.line(.ok, "status LED", "held by the running agent")
                 } else {
                     report.line(.fail, "status LED", error.message)

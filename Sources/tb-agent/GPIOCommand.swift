@@ -1,10 +1,10 @@
 import AgentBoard
 import AgentCore
-import ArgumentParser
+import AgentCommandLine
 
 /// `tb-agent gpio`: exercise GPIO lines without a server (a technician at the board, the real-kernel test).
-struct GPIOCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+enum GPIOCommand {
+    static let node = CommandNode(CommandConfiguration(
         commandName: "gpio",
         abstract: "Read, watch, set and list GPIO lines through the agent's own GPIO code.",
         discussion: """
@@ -12,27 +12,39 @@ struct GPIOCommand: AsyncParsableCommand {
             --chip CHIP. The backend is the configuration's [gpio] (when --config or /etc/tb-agent/config.toml \
             exists), else libgpiod; --backend simulated --simulated-dir DIR uses a simulated board.
             """,
-        subcommands: [Read.self, Watch.self, Set.self, List.self])
+        subcommands: [Read.node, Watch.node, Set.node, List.node]))
 }
 
-extension LineBias: ExpressibleByArgument {}
+extension LineBias: CommandLineValue {}
 
 extension GPIOCommand {
-    struct Read: AsyncParsableCommand {
+    struct Read: AsyncCommand {
         static let configuration = CommandConfiguration(
+            commandName: "read",
             abstract: "Print the level of each line: LINE=0 or LINE=1.")
 
-        @OptionGroup var global: GlobalOptions
-        @OptionGroup var backendOptions: BackendOptions
+        static let bias = Option<LineBias>("bias", help: "Bias to request: pull-up, pull-down, disable, as-is.", default: .asIs)
+        static let activeLow = Flag("active-low", help: "Report the inverted level (a line that is active when low).")
+        static let lines = Argument<String>(
+            "lines", help: "Line names (GPIO17), or offsets with --chip.", arity: .repeating(atLeastOne: true))
 
-        @Option(help: "Bias to request: pull-up, pull-down, disable, as-is.")
-        var bias: LineBias = .asIs
+        static var arguments: [ArgumentSpec] {
+            GlobalOptions.arguments + BackendOptions.arguments + [Self.bias.spec, Self.activeLow.spec, Self.lines.spec]
+        }
 
-        @Flag(help: "Report the inverted level (a line that is active when low).")
-        var activeLow = false
-
-        @Argument(help: "Line names (GPIO17), or offsets with --chip.")
+        var global: GlobalOptions
+        var backendOptions: BackendOptions
+        var bias: LineBias
+        var activeLow: Bool
         var lines: [String]
+
+        init(_ values: ParsedValues) throws {
+            self.global = try GlobalOptions(values)
+            self.backendOptions = try BackendOptions(values)
+            self.bias = try values.value(Self.bias)
+            self.activeLow = values.isSet(Self.activeLow)
+            self.lines = values.all(Self.lines)
+        }
 
         func run() async throws {
             let addresses = try self.lines.map { try self.backendOptions.address($0) }
@@ -52,8 +64,9 @@ extension GPIOCommand {
         }
     }
 
-    struct Watch: AsyncParsableCommand {
+    struct Watch: AsyncCommand {
         static let configuration = CommandConfiguration(
+            commandName: "watch",
             abstract: "Print the line's debounced changes with their kernel timestamps, one per line.",
             discussion: """
                 Output: `initial LINE=L t=SECONDS` once, then `change LINE=L t=SECONDS` for each debounced \
@@ -63,32 +76,49 @@ extension GPIOCommand {
                 first, and the edges are the ones that outlasted the period, stamped with the time they settled.
                 """)
 
-        @OptionGroup var global: GlobalOptions
-        @OptionGroup var backendOptions: BackendOptions
+        static let debounce = Option<String>(
+            "debounce", help: "How long a level must hold to count, like 20ms (0ms reports every edge).", default: "20ms")
+        static let bias = Option<LineBias>("bias", help: "Bias to request: pull-up, pull-down, disable, as-is.", default: .asIs)
+        static let activeLow = Flag("active-low", help: "Report the inverted level (a line that is active when low).")
+        static let raw = Flag("raw", help: "Also print every raw edge.")
+        static let kernelDebounce = Flag(
+            "kernel-debounce",
+            help: "Ask the kernel to debounce too, with the same period (libgpiod v2, where the chip can); the software debouncer runs either way.",
+            inversion: true, default: true)
+        static let count = Option<Int>("count", help: "Exit after this many debounced changes.")
+        static let duration = Option<String>("for", help: "Exit after this long, like 10s.")
+        static let line = Argument<String>("line", help: "The line name (GPIO17), or its offset with --chip.")
 
-        @Option(help: "How long a level must hold to count, like 20ms (0ms reports every edge).")
-        var debounce: String = "20ms"
+        static var arguments: [ArgumentSpec] {
+            GlobalOptions.arguments + BackendOptions.arguments + [
+                Self.debounce.spec, Self.bias.spec, Self.activeLow.spec, Self.raw.spec, Self.kernelDebounce.spec,
+                Self.count.spec, Self.duration.spec, Self.line.spec,
+            ]
+        }
 
-        @Option(help: "Bias to request: pull-up, pull-down, disable, as-is.")
-        var bias: LineBias = .asIs
-
-        @Flag(help: "Report the inverted level (a line that is active when low).")
-        var activeLow = false
-
-        @Flag(help: "Also print every raw edge.")
-        var raw = false
-
-        @Flag(inversion: .prefixedNo, help: "Ask the kernel to debounce too, with the same period (libgpiod v2, where the chip can); the software debouncer runs either way.")
-        var kernelDebounce = true
-
-        @Option(help: "Exit after this many debounced changes.")
+        var global: GlobalOptions
+        var backendOptions: BackendOptions
+        var debounce: String
+        var bias: LineBias
+        var activeLow: Bool
+        var raw: Bool
+        var kernelDebounce: Bool
         var count: Int?
-
-        @Option(name: .customLong("for"), help: "Exit after this long, like 10s.")
         var duration: String?
-
-        @Argument(help: "The line name (GPIO17), or its offset with --chip.")
         var line: String
+
+        init(_ values: ParsedValues) throws {
+            self.global = try GlobalOptions(values)
+            self.backendOptions = try BackendOptions(values)
+            self.debounce = try values.value(Self.debounce)
+            self.bias = try values.value(Self.bias)
+            self.activeLow = values.isSet(Self.activeLow)
+            self.raw = values.isSet(Self.raw)
+            self.kernelDebounce = values.isSet(Self.kernelDebounce)
+            self.count = values[Self.count]
+            self.duration = values[Self.duration]
+            self.line = try values.value(Self.line)
+        }
 
         func run() async throws {
             let address = try self.backendOptions.address(self.line)
@@ -140,28 +170,40 @@ extension GPIOCommand {
         }
     }
 
-    struct Set: AsyncParsableCommand {
+    struct Set: AsyncCommand {
         static let configuration = CommandConfiguration(
+            commandName: "set",
             abstract: "Drive an output line to 0 or 1.",
             discussion: """
                 Without --hold the line is released as soon as it is set, and the kernel may let it fall back; \
                 --hold keeps it driven (until the time is up, or Ctrl-C).
                 """)
 
-        @OptionGroup var global: GlobalOptions
-        @OptionGroup var backendOptions: BackendOptions
+        static let activeLow = Flag("active-low", help: "Drive the inverted level (an LED wired to 3.3 V).")
+        static let hold = Option<String>("hold", help: "Keep the line driven this long, like 5s.")
+        static let line = Argument<String>("line", help: "The line name (GPIO22), or its offset with --chip.")
+        static let value = Argument<String>("value", help: "0 or 1.")
 
-        @Flag(help: "Drive the inverted level (an LED wired to 3.3 V).")
-        var activeLow = false
+        static var arguments: [ArgumentSpec] {
+            GlobalOptions.arguments + BackendOptions.arguments
+                + [Self.activeLow.spec, Self.hold.spec, Self.line.spec, Self.value.spec]
+        }
 
-        @Option(help: "Keep the line driven this long, like 5s.")
+        var global: GlobalOptions
+        var backendOptions: BackendOptions
+        var activeLow: Bool
         var hold: String?
-
-        @Argument(help: "The line name (GPIO22), or its offset with --chip.")
         var line: String
-
-        @Argument(help: "0 or 1.")
         var value: String
+
+        init(_ values: ParsedValues) throws {
+            self.global = try GlobalOptions(values)
+            self.backendOptions = try BackendOptions(values)
+            self.activeLow = values.isSet(Self.activeLow)
+            self.hold = values[Self.hold]
+            self.line = try values.value(Self.line)
+            self.value = try values.value(Self.value)
+        }
 
         func run() async throws {
             let address = try self.backendOptions.address(self.line)
@@ -182,12 +224,20 @@ extension GPIOCommand {
         }
     }
 
-    struct List: AsyncParsableCommand {
+    struct List: AsyncCommand {
         static let configuration = CommandConfiguration(
+            commandName: "list",
             abstract: "List the GPIO chips with their labels and line names.")
 
-        @OptionGroup var global: GlobalOptions
-        @OptionGroup var backendOptions: BackendOptions
+        static var arguments: [ArgumentSpec] { GlobalOptions.arguments + BackendOptions.arguments }
+
+        var global: GlobalOptions
+        var backendOptions: BackendOptions
+
+        init(_ values: ParsedValues) throws {
+            self.global = try GlobalOptions(values)
+            self.backendOptions = try BackendOptions(values)
+        }
 
         func run() async throws {
             let backend = try BoardCommand.backend(self.backendOptions, self.global)

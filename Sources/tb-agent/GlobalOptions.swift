@@ -1,17 +1,30 @@
+import AgentCommandLine
 import AgentCore
-import ArgumentParser
 import Logging
 
 /// Options every subcommand takes.
-struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: "The configuration file.")
-    var config: String = AgentConfiguration.defaultPath
+struct GlobalOptions {
+    static let config = Option<String>("config", help: "The configuration file.", default: AgentConfiguration.defaultPath)
+    static let logLevel = Option<Logger.Level>(
+        "log-level", help: "Log level: trace, debug, info, notice, warning, error, critical.", default: .info)
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
+    static var arguments: [ArgumentSpec] { [Self.config.spec, Self.logLevel.spec] }
+
+    var config: String
+    var logLevel: Logger.Level
+
+    init(_ values: ParsedValues) throws {
+        self.config = try values.value(Self.config)
+        self.logLevel = try values.value(Self.logLevel)
+    }
 }
 
-extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension Logger.Level: CommandLineValue {
+    /// Any case (`DEBUG`), as `Logger.Level(_:)` reads it.
+    public init?(commandLineValue text: String) {
+        self.init(text)
+    }
+}
 
 /// Exit statuses from sysexits.h, so that scripts can tell the classes apart.
 enum ExitStatus {

@@ -1,21 +1,29 @@
+import AgentCommandLine
 import AgentConfig
 import AgentCore
 import AgentHost
 import AgentPlatform
-import ArgumentParser
 
-struct Identity: AsyncParsableCommand {
+struct Identity: AsyncCommand {
     static let configuration = CommandConfiguration(
+        commandName: "identity",
         abstract: "Print the device name derived from the hardware.",
         discussion: """
             Only [device] is read from the configuration ([server] and [provisioning] may be absent). Without \
             --config and without /etc/tb-agent/config.toml, the defaults apply (name_template "{id}", sysroot "/").
             """)
 
-    @OptionGroup var global: GlobalOptions
+    static let explain = Flag("explain", help: "List every source tried, what it found, and why it was used or skipped.")
 
-    @Flag(help: "List every source tried, what it found, and why it was used or skipped.")
-    var explain = false
+    static var arguments: [ArgumentSpec] { GlobalOptions.arguments + [Self.explain.spec] }
+
+    var global: GlobalOptions
+    var explain: Bool
+
+    init(_ values: ParsedValues) throws {
+        self.global = try GlobalOptions(values)
+        self.explain = values.isSet(Self.explain)
+    }
 
     func run() async throws {
         var notes: [String] = []

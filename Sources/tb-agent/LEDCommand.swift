@@ -1,9 +1,9 @@
 import AgentBoard
 import AgentCore
-import ArgumentParser
+import AgentCommandLine
 
 /// `tb-agent led`: show a status pattern on the LED.
-struct LEDCommand: AsyncParsableCommand {
+struct LEDCommand: AsyncCommand {
     static let configuration = CommandConfiguration(
         commandName: "led",
         abstract: "Show one of the status LED's patterns, to check the LED and learn the patterns.",
@@ -13,29 +13,43 @@ struct LEDCommand: AsyncParsableCommand {
             restored afterwards. Runs until --for elapses or Ctrl-C.
             """)
 
-    @OptionGroup var global: GlobalOptions
-    @OptionGroup var backendOptions: BackendOptions
+    static let sysfs = Option<String>("sysfs", help: "A sysfs LED name (ACT).")
+    static let line = Option<String>("line", help: "A GPIO output line (GPIO22), or its offset with --chip.")
+    static let activeLow = Flag("active-low", help: "The GPIO LED lights when the line is low.")
+    static let sysroot = Option<String>("sysroot", help: "The system root for --sysfs (default: the configuration's, else /).")
+    static let duration = Option<String>("for", help: "Show the pattern this long, like 5s.")
+    static let list = Flag("list", help: "List the patterns.")
+    static let pattern = Argument<String>(
+        "pattern", help: "The pattern: \(LEDState.allCases.map(\.rawValue).joined(separator: ", ")).", arity: .optional)
 
-    @Option(help: "A sysfs LED name (ACT).")
+    static var arguments: [ArgumentSpec] {
+        GlobalOptions.arguments + BackendOptions.arguments + [
+            Self.sysfs.spec, Self.line.spec, Self.activeLow.spec, Self.sysroot.spec, Self.duration.spec, Self.list.spec,
+            Self.pattern.spec,
+        ]
+    }
+
+    var global: GlobalOptions
+    var backendOptions: BackendOptions
     var sysfs: String?
-
-    @Option(help: "A GPIO output line (GPIO22), or its offset with --chip.")
     var line: String?
-
-    @Flag(help: "The GPIO LED lights when the line is low.")
-    var activeLow = false
-
-    @Option(help: "The system root for --sysfs (default: the configuration's, else /).")
+    var activeLow: Bool
     var sysroot: String?
-
-    @Option(name: .customLong("for"), help: "Show the pattern this long, like 5s.")
     var duration: String?
-
-    @Flag(help: "List the patterns.")
-    var list = false
-
-    @Argument(help: "The pattern: \(LEDState.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var list: Bool
     var pattern: String?
+
+    init(_ values: ParsedValues) throws {
+        self.global = try GlobalOptions(values)
+        self.backendOptions = try BackendOptions(values)
+        self.sysfs = values[Self.sysfs]
+        self.line = values[Self.line]
+        self.activeLow = values.isSet(Self.activeLow)
+        self.sysroot = values[Self.sysroot]
+        self.duration = values[Self.duration]
+        self.list = values.isSet(Self.list)
+        self.pattern = values[Self.pattern]
+    }
 
     static func describe(_ state: LEDState) -> String {
         switch state {

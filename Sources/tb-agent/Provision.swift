@@ -1,13 +1,14 @@
+import AgentCommandLine
 import AgentConfig
 import AgentCore
 import AgentHost
 import AgentMQTT
 import AgentPlatform
-import ArgumentParser
 import Logging
 
-struct Provision: AsyncParsableCommand {
+struct Provision: AsyncCommand {
     static let configuration = CommandConfiguration(
+        commandName: "provision",
         abstract: "Turn the provision key and secret into device credentials, once, and store them.",
         discussion: """
             Derives the device name from the hardware, asks the ThingsBoard server in [server] for credentials \
@@ -18,13 +19,20 @@ struct Provision: AsyncParsableCommand {
             77 credentials rejected (--verify), 78 configuration.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    static let force = Flag("force", help: "Ask the server again even if credentials are stored; they are replaced only on SUCCESS.")
+    static let verify = Flag("verify", help: "After storing, connect once with the new credentials and report the result.")
 
-    @Flag(help: "Ask the server again even if credentials are stored; they are replaced only on SUCCESS.")
-    var force = false
+    static var arguments: [ArgumentSpec] { GlobalOptions.arguments + [Self.force.spec, Self.verify.spec] }
 
-    @Flag(help: "After storing, connect once with the new credentials and report the result.")
-    var verify = false
+    var global: GlobalOptions
+    var force: Bool
+    var verify: Bool
+
+    init(_ values: ParsedValues) throws {
+        self.global = try GlobalOptions(values)
+        self.force = values.isSet(Self.force)
+        self.verify = values.isSet(Self.verify)
+    }
 
     func run() async throws {
         let logger = LinkCommand.logger(self.global)
@@ -106,7 +114,7 @@ struct Provision: AsyncParsableCommand {
     }
 }
 
-struct ConnectTest: AsyncParsableCommand {
+struct ConnectTest: AsyncCommand {
     static let configuration = CommandConfiguration(
         commandName: "connect-test",
         abstract: "Connect once with the stored credentials and report whether the server accepts them.",
@@ -115,7 +123,13 @@ struct ConnectTest: AsyncParsableCommand {
             77 credentials rejected (CONNACK 5: revoked or unknown; CONNACK 2: unknown client id), 78 configuration.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    static var arguments: [ArgumentSpec] { GlobalOptions.arguments }
+
+    var global: GlobalOptions
+
+    init(_ values: ParsedValues) throws {
+        self.global = try GlobalOptions(values)
+    }
 
     func run() async throws {
         let logger = LinkCommand.logger(self.global)

@@ -1,4 +1,5 @@
 import AgentBoard
+import AgentCommandLine
 import AgentConfig
 import AgentCore
 import AgentGPIO
@@ -6,14 +7,14 @@ import AgentHost
 import AgentMQTT
 import AgentPlatform
 import AgentService
-import ArgumentParser
 import Logging
 import ServiceLifecycle
 import TBJSON
 import UnixSignals
 
-struct Run: AsyncParsableCommand {
+struct Run: AsyncCommand {
     static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Run the agent: provision when needed, then publish telemetry (the systemd service).",
         discussion: """
             SIGTERM or SIGINT flushes the spool, disconnects and exits 0; SIGHUP re-reads the configuration \
@@ -21,9 +22,16 @@ struct Run: AsyncParsableCommand {
             (Type=notify) it sends READY, STATUS and WATCHDOG notifications.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    static var arguments: [ArgumentSpec] { GlobalOptions.arguments }
+
+    var global: GlobalOptions
+
+    init(_ values: ParsedValues) throws {
+        self.global = try GlobalOptions(values)
+    }
 
     func run() async throws {
+        ProcessHardening.boundHeap()
         let logger = LinkCommand.logger(self.global)
         let config = try LinkCommand.loadConfiguration(self.global)
         let identity: DerivedIdentity

@@ -1,9 +1,9 @@
 import AgentBoard
 import AgentCore
-import ArgumentParser
+import AgentCommandLine
 
 /// `tb-agent sensors`: read every configured sensor once.
-struct SensorsCommand: AsyncParsableCommand {
+struct SensorsCommand: AsyncCommand {
     static let configuration = CommandConfiguration(
         commandName: "sensors",
         abstract: "Read every configured sensor once and print its value and health.",
@@ -13,7 +13,13 @@ struct SensorsCommand: AsyncParsableCommand {
             configuration is invalid. A counter shows its stored total (it counts only while the agent runs).
             """)
 
-    @OptionGroup var global: GlobalOptions
+    static var arguments: [ArgumentSpec] { GlobalOptions.arguments }
+
+    var global: GlobalOptions
+
+    init(_ values: ParsedValues) throws {
+        self.global = try GlobalOptions(values)
+    }
 
     func run() async throws {
         let configuration = try BoardCommand.configuration(self.global)

@@ -1,15 +1,17 @@
+import AgentCommandLine
 import AgentConfig
 import AgentCore
 import AgentHost
 import AgentPlatform
-import ArgumentParser
+import TextSearch
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-struct Setup: AsyncParsableCommand {
+struct Setup: AsyncCommand {
     static let configuration = CommandConfiguration(
+        commandName: "setup",
         abstract: "Write a configuration by asking for the server and the provisioning details.",
         discussion: """
             On a terminal, asks for the server host (default thingsboard.cloud), whether to use TLS (default yes, \
@@ -20,34 +22,52 @@ struct Setup: AsyncParsableCommand {
             checked before it replaces anything; an existing file is kept unless --force is given.
             """)
 
-    @OptionGroup var global: GlobalOptions
+    static let force = Flag("force", help: "Replace an existing configuration file.")
+    static let host = Option<String>("host", help: "The ThingsBoard host (default thingsboard.cloud).")
+    static let port = Option<Int>("port", help: "The MQTT port (default 8883 with TLS, 1883 without).")
+    static let tls = Flag(
+        "tls",
+        help: "MQTT over TLS, checked against the system's CA certificates (default: TLS unless the host is this machine).",
+        inversion: true, default: nil)
+    static let deviceKey = Option<String>("device-key", help: "The provision device key from the ThingsBoard device profile.")
+    static let deviceSecretFile = Option<String>(
+        "device-secret-file", help: "A file holding the provision device secret; the configuration refers to it.")
+    static let deviceSecretStdin = Flag(
+        "device-secret-stdin", help: "Read the provision device secret from standard input (secrets never go on the command line).")
+    static let deviceName = Option<String>("device-name", help: "The device name, instead of the one derived from the hardware.")
+    static let sysroot = Option<String>(
+        "sysroot", help: "The system root to derive the name from, written as [device] sysroot (default /).", default: "/")
 
-    @Flag(help: "Replace an existing configuration file.")
-    var force = false
+    static var arguments: [ArgumentSpec] {
+        GlobalOptions.arguments + [
+            Self.force.spec, Self.host.spec, Self.port.spec, Self.tls.spec, Self.deviceKey.spec,
+            Self.deviceSecretFile.spec, Self.deviceSecretStdin.spec, Self.deviceName.spec, Self.sysroot.spec,
+        ]
+    }
 
-    @Option(help: "The ThingsBoard host (default thingsboard.cloud).")
+    var global: GlobalOptions
+    var force: Bool
     var host: String?
-
-    @Option(help: "The MQTT port (default 8883 with TLS, 1883 without).")
     var port: Int?
-
-    @Flag(inversion: .prefixedNo, help: "MQTT over TLS, checked against the system's CA certificates (default: TLS unless the host is this machine).")
-    var tls: Bool? = nil
-
-    @Option(help: "The provision device key from the ThingsBoard device profile.")
+    var tls: Bool?
     var deviceKey: String?
-
-    @Option(help: "A file holding the provision device secret; the configuration refers to it.")
     var deviceSecretFile: String?
-
-    @Flag(help: "Read the provision device secret from standard input (secrets never go on the command line).")
-    var deviceSecretStdin = false
-
-    @Option(help: "The device name, instead of the one derived from the hardware.")
+    var deviceSecretStdin: Bool
     var deviceName: String?
+    var sysroot: String
 
-    @Option(help: "The system root to derive the name from, written as [device] sysroot (default /).")
-    var sysroot: String = "/"
+    init(_ values: ParsedValues) throws {
+        self.global = try GlobalOptions(values)
+        self.force = values.isSet(Self.force)
+        self.host = values[Self.host]
+        self.port = values[Self.port]
+        self.tls = values[Self.tls]
+        self.deviceKey = values[Self.deviceKey]
+        self.deviceSecretFile = values[Self.deviceSecretFile]
+        self.deviceSecretStdin = values.isSet(Self.deviceSecretStdin)
+        self.deviceName = values[Self.deviceName]
+        self.sysroot = try values.value(Self.sysroot)
+    }
 
     static let cannotCreate: Int32 = 73  // EX_CANTCREAT
 
@@ -153,7 +173,7 @@ struct Setup: AsyncParsableCommand {
                     _ = try ConfigurationLoader.load(path: candidate)
                 } catch {
                     // Problems name the temporary file: show them under the real name.
-                    let text = error.description.replacing(candidate, with: path)
+                    let text = error.description.replacingText(candidate, with: path)
                     throw AgentError(.invalidConfiguration, "the new configuration does not check:\n\(text)")
                 }
             }

@@ -1,38 +1,38 @@
+import AgentCommandLine
 import AgentGPIO
 import AgentPlatform
-import ArgumentParser
 
 /// `tb-agent`: the device agent. Each subcommand lives in its own file in this folder.
 @main
-struct TBAgentCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "tb-agent",
-        abstract: "A ThingsBoard device agent for Linux single-board computers.",
-        version: AgentVersion.string + "\n" + LibgpiodBackend.summary,
-        subcommands: [
-            Run.self,
-            Doctor.self,
-            Identity.self,
-            CheckConfig.self,
-            Setup.self,
-            Provision.self,
-            Status.self,
-            Reset.self,
-            ConnectTest.self,
-            GPIOCommand.self,
-            SensorsCommand.self,
-            LEDCommand.self,
-            ButtonCommand.self,
-            BenchPublish.self,
-            TOMLDecode.self,
-        ]
-    )
+enum TBAgentCommand {
+    static let root = CommandNode(
+        CommandConfiguration(
+            commandName: "tb-agent",
+            abstract: "A ThingsBoard device agent for Linux single-board computers.",
+            version: AgentVersion.string + "\n" + LibgpiodBackend.summary,
+            subcommands: [
+                Run.node,
+                Doctor.node,
+                Identity.node,
+                CheckConfig.node,
+                Setup.node,
+                Provision.node,
+                Status.node,
+                Reset.node,
+                ConnectTest.node,
+                GPIOCommand.node,
+                SensorsCommand.node,
+                LEDCommand.node,
+                ButtonCommand.node,
+                BenchPublish.node,
+                TOMLDecode.node,
+            ]))
 
     /// The entry point: the process is made non-dumpable before any command reads a secret (no core dump holds the
-    /// token or the provision secret; the same user cannot read its memory), then ArgumentParser runs the command.
+    /// token or the provision secret; the same user cannot read its memory), then the command line runs.
     static func main() async {
         ProcessHardening.makeNonDumpable()
-        await Self.main(nil)
+        await CommandLineProgram.main(Self.root)
     }
 }
 

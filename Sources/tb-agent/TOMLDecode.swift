@@ -1,4 +1,4 @@
-import ArgumentParser
+import AgentCommandLine
 import TBJSON
 import TBTOML
 
@@ -9,7 +9,7 @@ import Glibc
 /// `tb-agent toml-decode`: the decoder interface of toml-test (https://github.com/toml-lang/toml-test), so that the
 /// agent's TOML reader can be checked from outside: TOML on standard input, toml-test's tagged JSON on standard
 /// output and exit 0; for invalid TOML, the positioned error on standard error and exit 1.
-struct TOMLDecode: ParsableCommand {
+struct TOMLDecode: AsyncCommand {
     static let configuration = CommandConfiguration(
         commandName: "toml-decode",
         abstract: "Read TOML on standard input and write it as toml-test's tagged JSON.",
@@ -18,6 +18,8 @@ struct TOMLDecode: ParsableCommand {
             stdin:LINE:COLUMN: key.path: what is wrong on standard error.
             """,
         shouldDisplay: false)
+
+    init(_ values: ParsedValues) {}
 
     func run() throws {
         guard let input = Self.readStandardInput(limit: TOMLParser.defaultMaxBytes + 1) else {

@@ -9,7 +9,9 @@ import Glibc
 #endif
 
 /// `tb-agent check-config` on the shipped examples and on the broken fixtures.
-@Suite struct CheckConfigCommandTests {
+/// Serialized: each case runs `tb-agent check-config` and waits for it on the thread it runs on; the cases side by side
+/// held both of a two-core machine's cooperative threads for seconds at the start of a run, starving every other test.
+@Suite(.serialized) struct CheckConfigCommandTests {
     static func files(_ folder: String) -> [String] {
         let dir = TestSupport.packageRoot.appendingPathComponent(folder)
         let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []

@@ -37,6 +37,26 @@ import Testing
         #expect(a.stampNow(taken: .seconds(14), now: .seconds(14), wall: wall + 14_000) == nil)
     }
 
+    /// Two rounds 100 ms apart, the second recorded by a loop preempted for 150 ms between reading the monotonic
+    /// clock and the wall clock: the rebase alone would stamp the second before the first. Each round still gets
+    /// its own, later timestamp (ThingsBoard keeps one value per key and timestamp).
+    @Test func noTwoRoundsShareATimestampWhenTheLoopIsPreempted() {
+        var s = ReadingStamper(sanity: ClockSanity(buildTime: Self.build))
+        let wall = Self.build + 60_000
+        let first = s.stamp([("t", .integer(1))], taken: .milliseconds(10_000), now: .milliseconds(10_000), wall: wall + 150, synchronized: { false })
+        let second = s.stamp([("t", .integer(2))], taken: .milliseconds(10_100), now: .milliseconds(10_100), wall: wall + 100, synchronized: { false })
+        let third = s.stamp([("t", .integer(3))], taken: .milliseconds(10_200), now: .milliseconds(10_200), wall: wall + 200, synchronized: { false })
+        let stamps = [first, second, third].flatMap { $0.groups.flatMap { $0.map(\.timestamp) } }
+        #expect(stamps == [wall + 150, wall + 151, wall + 200])
+        // One reading on its own (stampNow) follows the same rule: a change taken 100 ms before the loop got to it,
+        // which rebases onto the previous one's millisecond, gets the next one.
+        var n = ReadingStamper(sanity: ClockSanity(buildTime: Self.build))
+        let one = n.stampNow(taken: .milliseconds(10_000), now: .milliseconds(10_000), wall: wall + 150)
+        let two = n.stampNow(taken: .milliseconds(10_000), now: .milliseconds(10_100), wall: wall + 250)
+        let three = n.stampNow(taken: .milliseconds(10_200), now: .milliseconds(10_200), wall: wall + 350)
+        #expect([one, two, three] == [wall + 150, wall + 151, wall + 350])
+    }
+
     @Test func heldReadingsGoOutOldestFirstOnceTheClockIsSetAndAreBounded() {
         var s = ReadingStamper(sanity: ClockSanity(buildTime: Self.build), limit: 3)
         for i in 0..<5 {

@@ -260,6 +260,30 @@ final class EventRecorder: Sendable {
         await client.disconnect()
     }
 
+    /// A session that lives for years hands each server message to its sink the same way: the 120,000th costs what
+    /// the first did. (A closure read out of a `Mutex` for each event came back wrapped in two more thunks each
+    /// time: quadratic time, and the network thread's stack overflowed near 100,000 messages.)
+    @Test func manyServerMessagesReachTheSinkInLinearTime() async throws {
+        let broker = try MosquittoBroker(extraConfig: "max_queued_messages 0\n")
+        defer { broker.stop() }
+        let client = try MosquittoClient(Self.options(port: broker.port))
+        let received = Atomic<Int>(0)
+        client.deliverEvents { event in
+            if case .message = event { received.add(1, ordering: .relaxed) }
+        }
+        try await client.connect()
+        _ = try await client.subscribe("many/#", qos: .atLeastOnce)
+        let sender = try MosquittoClient(Self.options(port: broker.port))
+        try await sender.connect()
+        let count = 120_000
+        for i in 0..<count {
+            _ = try sender.submit("many/\(i & 7)", payload: [UInt8(i & 0xff)], qos: .atLeastOnce, retain: false)
+        }
+        #expect(await Self.poll(timeout: .seconds(120)) { received.load(ordering: .relaxed) == count })
+        await sender.disconnect()
+        await client.disconnect()
+    }
+
     /// The telemetry path: a completion callback per PUBLISH instead of a task, called exactly once: true on
     /// the PUBACK, false for the ones the session's end overtakes.
     @Test func publishCompletionCallbacksAreCalledOnceEach() async throws {

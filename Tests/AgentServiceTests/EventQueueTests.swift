@@ -77,6 +77,25 @@ import Testing
         #expect(queue.append("n3", limited: true) == .full)
     }
 
+    /// Limited events' costs add up to at most `costLimit`: one that would go past it is refused, even below the
+    /// count limit, and taking an event gives its cost back. Costs given with unlimited events count for nothing.
+    @Test func limitedEventsAreBoundedInCost() {
+        let queue = EventQueue<String>(limit: 100, costLimit: 1_000)
+        #expect(queue.append("a", limited: true, cost: 600) == .queued)
+        #expect(queue.append("b", limited: true, cost: 401) == .full)
+        #expect(queue.append("c", limited: true, cost: 400) == .queued)
+        #expect(queue.append("d", limited: true, cost: 1) == .full)
+        #expect(queue.append("x", cost: 5_000) == .queued)
+        #expect(queue.next() == "a")
+        #expect(queue.append("e", limited: true, cost: 600) == .queued)
+        #expect(queue.append("f", limited: true, cost: 1) == .full)
+        #expect(queue.append("g", limited: true, cost: 1_001) == .full)
+        var rest: [String] = []
+        while let e = queue.next() { rest.append(e) }
+        #expect(rest == ["c", "x", "e"])
+        #expect(queue.append("h", limited: true, cost: 1_000) == .queued)
+    }
+
     @Test func aLimitOfZeroRefusesEveryLimitedEvent() {
         let queue = EventQueue<Int>(limit: 0)
         #expect(queue.append(1, limited: true) == .full)

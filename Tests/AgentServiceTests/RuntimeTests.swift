@@ -62,6 +62,38 @@ import Testing
         await h.stop()
     }
 
+    /// The inbox is bounded in bytes too: messages that would take it past `inboxByteLimit` are dropped and counted.
+    @Test func inboxIsBoundedInBytes() async throws {
+        let h = try RuntimeHarness(options: { $0.inboxLimit = 10_000; $0.inboxByteLimit = 2_000 })
+        h.start()
+        try await h.until("online") { h.state == "online" }
+        let padding = String(repeating: "a", count: 3_000)
+        h.rpc(1, "getStatus", params: "\"\(padding)\"")
+        h.rpc(2, "getStatus")
+        try await h.until("the small one answered") { h.replies().count == 1 }
+        #expect(h.replies().first?.topic == "v1/devices/me/rpc/response/2")
+        #expect(h.status["droppedMessages"]?.int64Value == 1)
+        await h.stop()
+    }
+
+    /// A server that sends RPCs faster than it takes their replies (no PUBACK) gets at most `pendingRepliesLimit`
+    /// replies under way; the rest are dropped and counted instead of queueing in the MQTT library without bound.
+    @Test func repliesTheServerDoesNotTakeAreBounded() async throws {
+        let h = try RuntimeHarness(options: { $0.inboxLimit = 10_000; $0.pendingRepliesLimit = 8 })
+        h.start()
+        try await h.until("online") { h.state == "online" }
+        h.broker.holdAcks(true)
+        for id in 1...200 { h.rpc(id, "identify", params: #""30s""#) }
+        try await h.until("all handled") { h.status["droppedReplies"]?.int64Value == 192 }
+        #expect(h.replies().count == 8)
+        // Once the server takes them, replies flow again.
+        h.broker.grantAcks()
+        h.rpc(201, "getStatus")
+        try await h.until("answered after the PUBACKs") { h.replies().count == 9 }
+        #expect(h.replies().last?.topic == "v1/devices/me/rpc/response/201")
+        await h.stop()
+    }
+
     /// Finding 3: a payload above the limit is dropped before the loop sees it, and counted.
     @Test func oversizedServerMessageIsDroppedAndCounted() async throws {
         let h = try RuntimeHarness()

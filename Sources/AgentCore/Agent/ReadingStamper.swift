@@ -26,6 +26,9 @@ public struct ReadingStamper: Sendable {
     public private(set) var held: [Held] = []
     /// Held readings dropped because more than `limit` waited.
     public private(set) var dropped: UInt64 = 0
+    /// The newest timestamp given: each group gets a later one, so that no two rounds share a timestamp even when
+    /// the loop was preempted between reading the monotonic clock and the wall clock (ThingsBoard would keep one).
+    public private(set) var lastStamp: Int64 = .min
 
     public init(sanity: ClockSanity, limit: Int = 10_000) {
         self.sanity = sanity
@@ -39,7 +42,7 @@ public struct ReadingStamper: Sendable {
     /// change, the usual case). Nil otherwise, having changed nothing: then `stamp` it.
     public mutating func stampNow(taken: Duration, now: Duration, wall: Int64) -> Int64? {
         guard self.held.isEmpty, self.sanity.isPlausible(wall) else { return nil }
-        let ts = ClockSanity.rebase(monotonicTaken: min(taken, now), monotonicNow: now, wallNow: wall)
+        let ts = self.unique(ClockSanity.rebase(monotonicTaken: min(taken, now), monotonicNow: now, wallNow: wall))
         self.sanity.observeStored(ts)
         return ts
     }
@@ -71,13 +74,20 @@ public struct ReadingStamper: Sendable {
             let held = self.held
             self.held = []
             for group in Dictionary(grouping: held, by: \.taken).sorted(by: { $0.key < $1.key }) {
-                let ts = ClockSanity.rebase(monotonicTaken: group.key, monotonicNow: now, wallNow: wall)
+                let ts = self.unique(ClockSanity.rebase(monotonicTaken: group.key, monotonicNow: now, wallNow: wall))
                 groups.append(group.value.map { Reading(key: $0.key, value: $0.value, timestamp: ts) })
             }
         }
-        let ts = ClockSanity.rebase(monotonicTaken: taken, monotonicNow: now, wallNow: wall)
+        let ts = self.unique(ClockSanity.rebase(monotonicTaken: taken, monotonicNow: now, wallNow: wall))
         groups.append(values.map { Reading(key: $0.0, value: $0.1, timestamp: ts) })
         self.sanity.observeStored(ts)
         return (groups, notices)
+    }
+
+    /// `ts`, or one millisecond after the last timestamp given if it is not later.
+    private mutating func unique(_ ts: Int64) -> Int64 {
+        let stamp = self.lastStamp == .min ? ts : max(ts, self.lastStamp + 1)
+        self.lastStamp = stamp
+        return stamp
     }
 }

@@ -1,3 +1,5 @@
+import TextSearch
+
 /// Why a sensor gave no reading. The message names the file or device and, where there is one, the fix.
 public struct SensorFailure: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Kind: Sendable, Equatable {
@@ -44,7 +46,7 @@ public enum SensorParsers {
     /// failed reads.
     public static func ds18b20W1Slave(_ text: String, file: String = "w1_slave") throws(SensorFailure) -> Double {
         let lines = text.split(whereSeparator: \.isNewline).map { BoardText.trim($0) }.filter { !$0.isEmpty }
-        guard lines.count >= 2, let crcRange = lines[0].firstRange(of: "crc=") else {
+        guard lines.count >= 2, let crcRange = lines[0].firstRange(ofText: "crc=") else {
             throw SensorFailure(.malformed, "\(file): expected two lines (`… crc=xx YES` and `… t=NNNNN`), got \(Self.quote(text))")
         }
         let verdict = lines[0][crcRange.upperBound...].split(separator: " ").last.map(String.init) ?? ""
@@ -55,7 +57,7 @@ public enum SensorParsers {
         if !bytes.isEmpty, bytes.allSatisfy({ $0 == "00" }) {
             throw SensorFailure(.invalidReading, "\(file): the scratchpad reads all zeros: the data line is shorted to ground or the sensor has no power")
         }
-        guard let tRange = lines[1].firstRange(of: "t=") else {
+        guard let tRange = lines[1].firstRange(ofText: "t=") else {
             throw SensorFailure(.malformed, "\(file): no `t=` value in \(Self.quote(String(lines[1])))")
         }
         let valueText = lines[1][tRange.upperBound...]
