@@ -156,7 +156,7 @@ let package = Package(
         ),
 
         // Shared by the test targets: free ports, processes started and stopped by PID, temporary folders.
-        .target(name: "AgentTestSupport", path: "Tests/AgentTestSupport"),
+        .target(name: "AgentTestSupport", dependencies: ["CProcessControl"], path: "Tests/AgentTestSupport"),
 
         .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TBJSON", "TextSearch"]),
         .testTarget(name: "AgentCommandLineTests", dependencies: ["AgentCommandLine"]),

@@ -1,7 +1,21 @@
 #ifndef TB_AGENT_CPROCESSCONTROL_SHIM_H
 #define TB_AGENT_CPROCESSCONTROL_SHIM_H
 #include <malloc.h>
+#include <spawn.h>
 #include <sys/prctl.h>
+
+/* glibc ≥ 2.34 (bookworm has 2.36) declares these only with _GNU_SOURCE, which Swift's Glibc module does not set. */
+extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *actions, int from);
+extern int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *actions, const char *path);
+
+/* A spawned child closes every descriptor from `from` up, whatever other threads opened meanwhile. */
+static inline int tb_spawn_add_closefrom(posix_spawn_file_actions_t *actions, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, from);
+}
+
+static inline int tb_spawn_add_chdir(posix_spawn_file_actions_t *actions, const char *path) {
+    return posix_spawn_file_actions_addchdir_np(actions, path);
+}
 
 /* prctl(2) is variadic, which Swift cannot call: the two requests the agent makes, as plain functions. */
 static inline int tb_prctl_set_dumpable(int dumpable) {

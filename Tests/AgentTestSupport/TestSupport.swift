@@ -1,4 +1,6 @@
+import CProcessControl
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -95,61 +97,118 @@ public struct TestSupportError: Error, CustomStringConvertible {
 }
 
 /// A child process started by path, with its output captured to files, stopped by PID.
+///
+/// Spawned with `posix_spawn` and every descriptor above stderr closed in the child (`closefrom`), with a clean
+/// signal mask and default dispositions, and reaped by a thread of its own. Not Foundation's `Process`: it closes
+/// the descriptors it knew of when it began to spawn, so a child started while another test thread created a
+/// descriptor inherited it. A long-lived child (an agent) that inherited the socket by which Foundation learns that
+/// another child (a `tb-agent status`) exited kept that socket open: the status child stayed a zombie and
+/// `waitUntilExit()` never returned, hanging the whole run.
 public final class ChildProcess: @unchecked Sendable {
-    public let process: Process
+    public let pid: Int32
     public let stdoutURL: URL
     public let stderrURL: URL
+    /// The raw wait status once reaped, and a semaphore signalled then.
+    private final class Reaped: Sendable {
+        let status = Mutex<Int32?>(nil)
+        let done = DispatchSemaphore(value: 0)
+    }
+    private let reaped = Reaped()
 
     public init(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil,
                 currentDirectory: URL? = nil, stdin: FileHandle? = nil) throws {
         let dir = try TestSupport.makeTemporaryDirectory("proc")
         self.stdoutURL = dir.appendingPathComponent("stdout")
         self.stderrURL = dir.appendingPathComponent("stderr")
-        _ = FileManager.default.createFile(atPath: self.stdoutURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: self.stderrURL.path, contents: nil)
-        let process = Process()
-        process.executableURL = executable
-        process.arguments = arguments
-        if let environment {
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = open(self.stdoutURL.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let err = open(self.stderrURL.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { for fd in [out, err, null] where fd >= 0 { close(fd) } }
+        guard out >= 0, err >= 0, null >= 0 else { throw TestSupportError("cannot open the output files in \(dir.path)") }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, stdin?.fileDescriptor ?? null, 0)
+        posix_spawn_file_actions_adddup2(&actions, out, 1)
+        posix_spawn_file_actions_adddup2(&actions, err, 2)
+        tb_spawn_add_closefrom(&actions, 3)
+        if let currentDirectory { tb_spawn_add_chdir(&actions, currentDirectory.path) }
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP))
+
+        var env = ProcessInfo.processInfo.environment
+        if let environment { env.merge(environment) { $1 } }
+        let argv = ([executable.path] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup("\($0)=\($1)") } + [nil]
+        defer { for p in argv + envp { free(p) } }
+        var spawned: pid_t = 0
+        let rc = posix_spawn(&spawned, executable.path, &actions, &attributes, argv, envp)
+        guard rc == 0 else { throw TestSupportError("cannot start \(executable.path): \(String(cString: strerror(rc)))") }
+        let pid = spawned
+        self.pid = pid
+        // The reaper: one thread per child, blocked in waitpid (never a thread of Swift's cooperative pool).
+        let reaped = self.reaped
+        Thread.detachNewThread {
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+            reaped.status.withLock { $0 = status }
+            reaped.done.signal()
         }
-        if let currentDirectory { process.currentDirectoryURL = currentDirectory }
-        process.standardOutput = try FileHandle(forWritingTo: self.stdoutURL)
-        process.standardError = try FileHandle(forWritingTo: self.stderrURL)
-        process.standardInput = stdin ?? FileHandle.nullDevice
-        try TestSupport.withSignalsUnblocked { try process.run() }
-        self.process = process
     }
 
-    public var pid: Int32 { self.process.processIdentifier }
-    public var isRunning: Bool { self.process.isRunning }
+    public var isRunning: Bool { self.reaped.status.withLock { $0 == nil } }
     public var stdout: String { (try? String(contentsOf: self.stdoutURL, encoding: .utf8)) ?? "" }
     public var stderr: String { (try? String(contentsOf: self.stderrURL, encoding: .utf8)) ?? "" }
 
-    public func signal(_ sig: Int32) { if self.process.isRunning { kill(self.pid, sig) } }
+    /// Signals the child while it has not been reaped (so never another process that got its PID).
+    public func signal(_ sig: Int32) { self.reaped.status.withLock { if $0 == nil { _ = kill(self.pid, sig) } } }
+
+    /// Blocks until the child has exited.
+    public func waitUntilExit() {
+        self.reaped.done.wait()
+        self.reaped.done.signal()
+    }
+
+    /// As Foundation's `Process`: the exit status, or the number of the signal that ended it.
+    public var terminationStatus: Int32 {
+        let status = self.reaped.status.withLock { $0 } ?? 0
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : signal
+    }
 
     /// SIGTERM, then SIGKILL after `grace`; waits for the exit and returns the status.
     @discardableResult
     public func stop(grace: Duration = .seconds(5)) -> Int32 {
-        if self.process.isRunning {
-            kill(self.pid, SIGTERM)
-            if !TestSupport.waitUntil(timeout: grace, { !self.process.isRunning }) { kill(self.pid, SIGKILL) }
+        if self.isRunning {
+            self.signal(SIGTERM)
+            if !TestSupport.waitUntil(timeout: grace, { !self.isRunning }) { self.signal(SIGKILL) }
         }
-        self.process.waitUntilExit()
-        return self.process.terminationStatus
+        self.waitUntilExit()
+        return self.terminationStatus
     }
 
     /// Waits for the exit (killing it after `timeout`) and returns the status.
     @discardableResult
     public func wait(timeout: Duration = .seconds(60)) -> Int32 {
-        if !TestSupport.waitUntil(timeout: timeout, interval: .milliseconds(10), { !self.process.isRunning }) {
-            kill(self.pid, SIGKILL)
+        if !TestSupport.waitUntil(timeout: timeout, interval: .milliseconds(10), { !self.isRunning }) {
+            self.signal(SIGKILL)
         }
-        self.process.waitUntilExit()
-        return self.process.terminationStatus
+        self.waitUntilExit()
+        return self.terminationStatus
     }
 
-    deinit { if self.process.isRunning { kill(self.pid, SIGKILL) } }
+    deinit { self.signal(SIGKILL) }
 }
 
 extension TestSupport {
@@ -251,19 +310,4 @@ public final class MosquittoBroker: @unchecked Sendable {
 
     public func stop() { self.child.stop() }
     deinit { self.child.stop() }
-}
-
-extension TestSupport {
-    /// Runs `body` (a spawn) with SIGHUP, SIGINT, SIGTERM, SIGUSR1 and SIGUSR2 unblocked on this thread, then
-    /// restores the mask. A child inherits the spawning thread's signal mask, and the test runner's threads block
-    /// these: a child started with them blocked ignores SIGTERM (mosquitto then needed the SIGKILL 5 s later).
-    public static func withSignalsUnblocked<T>(_ body: () throws -> T) rethrows -> T {
-        var unblock = sigset_t()
-        sigemptyset(&unblock)
-        for sig in [SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2] { sigaddset(&unblock, sig) }
-        var previous = sigset_t()
-        pthread_sigmask(SIG_UNBLOCK, &unblock, &previous)
-        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
-        return try body()
-    }
 }

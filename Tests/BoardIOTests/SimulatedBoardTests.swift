@@ -139,12 +139,21 @@ struct SimulatedBoardTests {
         defer { board.remove() }
         let led = try GPIOLED(backend: board.backend, line: .name("GPIO22"), activeLow: false)
         let controller = try LEDController(output: led, initial: .provisioning)
-        var samples = Set<String>()
-        await eventually {
-            samples.insert(board.read("GPIO22"))
-            return samples.isSuperset(of: ["0\n", "1\n"])
+        // The line sampled every 2 ms on a thread of its own: polled from the cooperative pool, a blink can fall
+        // between two looks while other tests keep the pool's threads busy.
+        let samples = Mutex<Set<String>>([])
+        let sampling = Atomic<Bool>(true)
+        let sampler = try JoinableThread {
+            while sampling.load(ordering: .acquiring) {
+                let value = board.read("GPIO22")
+                samples.withLock { _ = $0.insert(value) }
+                usleep(2000)
+            }
         }
-        #expect(samples.isSuperset(of: ["0\n", "1\n"]))
+        let blinked = await eventually(timeout: .seconds(20)) { samples.withLock { $0.isSuperset(of: ["0\n", "1\n"]) } }
+        sampling.store(false, ordering: .releasing)
+        sampler.join()
+        #expect(blinked, "the provisioning pattern should turn the line on and off: saw \(samples.withLock { $0 })")
         controller.show(.online)
         #expect(await eventually(timeout: .seconds(2)) { board.read("GPIO22") == "1\n" })
         #expect(controller.showing == .online)
@@ -205,12 +214,20 @@ struct SimulatedBoardTests {
         }
         // What the LED shows, sampled every 2 ms on a thread of its own: the cooperative pool the test runs on can
         // be busy for seconds in a full parallel run (tests that wait for processes), longer than the "held" window.
+        // The same thread lets go of the button as soon as "release now" shows, as a person does: released from
+        // the pool instead, a press could outlast `stuckAfter` while other tests keep the pool's threads busy.
         let shown = Mutex<[LEDState]>([])
         let sampling = Atomic<Bool>(true)
+        let released = Atomic<Bool>(false)
+        try board.set("GPIO27", "0")  // pressed (to ground)
         let sampler = try JoinableThread {
             while sampling.load(ordering: .acquiring) {
                 let state = led.showing
                 shown.withLock { if $0.last != state { $0.append(state) } }
+                if state == .releaseNow, !released.load(ordering: .acquiring) {
+                    try? board.set("GPIO27", "1")
+                    released.store(true, ordering: .releasing)
+                }
                 usleep(2000)
             }
         }
@@ -218,10 +235,8 @@ struct SimulatedBoardTests {
             sampling.store(false, ordering: .releasing)
             sampler.join()
         }
-        try board.set("GPIO27", "0")  // pressed (to ground)
-        #expect(await eventually(timeout: .seconds(20)) { shown.withLock { $0.contains(.releaseNow) } })
-        #expect(shown.withLock { $0 } == [.online, .buttonHeld, .releaseNow])
-        try board.set("GPIO27", "1")
+        #expect(await eventually(timeout: .seconds(20)) { released.load(ordering: .acquiring) })
+        #expect(Array(shown.withLock { $0 }.prefix(3)) == [.online, .buttonHeld, .releaseNow])
         #expect(await eventually {
             events().contains { if case .reprovisionRequested = $0 { return true } else { return false } }
         })

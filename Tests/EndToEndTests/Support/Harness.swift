@@ -336,8 +336,8 @@ final class AgentProcess: Sendable {
         if !exited { self.child.signal(SIGKILL) }
         let child = self.child
         let status = try? await offPool { () -> Int32 in
-            child.process.waitUntilExit()
-            return child.process.terminationStatus
+            child.waitUntilExit()
+            return child.terminationStatus
         }
         return exited ? status : nil
     }
@@ -346,7 +346,7 @@ final class AgentProcess: Sendable {
     func kill9() async {
         self.child.signal(SIGKILL)
         let child = self.child
-        _ = try? await offPool { child.process.waitUntilExit() }
+        _ = try? await offPool { child.waitUntilExit() }
     }
 
     /// What the running agent tells `tb-agent status --json` over its socket.
