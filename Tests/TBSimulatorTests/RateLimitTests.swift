@@ -231,6 +231,18 @@ struct RateLimitSessionTests {
         }
     }
 
+    @Test("deleting a device forgets its buckets and drops, even though its session's close comes after")
+    func deletion() async throws {
+        try await Harness.with({ $0.rateLimits = RateLimits(messages: try? RateLimit("5:60")) }) { sim in
+            let client = try Harness.device(sim, token: "known-token-0001")
+            #expect(try await sim.onLoop { sim.rateState["known"] != nil })
+            #expect(try Harness.control(sim, "DELETE", "/devices/known").0 == 200)
+            #expect(client.closesWithoutPacket())
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try await sim.onLoop { sim.rateState["known"] == nil && sim.rateLimitDrops["known"] == nil })
+        }
+    }
+
     @Test("getSessionLimits: the device's profile limits as strings, null where unset, the payload limit and queue size")
     func sessionLimits() async throws {
         let limits = RateLimits(messages: try RateLimit("10:1,300:60"), telemetryDataPoints: try RateLimit("100:1"))

@@ -337,6 +337,8 @@ public final class Simulator: @unchecked Sendable {
     /// is counted as dropped (for the control interface) unless `countDrop` is false (the silent charge of a
     /// session's close, which is no packet of the client's).
     func admit(device: String, _ charge: RateCharge, countDrop: Bool = true) -> RateLimitName? {
+        // A deleted device's last session closing after the deletion must not bring its state back.
+        guard self.registry.device(named: device) != nil else { return nil }
         let limits = self.rateLimits(device: device)
         if limits.isUnlimited && self.rateState[device] == nil { return nil }
         // Monotonic seconds: a wall-clock step must not refill or drain the buckets.
