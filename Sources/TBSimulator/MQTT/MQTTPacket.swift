@@ -163,7 +163,8 @@ public enum MQTTReasonCode {
     public static let connectionRateExceeded: UInt8 = 0x9F
 }
 
-/// Why bytes could not be decoded as MQTT. ThingsBoard (Netty's MqttDecoder) closes the connection, sending nothing.
+/// Why bytes could not be decoded as MQTT. ThingsBoard (Netty's MqttDecoder) closes the connection: bare before the
+/// CONNECT and in MQTT 3, after DISCONNECT 0x81 in an MQTT 5 session.
 public struct MQTTDecodeError: Error, Sendable, Hashable, CustomStringConvertible {
     public enum Kind: Sendable, Hashable {
         case malformed
