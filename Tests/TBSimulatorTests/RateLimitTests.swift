@@ -231,6 +231,22 @@ struct RateLimitSessionTests {
         }
     }
 
+    @Test("a rate-limited UNSUBSCRIBE of attributes is acknowledged but never reaches the device actor: pushes go on")
+    func unsubscribe() async throws {
+        let limits = RateLimits(messages: try RateLimit("2:60"))
+        try await Harness.with(Self.limitedProfile(limits)) { sim in
+            let client = try Harness.device(sim, token: "lim-token-0001")                                      // 1
+            client.send(Packet.subscribe(1, [("v1/devices/me/attributes", 1)]))                                  // 2
+            #expect(try client.expectPacket().body == [0, 1, 1])
+            client.send(Packet.unsubscribe(2, ["v1/devices/me/attributes"]))
+            #expect(try client.expectPacket().type == 11)
+            #expect(try Harness.control(sim, "POST", "/devices/lim/attributes", #"{"k":2}"#).0 == 200)
+            let push = try client.expectPacket().publish()
+            #expect(push.topic == "v1/devices/me/attributes" && push.payload == #"{"k":2}"#)
+            #expect(try Self.drops(sim, "lim")?["messages"] == .integer(1))
+        }
+    }
+
     @Test("deleting a device forgets its buckets and drops, even though its session's close comes after")
     func deletion() async throws {
         try await Harness.with({ $0.rateLimits = RateLimits(messages: try? RateLimit("5:60")) }) { sim in
