@@ -259,7 +259,7 @@ struct RateLimitSessionTests {
         }
     }
 
-    @Test("getSessionLimits: the device's profile limits as strings, null where unset, the payload limit and queue size")
+    @Test("getSessionLimits: the device's profile limits as strings, null where unset, the payload limit and queue size; a gateway's shape")
     func sessionLimits() async throws {
         let limits = RateLimits(messages: try RateLimit("10:1,300:60"), telemetryDataPoints: try RateLimit("100:1"))
         try await Harness.with({ c in
@@ -278,6 +278,13 @@ struct RateLimitSessionTests {
                 #expect(answer.topic == "v1/devices/me/rpc/response/7")
                 #expect(answer.payload == #"{"maxPayloadSize":32768,"maxInflightMessages":100,"rateLimits":"# + expected + "}")
             }
+            // A gateway gets ThingsBoard's gateway shape; tb-sim has no gateway limits of its own.
+            #expect(try Harness.control(sim, "POST", "/devices",
+                #"{"name":"gw","profile":"limited","gateway":true,"credentials":{"type":"ACCESS_TOKEN","token":"gw-token-0001"}}"#).0 == 201)
+            let gateway = try Harness.device(sim, token: "gw-token-0001")
+            gateway.send(Packet.publish("v1/devices/me/rpc/request/1", #"{"method":"getSessionLimits","params":{}}"#, qos: 1, packetID: 1))
+            #expect(try gateway.expectPacket().body == [0, 1])
+            #expect(try gateway.expectPacket().publish().payload == #"{"maxPayloadSize":32768,"maxInflightMessages":100,"rateLimits":{"messages":"10:1,300:60","telemetryMessages":null,"telemetryDataPoints":"100:1"},"gatewayRateLimits":{"messages":null,"telemetryMessages":null,"telemetryDataPoints":null}}"#)
         }
     }
 

@@ -482,12 +482,20 @@ public final class Simulator: @unchecked Sendable {
 
     /// The built-in `getSessionLimits` answer (`MqttTransportHandler.onGetSessionLimitsRpc`): the transport's payload
     /// limit, its queue size and the device's limits as configured, `null` for a limit not set.
+    ///
+    /// A gateway gets ThingsBoard's `GatewaySessionLimits` shape, with `gatewayRateLimits` after `rateLimits`. The
+    /// simulator has no separate gateway limits: `rateLimits` are the limits it applies to the gateway's own
+    /// messages (its profile's or the simulator's), and `gatewayRateLimits` are all `null`.
     func sessionLimits(device: String) -> JSONValue {
-        .object([
+        var members: [(String, JSONValue)] = [
             ("maxPayloadSize", .integer(Int64(self.configuration.maxPacketSize))),
             ("maxInflightMessages", .integer(Int64(Self.maxInflightMessages))),
             ("rateLimits", self.rateLimits(device: device).json),
-        ])
+        ]
+        if self.registry.device(named: device)?.gateway == true {
+            members.append(("gatewayRateLimits", RateLimits().json))
+        }
+        return .object(members)
     }
 
     func answerClientRPC(device: String, requestID: Int, response: JSONValue) throws(SimulatorError) {
