@@ -20,7 +20,7 @@ import TBTOML
 /// rpc_delivery_timeout = 10
 /// server_rpc_timeout = 10
 ///
-/// [rate_limits]             # optional, off by default: "cap:seconds,cap:seconds" per device
+/// [rate_limits]             # optional, off by default: "cap:seconds,cap:seconds" per device (the tenant profile's)
 /// messages = "20:1,600:60"
 /// telemetry_messages = "10:1"
 /// telemetry_data_points = "100:1"
@@ -30,6 +30,9 @@ import TBTOML
 /// provision_key = "sensors-key"
 /// provision_secret = "sensors-secret"
 /// strategy = "ALLOW_CREATE_NEW_DEVICES"   # or CHECK_PRE_PROVISIONED_DEVICES, DISABLED
+/// thingsboard_version = "3.7"             # optional: before 3.8 getSessionLimits is an ordinary client-side RPC
+/// [profiles.rate_limits]                  # optional: replaces [rate_limits] for this profile's devices
+/// messages = "5:1"
 ///
 /// [[devices]]
 /// name = "board-0001"
@@ -72,30 +75,38 @@ enum SimConfigFile {
             if let d = try reader.duration(timings, "timings.server_rpc_timeout") { configuration.timings.serverRPCTimeout = d }
         }
         if let limits = try reader.table(root, "rate_limits") {
-            try reader.checkKeys(limits, "rate_limits.", allowed: ["messages", "telemetry_messages", "telemetry_data_points"])
-            func limit(_ key: String) throws(SimulatorError) -> RateLimit? {
-                guard let text = try reader.string(limits, key) else { return nil }
-                do {
-                    return try RateLimit(text)
-                } catch {
-                    throw reader.problem(key, error.description)
-                }
-            }
-            configuration.rateLimits.messages = try limit("rate_limits.messages")
-            configuration.rateLimits.telemetryMessages = try limit("rate_limits.telemetry_messages")
-            configuration.rateLimits.telemetryDataPoints = try limit("rate_limits.telemetry_data_points")
+            configuration.rateLimits = try reader.rateLimits(limits, "rate_limits.")
         }
         for (index, table) in try reader.tables(root, "profiles").enumerated() {
             let at = "profiles[\(index)]."
-            try reader.checkKeys(table, at, allowed: ["name", "provision_key", "provision_secret", "strategy"])
+            try reader.checkKeys(table, at, allowed: ["name", "provision_key", "provision_secret", "strategy", "rate_limits",
+                                                     "thingsboard_version"])
             guard let name = try reader.string(table, at + "name") else { throw reader.problem(at + "name", "is required") }
             let strategyName = try reader.string(table, at + "strategy") ?? ProvisionStrategy.allowCreateNewDevices.rawValue
             guard let strategy = ProvisionStrategy(rawValue: strategyName) else {
                 throw reader.problem(at + "strategy", "\"\(strategyName)\" is not one of \(ProvisionStrategy.allCases.map(\.rawValue).joined(separator: ", "))")
             }
+            var rateLimits: RateLimits? = nil
+            if let entry = reader.entry(table, at + "rate_limits") {
+                guard let limits = entry.value.table else {
+                    throw reader.problem(at + "rate_limits", "must be a table ([profiles.rate_limits] or { messages = \"20:1\" })",
+                                         at: entry.keyPosition)
+                }
+                rateLimits = try reader.rateLimits(limits, at + "rate_limits.")
+            }
+            var version: ThingsBoardVersion? = nil
+            if let text = try reader.string(table, at + "thingsboard_version") {
+                do {
+                    version = try ThingsBoardVersion(text)
+                } catch {
+                    throw reader.problem(at + "thingsboard_version", error.description,
+                                         at: reader.entry(table, "thingsboard_version")?.keyPosition)
+                }
+            }
             configuration.profiles.append(DeviceProfile(
                 name: name, provisionKey: try reader.string(table, at + "provision_key"),
-                provisionSecret: try reader.string(table, at + "provision_secret"), strategy: strategy))
+                provisionSecret: try reader.string(table, at + "provision_secret"), strategy: strategy,
+                rateLimits: rateLimits, thingsboardVersion: version))
         }
         for (index, table) in try reader.tables(root, "devices").enumerated() {
             let at = "devices[\(index)]."
@@ -155,6 +166,21 @@ enum SimConfigFile {
         }
 
         func entry(_ table: TOMLTable, _ key: String) -> TOMLTable.Entry? { table.entry(self.last(key)) }
+
+        /// `messages`, `telemetry_messages`, `telemetry_data_points`: ThingsBoard's `"cap:seconds,…"` texts.
+        func rateLimits(_ table: TOMLTable, _ prefix: String) throws(SimulatorError) -> RateLimits {
+            try self.checkKeys(table, prefix, allowed: ["messages", "telemetry_messages", "telemetry_data_points"])
+            func limit(_ key: String) throws(SimulatorError) -> RateLimit? {
+                guard let text = try self.string(table, prefix + key) else { return nil }
+                do {
+                    return try RateLimit(text)
+                } catch {
+                    throw self.problem(prefix + key, error.description, at: self.entry(table, key)?.keyPosition)
+                }
+            }
+            return RateLimits(messages: try limit("messages"), telemetryMessages: try limit("telemetry_messages"),
+                              telemetryDataPoints: try limit("telemetry_data_points"))
+        }
 
         func string(_ table: TOMLTable, _ key: String) throws(SimulatorError) -> String? {
             guard let entry = self.entry(table, key) else { return nil }

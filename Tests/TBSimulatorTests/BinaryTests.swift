@@ -60,6 +60,12 @@ struct BinaryTests {
             ("[server]\nmqtt_port = 18 83\n", ":2:16: server.mqtt_port: expected the end of the line"),
             ("[server]\n  mqtt_port = \"1883\"\n", ":2:3: server.mqtt_port: must be an integer"),
             ("[timings]\ninactivity_timeout = \"1e300s\"\n", ":2:1: timings.inactivity_timeout: must be seconds"),
+            ("[rate_limits]\nmessages = \"lots\"\n", ":2:1: rate_limits.messages: rate limit \"lots\" must be pairs like"),
+            ("[[profiles]]\nname = \"p\"\n[profiles.rate_limits]\nmesages = \"1:1\"\n",
+             ":4:1: profiles[0].rate_limits.mesages: unknown key (known: messages, telemetry_data_points, telemetry_messages)"),
+            ("[[profiles]]\nname = \"p\"\nrate_limits = \"1:1\"\n", ":3:1: profiles[0].rate_limits: must be a table"),
+            ("[[profiles]]\nname = \"p\"\nthingsboard_version = \"latest\"\n",
+             ":3:1: profiles[0].thingsboard_version: ThingsBoard version \"latest\" must look like \"3.7\""),
         ]
         for (index, (text, expected)) in cases.enumerated() {
             let file = dir.appendingPathComponent("bad-\(index).toml")
@@ -68,6 +74,45 @@ struct BinaryTests {
             #expect(result.status == 78, "\(text): \(result.stderr)")
             #expect(result.stderr.contains(file.path + expected), "\(result.stderr)")
         }
+    }
+}
+
+@Suite("tb-sim executable: rate limits from TOML")
+struct BinaryRateLimitTests {
+    @Test("[rate_limits] is the default; a profile's rate_limits table and thingsboard_version replace it for its devices")
+    func profileLimits() throws {
+        let sim = try TBSimProcess(config: """
+            [rate_limits]
+            messages = "100:1"
+            [[profiles]]
+            name = "old"
+            thingsboard_version = "3.7"
+            [profiles.rate_limits]
+            messages = "1:60"
+            telemetry_data_points = "10:1,300:60"
+            [[profiles]]
+            name = "inline"
+            rate_limits = { telemetry_messages = "5:1" }
+            [[devices]]
+            name = "old-1"
+            profile = "old"
+            token = "old-1-token"
+            [[devices]]
+            name = "inline-1"
+            profile = "inline"
+            token = "inline-1-token"
+            """)
+        defer { sim.stop() }
+        let (status, body) = try sim.control("GET", "/profiles")
+        #expect(status == 200)
+        #expect(body.contains(#""rateLimits":{"messages":"1:60","telemetryMessages":null,"telemetryDataPoints":"10:1,300:60"},"thingsboardVersion":"3.7.0""#), "\(body)")
+        #expect(body.contains(#""rateLimits":{"messages":null,"telemetryMessages":"5:1","telemetryDataPoints":null},"thingsboardVersion":null"#), "\(body)")
+        // The one message token goes to the CONNECT; the next CONNECT of the device is refused.
+        let first = try RawMQTTClient(port: sim.mqttPort)
+        #expect(try first.connect(username: "old-1-token").code == 0)
+        let second = try RawMQTTClient(port: sim.mqttPort)
+        #expect(try second.connect(username: "old-1-token").code == 3)
+        #expect(try sim.control("GET", "/devices/old-1").body.contains(#""droppedForRateLimits":{"total":1,"messages":1"#))
     }
 }
 

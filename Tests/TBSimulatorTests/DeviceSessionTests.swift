@@ -229,16 +229,16 @@ struct DeviceSessionTests {
 
     @Test("optional rate limits: over the limit, no PUBACK and a close; a limited SUBSCRIBE is granted but inactive")
     func rateLimits() async throws {
-        try await Harness.with({ $0.rateLimits.messages = try? RateLimit("4:60") }) { sim in
-            let client = try Harness.device(sim, token: "known-token-0001", level: 5)
+        try await Harness.with({ $0.rateLimits.messages = try? RateLimit("3:60") }) { sim in
+            let client = try Harness.device(sim, token: "known-token-0001", level: 5)                 // CONNECT: 1
             client.send(Packet.publish("v1/devices/me/rpc/request/1", #"{"method":"getSessionLimits","params":{}}"#, qos: 1, packetID: 1, v5: true))
             #expect(try client.expectPacket().body == [0, 1])
-            #expect(try client.expectPacket().publish(v5: true).payload.contains(#""rateLimits":{"messages":"4:60","telemetryMessages":null"#))
-            for id: UInt16 in 2...4 {
-                client.send(Packet.publish("v1/devices/me/telemetry", #"{"n":1}"#, qos: 1, packetID: id, v5: true))
+            #expect(try client.expectPacket().publish(v5: true).payload.contains(#""rateLimits":{"messages":"3:60","telemetryMessages":null"#))
+            for id: UInt16 in 2...3 {                                                                  // claims: 2, 3
+                client.send(Packet.publish("v1/devices/me/claim", "", qos: 1, packetID: id, v5: true))
                 #expect(try client.expectPacket().body == [0, UInt8(id)])
             }
-            // The four tokens are used up: the subscription is granted but not registered, so no push arrives.
+            // The three tokens are used up: the subscription is granted but not registered, so no push arrives.
             client.send(Packet.subscribe(5, [("v1/devices/me/attributes", 1)], v5: true))
             #expect(try client.expectPacket().body == [0, 5, 0, 1])
             #expect(try Harness.control(sim, "POST", "/devices/known/attributes", #"{"k":1}"#).1["shared"] == .object([("k", .integer(1))]))
@@ -246,7 +246,10 @@ struct DeviceSessionTests {
                 Issue.record("a rate-limited subscription received a push")
                 return
             }
-            client.send(Packet.publish("v1/devices/me/telemetry", #"{"n":2}"#, qos: 1, packetID: 6, v5: true))
+            // Telemetry is charged to the telemetry limits (none here), not to the messages limit.
+            client.send(Packet.publish("v1/devices/me/telemetry", #"{"n":1}"#, qos: 1, packetID: 6, v5: true))
+            #expect(try client.expectPacket().body == [0, 6])
+            client.send(Packet.publish("v1/devices/me/claim", "", qos: 1, packetID: 7, v5: true))
             let disconnect = try client.expectPacket()
             #expect(disconnect.type == 14 && disconnect.body.first == 0x83)
             #expect(client.closesWithoutPacket())

@@ -59,11 +59,11 @@ token = "bulk-board-token"
 class Sim:
     """A running tb-sim."""
 
-    def __init__(self, directory: pathlib.Path):
+    def __init__(self, directory: pathlib.Path, extra_config: str = ""):
         self.directory = directory
         self.events_path = directory / "events.jsonl"
         config = directory / "tb-sim.toml"
-        config.write_text(CONFIG)
+        config.write_text(CONFIG + extra_config)
         ready = directory / "ready.json"
         binary = BIN_DIR / "tb-sim"
         assert binary.exists(), f"{binary} is missing: build first (scripts/test.sh builds it)"
@@ -134,6 +134,23 @@ def sim(tmp_path):
     simulator = Sim(tmp_path)
     yield simulator
     simulator.stop()
+
+
+@pytest.fixture
+def make_sim(tmp_path):
+    """A factory: make_sim(extra_toml) starts a tb-sim whose configuration is CONFIG plus extra_toml."""
+    started = []
+
+    def make(extra_config=""):
+        directory = tmp_path / f"sim{len(started)}"
+        directory.mkdir()
+        simulator = Sim(directory, extra_config)
+        started.append(simulator)
+        return simulator
+
+    yield make
+    for simulator in started:
+        simulator.stop()
 
 
 def run_sdk_script(name, *args, timeout=90):

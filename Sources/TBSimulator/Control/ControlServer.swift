@@ -304,6 +304,8 @@ struct ControlRouter {
             ("connected", .bool(session != nil)),
             ("session", session.map { .integer(Int64($0.id)) } ?? .null),
             ("telemetryReceived", .integer(Int64(self.simulator.telemetryCount[device.name] ?? 0))),
+            ("rateLimits", self.simulator.rateLimits(device: device.name).json),
+            ("droppedForRateLimits", self.simulator.rateLimitDropsJSON(device: device.name)),
         ])
     }
 
@@ -325,8 +327,16 @@ struct ControlRouter {
         guard let strategy = ProvisionStrategy(rawValue: strategyName) else {
             throw SimulatorError("unknown strategy \"\(strategyName)\": use \(ProvisionStrategy.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        var rateLimits: RateLimits? = nil
+        if let limits = json["rateLimits"], !limits.isNull { rateLimits = try RateLimits(json: limits) }
+        var version: ThingsBoardVersion? = nil
+        if let text = json["thingsboardVersion"], !text.isNull {
+            guard let string = text.stringValue else { throw SimulatorError("thingsboardVersion must be a string such as \"3.7\"") }
+            version = try ThingsBoardVersion(string)
+        }
         return DeviceProfile(name: name, provisionKey: json["provisionKey"]?.stringValue,
-                             provisionSecret: json["provisionSecret"]?.stringValue, strategy: strategy)
+                             provisionSecret: json["provisionSecret"]?.stringValue, strategy: strategy,
+                             rateLimits: rateLimits, thingsboardVersion: version)
     }
 
     static func profileJSON(_ p: DeviceProfile) -> JSONValue {
@@ -335,6 +345,8 @@ struct ControlRouter {
             ("provisionKey", p.provisionKey.map(JSONValue.string) ?? .null),
             ("provisionSecret", p.provisionSecret.map { .string(mask($0)) } ?? .null),
             ("strategy", .string(p.strategy.rawValue)),
+            ("rateLimits", p.rateLimits?.json ?? .null),
+            ("thingsboardVersion", p.thingsboardVersion.map { .string($0.description) } ?? .null),
         ])
     }
 

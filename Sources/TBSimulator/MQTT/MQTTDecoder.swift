@@ -5,7 +5,8 @@ import NIOCore
 /// The protocol level is learnt from the CONNECT packet; later packets are read with that level's layout (MQTT 5
 /// adds reason codes and properties). Anything the decoder refuses (an unknown protocol level, a malformed packet,
 /// a packet whose remaining length exceeds `maxPacketSize`) throws ``MQTTDecodeError``, and the session handler then
-/// closes the connection without an answer, as ThingsBoard does.
+/// closes the connection, as ThingsBoard does: with nothing sent before a CONNECT was read or in MQTT 3, with
+/// DISCONNECT 0x81 (malformed packet) in an MQTT 5 session.
 public struct MQTTDecoder: ByteToMessageDecoder {
     public typealias InboundOut = MQTTClientPacket
 

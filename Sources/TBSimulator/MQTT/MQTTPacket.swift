@@ -146,6 +146,7 @@ public enum MQTTReasonCode {
     public static let success: UInt8 = 0x00
     public static let noSubscriptionExisted: UInt8 = 0x11
     public static let unspecifiedError: UInt8 = 0x80
+    public static let malformedPacket: UInt8 = 0x81
     public static let protocolError: UInt8 = 0x82
     public static let implementationSpecificError: UInt8 = 0x83
     public static let clientIdentifierNotValid: UInt8 = 0x85
@@ -155,12 +156,15 @@ public enum MQTTReasonCode {
     public static let sessionTakenOver: UInt8 = 0x8E
     public static let topicFilterInvalid: UInt8 = 0x8F
     public static let topicNameInvalid: UInt8 = 0x90
+    public static let messageRateTooHigh: UInt8 = 0x96
     public static let quotaExceeded: UInt8 = 0x97
     public static let administrativeAction: UInt8 = 0x98
     public static let payloadFormatInvalid: UInt8 = 0x99
+    public static let connectionRateExceeded: UInt8 = 0x9F
 }
 
-/// Why bytes could not be decoded as MQTT. ThingsBoard (Netty's MqttDecoder) closes the connection, sending nothing.
+/// Why bytes could not be decoded as MQTT. ThingsBoard (Netty's MqttDecoder) closes the connection: bare before the
+/// CONNECT and in MQTT 3, after DISCONNECT 0x81 in an MQTT 5 session.
 public struct MQTTDecodeError: Error, Sendable, Hashable, CustomStringConvertible {
     public enum Kind: Sendable, Hashable {
         case malformed

@@ -14,14 +14,25 @@ public struct DeviceProfile: Sendable, Hashable {
     public var provisionKey: String?
     public var provisionSecret: String?
     public var strategy: ProvisionStrategy
+    /// The rate limits of this profile's devices; `nil` uses the simulator's (the tenant profile's) limits.
+    public var rateLimits: RateLimits?
+    /// The ThingsBoard version this profile's devices see; `nil` is the current one. Before 3.8, `getSessionLimits`
+    /// is an ordinary client-side RPC.
+    public var thingsboardVersion: ThingsBoardVersion?
 
     public init(name: String, provisionKey: String? = nil, provisionSecret: String? = nil,
-                strategy: ProvisionStrategy = .allowCreateNewDevices) {
+                strategy: ProvisionStrategy = .allowCreateNewDevices, rateLimits: RateLimits? = nil,
+                thingsboardVersion: ThingsBoardVersion? = nil) {
         self.name = name
         self.provisionKey = provisionKey
         self.provisionSecret = provisionSecret
         self.strategy = strategy
+        self.rateLimits = rateLimits
+        self.thingsboardVersion = thingsboardVersion
     }
+
+    /// Whether the transport answers `getSessionLimits` itself (ThingsBoard 3.8 and later).
+    public var answersSessionLimits: Bool { self.thingsboardVersion?.answersSessionLimits ?? true }
 }
 
 /// The kind of device credentials, with ThingsBoard's spelling.

@@ -25,6 +25,13 @@ enum Topics {
         "v1/gateway/attributes", "v1/gateway/attributes/response", "v1/gateway/rpc",
     ]
 
+    /// The filters whose SUBSCRIBE (and UNSUBSCRIBE) reaches the device actor and so is charged to the messages
+    /// limit (`processAttributesSubscribe`, `processRpcSubscribe`); the response filters are only registered locally.
+    static let chargedFilters: Set<String> = [
+        "v1/devices/me/attributes", "v2/a", "v2/a/j", "v2/a/p",
+        "v1/devices/me/rpc/request/+", "v2/r/req/+", "v2/r/j/req/+", "v2/r/p/req/+",
+    ]
+
     /// MQTT filter matching (`+` one level, `#` the rest).
     static func matches(filter: String, topic: String) -> Bool {
         let f = filter.split(separator: "/", omittingEmptySubsequences: false)
@@ -70,6 +77,8 @@ final class MQTTSessionHandler: ChannelInboundHandler {
     private var topicAliases: [UInt16: String] = [:]
     private var closeReason: String?
     private var remote = "?"
+    /// Whether the device session was opened (CONNACK 0): its close is then charged to the messages limit.
+    private var opened = false
 
     init(simulator: Simulator) {
         self.simulator = simulator
@@ -122,6 +131,10 @@ final class MQTTSessionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         let device = self.deviceName
+        if let device, self.opened {
+            // ThingsBoard's doDisconnect sends SESSION_EVENT CLOSED, which checkLimits charges (silently).
+            _ = self.simulator.admit(device: device, .message, countDrop: false)
+        }
         self.inactivityTask?.cancel()
         self.provisionCloseTask?.cancel()
         self.simulator.unregister(self)
@@ -138,7 +151,12 @@ final class MQTTSessionHandler: ChannelInboundHandler {
         if let decodeError = error as? MQTTDecodeError {
             self.simulator.eventLog.record("decode_error", [("session", .integer(Int64(self.id))),
                                                             ("message", .string(decodeError.message))])
-            self.closeBare(reason: "undecodable packet: \(decodeError.message)")
+            // ThingsBoard's closeCtx(MALFORMED_PACKET): an MQTT 5 session (past its CONNECT) gets DISCONNECT 0x81.
+            if case .awaitingConnect = self.phase {
+                self.closeBare(reason: "undecodable packet: \(decodeError.message)")
+            } else {
+                self.close(reason: "undecodable packet: \(decodeError.message)", v5Reason: MQTTReasonCode.malformedPacket)
+            }
         } else {
             self.closeBare(reason: "connection error: \(error)")
         }
@@ -235,13 +253,16 @@ final class MQTTSessionHandler: ChannelInboundHandler {
 
     /// Applies the optional rate limits: on violation the message is dropped without PUBACK and the session closed
     /// (v5 DISCONNECT 0x83), as ThingsBoard's `getPubAckCallback.onError(TbRateLimitsException)` does.
-    private func rateLimited(_ publish: MQTTPublish, device: String, dataPoints: Int? = nil) -> Bool {
-        guard let exceeded = self.simulator.admit(device: device, telemetryDataPoints: dataPoints) else { return false }
-        self.simulator.eventLog.record("rate_limited", [
+    private func rateLimited(_ publish: MQTTPublish, device: String, charge: RateCharge = .message) -> Bool {
+        guard let exceeded = self.simulator.admit(device: device, charge) else { return false }
+        var fields: [(String, JSONValue)] = [
             ("session", .integer(Int64(self.id))), ("device", .string(device)), ("topic", .string(publish.topic)),
-            ("limit", .string(exceeded)),
-        ])
-        self.close(reason: "rate limit \(exceeded) exceeded", v5Reason: MQTTReasonCode.implementationSpecificError)
+            ("limit", .string(exceeded.rawValue)),
+            ("configured", .string(self.simulator.rateLimits(device: device).text(exceeded))),
+        ]
+        if case .dataPoints(let points) = charge { fields.append(("dataPoints", .integer(Int64(points)))) }
+        self.simulator.eventLog.record("rate_limited", fields)
+        self.close(reason: "rate limit \(exceeded.rawValue) exceeded", v5Reason: MQTTReasonCode.implementationSpecificError)
         return true
     }
 
@@ -299,7 +320,24 @@ final class MQTTSessionHandler: ChannelInboundHandler {
             return
         }
         if let device = authenticated, let credentials = device.credentials {
+            // The session-open event is charged to the messages limit; refused, the older session stays.
+            if let exceeded = self.simulator.admit(device: device.name, .message) {
+                let code = connect.version.isV5 ? MQTTReasonCode.connectionRateExceeded : 3
+                fields.append(contentsOf: [("kind", .string("rate_limited")), ("device", .string(device.name)),
+                                           ("limit", .string(exceeded.rawValue)), ("returnCode", .integer(Int64(code)))])
+                self.simulator.eventLog.record("connect", fields)
+                self.simulator.eventLog.record("rate_limited", [
+                    ("session", .integer(Int64(self.id))), ("device", .string(device.name)), ("packet", .string("CONNECT")),
+                    ("limit", .string(exceeded.rawValue)),
+                    ("configured", .string(self.simulator.rateLimits(device: device.name).text(exceeded))),
+                ])
+                self.send(.connack(sessionPresent: sessionPresent, returnCode: code))
+                // ThingsBoard's closeCtx: in MQTT 5 a DISCONNECT (0x96, message rate too high) follows.
+                self.close(reason: "CONNACK \(code): rate limit \(exceeded.rawValue) exceeded", v5Reason: MQTTReasonCode.messageRateTooHigh)
+                return
+            }
             self.phase = .device(device.name)
+            self.opened = true
             self.simulator.attach(self, device: device.name)
             self.send(.connack(sessionPresent: sessionPresent, returnCode: 0))
             fields.append(contentsOf: [("kind", .string("device")), ("device", .string(device.name)),
@@ -453,10 +491,12 @@ final class MQTTSessionHandler: ChannelInboundHandler {
                 if Topics.allowedFilters.contains(subscription.filter) {
                     let granted = min(subscription.qos, 1)
                     // A rate-limited subscription is still granted in the SUBACK but silently not registered.
-                    if let exceeded = self.simulator.admit(device: device, telemetryDataPoints: nil) {
+                    if Topics.chargedFilters.contains(subscription.filter),
+                       let exceeded = self.simulator.admit(device: device, .message) {
                         self.simulator.eventLog.record("rate_limited", [
-                            ("session", .integer(Int64(self.id))), ("device", .string(device)),
-                            ("filter", .string(subscription.filter)), ("limit", .string(exceeded)),
+                            ("session", .integer(Int64(self.id))), ("device", .string(device)), ("packet", .string("SUBSCRIBE")),
+                            ("filter", .string(subscription.filter)), ("limit", .string(exceeded.rawValue)),
+                            ("configured", .string(self.simulator.rateLimits(device: device).text(exceeded))),
                         ])
                     } else {
                         self.subscriptions[subscription.filter] = granted
@@ -472,7 +512,7 @@ final class MQTTSessionHandler: ChannelInboundHandler {
                 self.simulator.flushRPCs(to: self, device: device)
             }
         case .unsubscribe(let packetID, let filters):
-            self.handleUnsubscribe(packetID: packetID, filters: filters)
+            self.handleUnsubscribe(packetID: packetID, filters: filters, device: device)
         case .pingreq:
             self.send(.pingresp)
         case .puback(let packetID, _):
@@ -497,7 +537,7 @@ final class MQTTSessionHandler: ChannelInboundHandler {
             do {
                 let entries = try PayloadConverter.telemetry(publish.payload, serverTime: self.simulator.nowMillis)
                 let points = entries.reduce(0) { $0 + $1.values.count }
-                if self.rateLimited(publish, device: device, dataPoints: points) { return }
+                if self.rateLimited(publish, device: device, charge: .post(dataPoints: points)) { return }
                 self.simulator.recordTelemetry(device: device, entries: entries)
                 self.simulator.eventLog.record("telemetry", [
                     sessionField, deviceField, ("topic", .string(topic)), ("qos", .integer(Int64(publish.qos))),
@@ -510,7 +550,7 @@ final class MQTTSessionHandler: ChannelInboundHandler {
         } else if Topics.attributes.contains(topic) {
             do {
                 let values = try PayloadConverter.attributes(publish.payload)
-                if self.rateLimited(publish, device: device) { return }
+                if self.rateLimited(publish, device: device, charge: .post(dataPoints: values.count)) { return }
                 self.simulator.recordClientAttributes(device: device, values: values)
                 self.simulator.eventLog.record("attributes", [
                     sessionField, deviceField, ("topic", .string(topic)), ("qos", .integer(Int64(publish.qos))),
@@ -540,6 +580,7 @@ final class MQTTSessionHandler: ChannelInboundHandler {
         } else if topic.hasPrefix("v2/fw/request/") || topic.hasPrefix("v2/sw/request/") {
             // No OTA package is ever assigned in the simulator: ThingsBoard answers with the status and closes.
             let errorTopic = topic.hasPrefix("v2/fw/") ? "v2/fw/error" : "v2/sw/error"
+            if self.rateLimited(publish, device: device) { return }
             self.puback(publish)
             self.publish(topic: errorTopic, payload: Array("NOT_FOUND".utf8))
             self.simulator.eventLog.record("ota_request", [sessionField, deviceField, ("topic", .string(topic)),
@@ -604,14 +645,17 @@ final class MQTTSessionHandler: ChannelInboundHandler {
             self.adaptorError(publish, error.description)
             return
         }
-        if self.rateLimited(publish, device: device) { return }
+        // From ThingsBoard 3.8 the transport answers getSessionLimits itself, uncharged; before, and for every other
+        // method, the request goes to the rule engine through checkLimits.
+        let builtIn = method == "getSessionLimits" && (self.simulator.profile(ofDevice: device)?.answersSessionLimits ?? true)
+        if !builtIn && self.rateLimited(publish, device: device) { return }
         self.puback(publish)
         self.simulator.eventLog.record("client_rpc_request", [
             ("session", .integer(Int64(self.id))), ("device", .string(device)), ("id", .integer(Int64(requestID))),
             ("method", .string(method)), ("params", params),
         ])
-        if method == "getSessionLimits" {
-            self.sendClientRPCResponse(requestID: requestID, body: self.simulator.sessionLimits)
+        if builtIn {
+            self.sendClientRPCResponse(requestID: requestID, body: self.simulator.sessionLimits(device: device))
         } else if let canned = self.simulator.clientRPCReplies[method] {
             self.sendClientRPCResponse(requestID: requestID, body: canned)
         } else if let context = self.context {
@@ -676,10 +720,25 @@ final class MQTTSessionHandler: ChannelInboundHandler {
 
     // MARK: Helpers
 
-    private func handleUnsubscribe(packetID: UInt16, filters: [String]) {
+    private func handleUnsubscribe(packetID: UInt16, filters: [String], device: String? = nil) {
         var codes: [UInt8] = []
         for filter in filters {
-            codes.append(self.subscriptions.removeValue(forKey: filter) != nil ? MQTTReasonCode.success : MQTTReasonCode.noSubscriptionExisted)
+            guard self.subscriptions[filter] != nil else {
+                codes.append(MQTTReasonCode.noSubscriptionExisted)
+                continue
+            }
+            // An attribute or RPC unsubscription is charged like the subscription; refused, the device actor never
+            // hears of it and keeps pushing.
+            if let device, Topics.chargedFilters.contains(filter), let exceeded = self.simulator.admit(device: device, .message) {
+                self.simulator.eventLog.record("rate_limited", [
+                    ("session", .integer(Int64(self.id))), ("device", .string(device)), ("packet", .string("UNSUBSCRIBE")),
+                    ("filter", .string(filter)), ("limit", .string(exceeded.rawValue)),
+                    ("configured", .string(self.simulator.rateLimits(device: device).text(exceeded))),
+                ])
+            } else {
+                self.subscriptions.removeValue(forKey: filter)
+            }
+            codes.append(MQTTReasonCode.success)
         }
         self.simulator.eventLog.record("unsubscribe", [("session", .integer(Int64(self.id))),
                                                        ("filters", .array(filters.map(JSONValue.string)))])

@@ -39,8 +39,12 @@ enum RegistryFile {
             guard let strategy = ProvisionStrategy(rawValue: strategyName) else {
                 throw SimulatorError("profile \"\(name)\" has unknown strategy \"\(strategyName)\"")
             }
+            var rateLimits: RateLimits? = nil
+            if let limits = profile["rateLimits"], !limits.isNull { rateLimits = try RateLimits(json: limits) }
+            let version = try profile["thingsboardVersion"]?.stringValue.map { text throws(SimulatorError) in try ThingsBoardVersion(text) }
             try registry.upsertProfile(DeviceProfile(name: name, provisionKey: profile["provisionKey"]?.stringValue,
-                                                     provisionSecret: profile["provisionSecret"]?.stringValue, strategy: strategy))
+                                                     provisionSecret: profile["provisionSecret"]?.stringValue, strategy: strategy,
+                                                     rateLimits: rateLimits, thingsboardVersion: version))
         }
         for item in json["devices"]?.arrayValue ?? [] {
             guard let name = item["name"]?.stringValue, let profile = item["profile"]?.stringValue else {
@@ -70,6 +74,8 @@ enum RegistryFile {
                     ("provisionKey", p.provisionKey.map(JSONValue.string) ?? .null),
                     ("provisionSecret", p.provisionSecret.map(JSONValue.string) ?? .null),
                     ("strategy", .string(p.strategy.rawValue)),
+                    ("rateLimits", p.rateLimits?.json ?? .null),
+                    ("thingsboardVersion", p.thingsboardVersion.map { .string($0.description) } ?? .null),
                 ])
             })),
             ("devices", .array(registry.devices.map { d in

@@ -130,6 +130,8 @@ public final class Simulator: @unchecked Sendable {
     var rpcSequence: [String: Int] = [:]
     var clientRPCReplies: [String: JSONValue] = [:]
     var rateState: [String: DeviceRateState] = [:]
+    /// Per device: the packets dropped (or, for a SUBSCRIBE, left inactive) because a limit was exceeded.
+    var rateLimitDrops: [String: [RateLimitName: Int]] = [:]
     var pendingClientRPC: [String: [PendingClientRPC]] = [:]
     var mqttChannel: (any Channel)?
     var stopping = false
@@ -317,15 +319,43 @@ public final class Simulator: @unchecked Sendable {
 
     // MARK: Rate limits
 
-    /// Counts one message of a device against the configured limits; returns the exceeded limit's name, if any.
-    func admit(device: String, telemetryDataPoints: Int?) -> String? {
-        let limits = self.configuration.rateLimits
-        guard limits.messages != nil || limits.telemetryMessages != nil || limits.telemetryDataPoints != nil else { return nil }
-        let now = Date().timeIntervalSince1970
-        var state = self.rateState[device] ?? DeviceRateState(limits, now: now)
-        let exceeded = state.admit(telemetryDataPoints: telemetryDataPoints, now: now)
-        self.rateState[device] = state
+    /// The limits that apply to a device: its profile's, else the simulator's (the tenant profile's).
+    func rateLimits(device: String) -> RateLimits {
+        if let profileName = self.registry.device(named: device)?.profile,
+           let limits = self.registry.profile(named: profileName)?.rateLimits {
+            return limits
+        }
+        return self.configuration.rateLimits
+    }
+
+    /// The profile of a device, if both exist.
+    func profile(ofDevice device: String) -> DeviceProfile? {
+        self.registry.device(named: device).flatMap { self.registry.profile(named: $0.profile) }
+    }
+
+    /// Charges one message of a device against its limits; returns the exceeded limit, if any. A refused message
+    /// is counted as dropped (for the control interface) unless `countDrop` is false (the silent charge of a
+    /// session's close, which is no packet of the client's).
+    func admit(device: String, _ charge: RateCharge, countDrop: Bool = true) -> RateLimitName? {
+        // A deleted device's last session closing after the deletion must not bring its state back.
+        guard self.registry.device(named: device) != nil else { return nil }
+        let limits = self.rateLimits(device: device)
+        if limits.isUnlimited && self.rateState[device] == nil { return nil }
+        // Monotonic seconds: a wall-clock step must not refill or drain the buckets.
+        let now = Double(NIODeadline.now().uptimeNanoseconds) / 1e9
+        var state = self.rateState[device] ?? DeviceRateState()
+        let exceeded = state.admit(charge, limits: limits, now: now)
+        self.rateState[device] = limits.isUnlimited ? nil : state
+        if let exceeded, countDrop { self.rateLimitDrops[device, default: [:]][exceeded, default: 0] += 1 }
         return exceeded
+    }
+
+    /// The control interface's view of a device's drops: the total and the count per limit.
+    func rateLimitDropsJSON(device: String) -> JSONValue {
+        let drops = self.rateLimitDrops[device] ?? [:]
+        var members: [(String, JSONValue)] = [("total", .integer(Int64(drops.values.reduce(0, +))))]
+        for name in RateLimitName.allCases { members.append((name.rawValue, .integer(Int64(drops[name] ?? 0)))) }
+        return .object(members)
     }
 
     // MARK: Device data
@@ -447,13 +477,25 @@ public final class Simulator: @unchecked Sendable {
 
     // MARK: Client-side RPC
 
-    /// The built-in `getSessionLimits` answer: the transport's limits, `null` for rate limits not configured.
-    var sessionLimits: JSONValue {
-        .object([
+    /// ThingsBoard's `transport.mqtt.msg_queue_size_per_device_limit`, reported as `maxInflightMessages`.
+    static let maxInflightMessages = 100
+
+    /// The built-in `getSessionLimits` answer (`MqttTransportHandler.onGetSessionLimitsRpc`): the transport's payload
+    /// limit, its queue size and the device's limits as configured, `null` for a limit not set.
+    ///
+    /// A gateway gets ThingsBoard's `GatewaySessionLimits` shape, with `gatewayRateLimits` after `rateLimits`. The
+    /// simulator has no separate gateway limits: `rateLimits` are the limits it applies to the gateway's own
+    /// messages (its profile's or the simulator's), and `gatewayRateLimits` are all `null`.
+    func sessionLimits(device: String) -> JSONValue {
+        var members: [(String, JSONValue)] = [
             ("maxPayloadSize", .integer(Int64(self.configuration.maxPacketSize))),
-            ("maxInflightMessages", .integer(100)),
-            ("rateLimits", self.configuration.rateLimits.json),
-        ])
+            ("maxInflightMessages", .integer(Int64(Self.maxInflightMessages))),
+            ("rateLimits", self.rateLimits(device: device).json),
+        ]
+        if self.registry.device(named: device)?.gateway == true {
+            members.append(("gatewayRateLimits", RateLimits().json))
+        }
+        return .object(members)
     }
 
     func answerClientRPC(device: String, requestID: Int, response: JSONValue) throws(SimulatorError) {
@@ -492,6 +534,8 @@ public final class Simulator: @unchecked Sendable {
         self.saveRegistry()
         self.telemetryByDevice.removeValue(forKey: name)
         self.telemetryCount.removeValue(forKey: name)
+        self.rateState.removeValue(forKey: name)
+        self.rateLimitDrops.removeValue(forKey: name)
         self.eventLog.record("device_deleted", [("device", .string(name))])
         self.closeSessionAdministratively(device: name, reason: "device deleted")
         for rpc in self.queuedRPC.removeValue(forKey: name) ?? [] { self.finishRPC(rpc, .timeout("device deleted")) }
