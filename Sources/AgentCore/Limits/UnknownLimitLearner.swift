@@ -127,6 +127,14 @@ public struct UnknownLimitLearner: Sendable {
         return actions
     }
 
+    /// The agent ended the session itself (a DISCONNECT of its own, a reconnect it chose): its unacknowledged
+    /// publishes tell nothing about limits.
+    public mutating func sessionEnded() {
+        self.outstanding = [:]
+        self.lastPublish = nil
+        self.streak = 0
+    }
+
     /// May telemetry go out at `now`? False during a back-off.
     public func mayPublish(now: Duration) -> Bool { self.backOffUntil.map { now >= $0 } ?? true }
 }
