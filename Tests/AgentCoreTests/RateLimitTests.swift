@@ -172,3 +172,13 @@ import Testing
         #expect(limiter.decision(dataPoints: 1, bytes: 10, now: .zero) == .wait(.milliseconds(125)))
     }
 }
+
+@Suite struct TokenBucketRobustnessTests {
+    @Test func handBuiltZerosAndOddFractionsStayFinite() {
+        let zero = TokenBucket(window: RateLimitWindow(capacity: 0, seconds: 0), fraction: .nan, now: .zero)
+        #expect(zero.capacity == 1)
+        #expect(zero.refillRate.isFinite && zero.refillRate > 0)
+        #expect(zero.delay(for: 1, now: .zero) != nil)
+        #expect(zero.available(at: .seconds(10)) == 1)
+    }
+}

@@ -2,6 +2,20 @@
 /// (`RateLimiter`), the batch planner (`PublishPlanner`), the unknown-limit learner (`UnknownLimitLearner`) and the
 /// live/replay share (`LiveReplayShare`), composed. Pure: the loop feeds it events and the time, and carries out
 /// what it returns; it never sleeps, reads a clock or touches the network.
+///
+/// How the run loop uses it (one instance for the life of the process, so that the buckets outlive sessions as the
+/// server's do):
+/// - CONNACK 0: subscribe to `SessionLimitsProtocol.responseFilter` with the other filters, then carry out
+///   `connected(now:)` (it returns the `getSessionLimits` PUBLISH); set a deadline at `deadline` and call
+///   `tick(now:)` when it passes.
+/// - A message on `v1/devices/me/rpc/response/…`: `received(topic:payload:now:)` first; nil means it is not the
+///   limits' answer.
+/// - Pump: while `next(live:replay:inFlight:now:)` returns `.publish`, hand it to the link, call `sent` and keep the
+///   token with the PUBLISH (its PUBACK calls `acknowledged`); advance that source's cursor to `sentThrough` when it
+///   is set; on `.wait(until:)` set a deadline; on `.unsendable` acknowledge the record in the spool, log and count.
+/// - Every other PUBLISH (client attributes, attribute request, RPC replies): `decision(forOther:bytes:now:)`, then
+///   `sentOther`.
+/// - The link closes by itself: `closed(now:)` (hold the reconnect, count, warn); the agent closes it: `retired()`.
 public struct TelemetryFlowControl: Sendable {
     public struct Settings: Sendable {
         /// The agent's own in-flight window (`AgentRuntime.Options.inFlightWindow`); the server's may lower it.

@@ -20,10 +20,12 @@ public struct TokenBucket: Sendable, Equatable {
     ///     outlives sessions and restarts, so what it holds when the agent starts is unknown. An empty start costs
     ///     one token's refill time, not a window.
     public init(window: RateLimitWindow, fraction: Double = 0.8, now: Duration, startFull: Bool = false) {
-        let share = Double(window.capacity) * min(max(fraction, 0.01), 1)
+        // A window built by hand (not parsed) may hold zeros: treat them as 1, so that no rate is zero or infinite.
+        let fraction = fraction.isFinite ? min(max(fraction, 0.01), 1) : 0.8
+        let share = Double(max(1, window.capacity)) * fraction
         self.window = window
         self.capacity = max(1, Int(share.rounded(.down)))
-        self.refillRate = min(Double(self.capacity), share) / Double(window.seconds)
+        self.refillRate = min(Double(self.capacity), share) / Double(max(1, window.seconds))
         self.tokens = startFull ? Double(self.capacity) : 0
         self.updatedAt = now
     }
@@ -60,6 +62,7 @@ public struct TokenBucket: Sendable, Equatable {
     /// Seconds rounded up to the next whole millisecond (a wait a little long is safe; a little short is not),
     /// capped at a day.
     static func duration(seconds: Double) -> Duration {
+        guard seconds.isFinite else { return .seconds(86_400) }
         let ms = (min(seconds, 86_400) * 1000 - 1e-6).rounded(.up)
         return .milliseconds(Int64(max(0, ms)))
     }

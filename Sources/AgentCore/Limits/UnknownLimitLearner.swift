@@ -104,8 +104,11 @@ public struct UnknownLimitLearner: Sendable {
         self.dataPointCap = max(self.settings.minDataPoints, min(self.dataPointCap ?? Int.max, largestPoints) / 2)
         self.byteCap = max(self.settings.minBytes, min(self.byteCap ?? Int.max, largestBytes) / 2)
         self.rateLimited &+= 1
-        let factor = Int64(1) << Int64(min(self.consecutiveCuts, 20))
-        let delay = min(self.settings.backOff * factor, self.settings.maxBackOff)
+        // Doubled per cut in a row, capped at every step (no overflow whatever the settings).
+        var delay = min(self.settings.backOff, self.settings.maxBackOff)
+        for _ in 0..<min(self.consecutiveCuts, 62) where delay < self.settings.maxBackOff {
+            delay = delay > self.settings.maxBackOff / 2 ? self.settings.maxBackOff : delay * 2
+        }
         self.consecutiveCuts += 1
         self.backOffUntil = now + delay
         self.lastChange = now
