@@ -231,7 +231,7 @@ final class ConfigurationParser {
     // MARK: sections
 
     func readServer(_ r: TableReader) {
-        r.rejectUnknownKeys(["host", "port", "keepalive", "max_backoff", "tls"], section: "[server]")
+        r.rejectUnknownKeys(["host", "port", "keepalive", "max_backoff", "rate_limits", "tls"], section: "[server]")
         let host = r.requiredString("host", expected: "the ThingsBoard host name, like host = \"thingsboard.example.com\"")
         if let host {
             if host.includes("://") {
@@ -255,9 +255,51 @@ final class ConfigurationParser {
             }
             tls = TLSSettings(caFile: ca, certFile: cert, keyFile: key, verifyHostname: t.bool("verify_hostname") ?? true)
         }
+        let rateLimits = self.readRateLimits(r)
         guard let host else { return }
         self.server = ServerSettings(
-            host: host, port: port, tls: tls, keepalive: keepalive ?? .seconds(60), maxBackoff: maxBackoff ?? .seconds(300))
+            host: host, port: port, tls: tls, keepalive: keepalive ?? .seconds(60), maxBackoff: maxBackoff ?? .seconds(300),
+            rateLimits: rateLimits ?? .auto)
+    }
+
+    /// `[server] rate_limits`: `"auto"`, or a table of limits for servers that do not answer getSessionLimits.
+    func readRateLimits(_ r: TableReader) -> RateLimitSettings? {
+        let example = "[server.rate_limits] with messages = \"10:1,300:60\", telemetry_messages = \"10:1,300:60\", "
+            + "telemetry_data_points = \"10:1,300:60\" (the tenant profile's transport limits)"
+        switch r.table["rate_limits"] {
+        case nil:
+            return nil
+        case .string(let text)?:
+            if text == "auto" { return .auto }
+            let hint = (try? RateLimit.parse(text)) != nil
+                ? "; a limit string belongs to one of the limits: write \(example)" : "; or write \(example)"
+            r.report("rate_limits", "\"\(text)\" is not valid: expected \"auto\" (ask the server)\(hint)")
+            return nil
+        case .table?:
+            guard let t = r.table("rate_limits", expected: "a table") else { return nil }
+            let keys = ["messages", "telemetry_messages", "telemetry_data_points", "max_payload_size", "max_inflight_messages"]
+            t.rejectUnknownKeys(keys, section: "[server.rate_limits]")
+            func limit(_ key: String) -> RateLimit? {
+                guard let text = t.string(key, expected: "a ThingsBoard rate limit like \"10:1,300:60\"") else { return nil }
+                do {
+                    return try RateLimit.parse(text)
+                } catch {
+                    t.report(key, error.description)
+                    return nil
+                }
+            }
+            let limits = SessionLimits(
+                maxPayloadSize: t.byteSize("max_payload_size", range: SessionLimits.minPayloadSize...SessionLimits.maxPayloadSizeBound),
+                maxInflightMessages: t.integer(
+                    "max_inflight_messages", range: 1...SessionLimits.maxInflightBound,
+                    expected: "a number of messages from 1 to \(SessionLimits.maxInflightBound)"),
+                messages: limit("messages"), telemetryMessages: limit("telemetry_messages"),
+                telemetryDataPoints: limit("telemetry_data_points"))
+            return .explicit(limits)
+        case let other?:
+            r.report("rate_limits", "expected \"auto\" or \(example), found \(other.found)")
+            return nil
+        }
     }
 
     func readProvisioning(_ r: TableReader) {

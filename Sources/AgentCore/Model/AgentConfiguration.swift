@@ -49,16 +49,22 @@ public struct ServerSettings: Sendable, Equatable {
     /// `max_backoff` (duration, default 5m): the cap of the exponential backoff (full jitter) between connection
     /// and provisioning attempts.
     public var maxBackoff: Duration
+    /// `rate_limits`: `"auto"` (default: ask the server with getSessionLimits, no limits assumed without an
+    /// answer) or a table `[server.rate_limits]` with `messages`, `telemetry_messages`, `telemetry_data_points`
+    /// (ThingsBoard's `"cap:seconds,…"` strings), `max_payload_size` and `max_inflight_messages`: the limits in force
+    /// when the server does not answer (ThingsBoard before 3.8).
+    public var rateLimits: RateLimitSettings
 
     public init(
         host: String, port: Int? = nil, tls: TLSSettings? = nil, keepalive: Duration = .seconds(60),
-        maxBackoff: Duration = .seconds(300)
+        maxBackoff: Duration = .seconds(300), rateLimits: RateLimitSettings = .auto
     ) {
         self.host = host
         self.port = port ?? (tls == nil ? 1883 : 8883)
         self.tls = tls
         self.keepalive = keepalive
         self.maxBackoff = maxBackoff
+        self.rateLimits = rateLimits
     }
 }
 
