@@ -57,6 +57,28 @@ import Testing
         #expect([one, two, three] == [wall + 150, wall + 151, wall + 350])
     }
 
+    /// A burst of rounds faster than one a millisecond (a chattering input, bench-publish): each gets a later
+    /// timestamp than the last, so they run ahead of the clock, but none is held as if the clock had been set back,
+    /// and the floor stays with the clock.
+    @Test func aBurstWithinOneMillisecondIsStoredAtOnce() {
+        var s = ReadingStamper(sanity: ClockSanity(buildTime: Self.build))
+        let wall = Self.build + 60_000
+        var stamps: [Int64] = []
+        for i in 0..<5_000 {
+            let now = Duration.milliseconds(10_000) + .microseconds(Int64(i / 10))
+            if i % 2 == 0 {
+                let (groups, notices) = s.stamp([("t", .integer(Int64(i)))], taken: now, now: now, wall: wall, synchronized: { false })
+                #expect(notices.isEmpty && groups.count == 1)
+                stamps += groups.flatMap { $0.map(\.timestamp) }
+            } else if let ts = s.stampNow(taken: now, now: now, wall: wall) {
+                stamps.append(ts)
+            }
+        }
+        #expect(stamps.count == 5_000 && !s.isHolding)
+        #expect(zip(stamps, stamps.dropFirst()).allSatisfy { $0 < $1 })
+        #expect(s.sanity.floor == wall)
+    }
+
     @Test func heldReadingsGoOutOldestFirstOnceTheClockIsSetAndAreBounded() {
         var s = ReadingStamper(sanity: ClockSanity(buildTime: Self.build), limit: 3)
         for i in 0..<5 {

@@ -42,9 +42,9 @@ public struct ReadingStamper: Sendable {
     /// change, the usual case). Nil otherwise, having changed nothing: then `stamp` it.
     public mutating func stampNow(taken: Duration, now: Duration, wall: Int64) -> Int64? {
         guard self.held.isEmpty, self.sanity.isPlausible(wall) else { return nil }
-        let ts = self.unique(ClockSanity.rebase(monotonicTaken: min(taken, now), monotonicNow: now, wallNow: wall))
-        self.sanity.observeStored(ts)
-        return ts
+        let clock = ClockSanity.rebase(monotonicTaken: min(taken, now), monotonicNow: now, wallNow: wall)
+        self.sanity.observeStored(clock)
+        return self.unique(clock)
     }
 
     /// Stamps `values` taken at monotonic `taken`. Returns the readings to store now, one group per time they were
@@ -78,9 +78,13 @@ public struct ReadingStamper: Sendable {
                 groups.append(group.value.map { Reading(key: $0.key, value: $0.value, timestamp: ts) })
             }
         }
-        let ts = self.unique(ClockSanity.rebase(monotonicTaken: taken, monotonicNow: now, wallNow: wall))
+        let clock = ClockSanity.rebase(monotonicTaken: taken, monotonicNow: now, wallNow: wall)
+        let ts = self.unique(clock)
         groups.append(values.map { Reading(key: $0.0, value: $0.1, timestamp: ts) })
-        self.sanity.observeStored(ts)
+        // The floor follows the clock, not the timestamps made unique: a burst of rounds within a millisecond
+        // moves those ahead of the clock, and a floor ahead of the clock would hold the next readings as if the
+        // clock had been set back.
+        self.sanity.observeStored(clock)
         return (groups, notices)
     }
 
