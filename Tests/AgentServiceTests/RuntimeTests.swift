@@ -14,7 +14,7 @@ import Testing
         #expect(h.provisioner.sessions.withLock { $0 } == 1)
         #expect(h.store.load() == .accessToken(Secret("new-token")))
         #expect(h.broker.attempts.map(\.credentials) == [.accessToken(Secret("new-token"))])
-        try await h.until("subscribed") { h.broker.subscriptions.count == 3 }
+        try await h.until("subscribed") { h.broker.subscriptions.count == 4 }  // with getSessionLimits' answers
         #expect(h.broker.published(topic: "v1/devices/me/attributes").count == 1)
         // The first sample is due at start; then one every interval.
         try await h.until("first reading") { h.telemetry().count == 1 }
