@@ -42,16 +42,18 @@ import Testing
         #expect(flow.next(live: [self.record(2)], replay: [], inFlight: 4, now: .seconds(5)) == .blocked)
     }
 
-    /// With no limits known, live readings do not wait for the answer (a server that never answers would delay each
-    /// by the time box); the backlog does. Configured limits hold everything until the answer.
+    /// With no limits known and no backlog, live readings do not wait for the answer (a server that never answers
+    /// would delay each by the time box); a backlog does, and live readings behind it. Configured limits hold
+    /// everything until the answer.
     @Test func liveReadingsGoWhileTheAnswerIsAwaitedWhenNoLimitsAreKnown() throws {
         var flow = TelemetryFlowControl(rateLimits: .auto, now: .zero)
         _ = flow.connected(now: .zero)
-        guard case .publish(let p, .live) = flow.next(live: [self.record(5)], replay: [self.record(1)], inFlight: 0, now: .zero) else {
+        guard case .publish(let p, .live) = flow.next(live: [self.record(5)], replay: [], inFlight: 0, now: .zero) else {
             Issue.record("expected a live publish")
             return
         }
         #expect(p.covers == .records([5]))
+        #expect(flow.next(live: [self.record(6)], replay: [self.record(1)], inFlight: 0, now: .zero) == .blocked)
         #expect(flow.next(live: [], replay: [self.record(1)], inFlight: 0, now: .zero) == .blocked)
         var limited = TelemetryFlowControl(
             rateLimits: .explicit(SessionLimits(telemetryDataPoints: try RateLimit.parse("10:1"))), now: .zero)

@@ -135,14 +135,13 @@ public struct TelemetryFlowControl: Sendable {
     public mutating func next(live: [SpoolRecord], replay: [SpoolRecord], inFlight: Int, now: Duration) -> Next {
         guard !live.isEmpty || !replay.isEmpty else { return .idle }
         var live = live
-        var replay = replay
         if self.exchange.awaitingAnswer {
-            // No limits known (`"auto"`, and no answer with limits so far): live readings go at once, as a server
-            // without limits (or one older than 3.8, which never answers) would otherwise delay every reading by the
-            // time box after every connect; the backlog waits, so that it does not burst out under limits about to
-            // be learned. With limits known, everything waits for the answer.
-            guard self.limits == .none, !live.isEmpty else { return .blocked }
-            replay = []
+            // No limits known (`"auto"`, and no answer with limits so far) and no backlog: live readings go at once,
+            // as a server without limits (or one older than 3.8, which never answers) would otherwise delay every
+            // reading by the time box after every connect. A backlog waits, so that it does not burst out under
+            // limits about to be learned, and live readings behind it (they would overtake it). With limits known,
+            // everything waits for the answer.
+            guard self.limits == .none, replay.isEmpty else { return .blocked }
         } else if !self.sharesBudget, !replay.isEmpty {
             // No rate limit: nothing to share, and the backlog goes first, so that readings leave in order.
             live = []
