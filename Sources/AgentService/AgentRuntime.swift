@@ -931,7 +931,9 @@ struct Loop {
                 } else {
                     replay = []
                 }
-                live = try self.spool.pending(after: max(self.sentLive, self.replayBoundary), limit: limit)
+                // Without a rate limit the backlog goes first (`TelemetryFlowControl.next`): no need to read on.
+                let liveWaits = self.flow.sharesBudget || replay.isEmpty
+                live = liveWaits ? try self.spool.pending(after: max(self.sentLive, self.replayBoundary), limit: limit) : []
             } catch {
                 self.storageProblem(error)
                 return
