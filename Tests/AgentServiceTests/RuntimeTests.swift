@@ -113,6 +113,8 @@ import Testing
         let h = try RuntimeHarness(options: { $0.inboxLimit = 4 })
         h.start()
         try await h.until("online") { h.state == "online" }
+        // The getSessionLimits answer is a server message too: in before the flood, not one of its four.
+        try await h.until("the limits answered") { h.status["sessionLimitsSource"]?.stringValue == "server" }
         for id in 1...5000 { h.rpc(id, "getStatus") }
         try await h.until("settled") {
             h.replies().count + Int(h.status["droppedMessages"]?.int64Value ?? 0) == 5000
