@@ -163,3 +163,45 @@ import Testing
         await h.stop()
     }
 }
+
+extension RuntimeLimitsTests {
+    /// The server's `maxInflightMessages` lowers the window: the link was made before the answer (with the agent's
+    /// 16), so the loop itself hands over no more telemetry than the server allows; the next link is made with it.
+    @Test func theServersInFlightWindowCapsTelemetryAwaitingPubacks() async throws {
+        let h = try RuntimeHarness(interval: .seconds(1), options: { $0.recordsPerPublish = 1 })
+        h.broker.answerSessionLimits(Array(#"{"maxPayloadSize":65536,"maxInflightMessages":2,"rateLimits":null}"#.utf8))
+        h.start()
+        try await h.until("online") { h.state == "online" }
+        try await h.until("the answer applied") { h.status["sessionLimits"]?.stringValue?.contains("in flight 2") == true }
+        h.broker.holdAcks(true)
+        try await h.advance(by: .seconds(10), step: .milliseconds(500))
+        try await Task.sleep(for: .milliseconds(50))
+        // Held PUBACKs: two telemetry PUBLISHes out (the first reading's went before the hold), the rest wait.
+        let held = h.broker.published(topic: Self.telemetryTopic).count
+        #expect(held <= 3, "\(held) telemetry PUBLISHes out with the server's window of 2")
+        h.broker.holdAcks(false)
+        h.broker.grantAcks()
+        try await h.advance(by: .seconds(1), step: .milliseconds(250))
+        try await h.until("drained") { (h.status["spoolDepth"]?.int64Value ?? 1) == 0 }
+        try await self.expectEveryReading(h)
+        await h.stop()
+    }
+
+    /// RPC replies are charged to the message limit: one that would go over it is dropped and counted (the
+    /// agent's bucket starts empty: what the server's holds is unknown), and answered once tokens are back.
+    @Test func rpcRepliesOverTheMessageLimitAreDroppedAndCounted() async throws {
+        let h = try RuntimeHarness(interval: .seconds(60))
+        h.broker.answerSessionLimits(Self.answer(dataPoints: "100:1", messages: #""10:1""#))
+        h.start()
+        try await h.until("online") { h.state == "online" }
+        try await h.until("the answer applied") { h.status["sessionLimitsSource"]?.stringValue == "server" }
+        h.rpc(1, "getStatus")
+        try await h.until("dropped") { h.status["droppedReplies"]?.int64Value == 1 }
+        #expect(h.replies().isEmpty)
+        try await h.advance(by: .seconds(2), step: .milliseconds(250))
+        h.rpc(2, "getStatus")
+        try await h.until("answered") { h.replies().count == 1 }
+        #expect(h.replies().first?.topic == "v1/devices/me/rpc/response/2")
+        await h.stop()
+    }
+}
