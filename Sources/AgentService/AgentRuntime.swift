@@ -939,8 +939,10 @@ struct Loop {
                 return
             }
             let now = self.now
-            // The window is checked above: the flow control's own check counts against the server's window.
-            switch self.flow.next(live: live, replay: replay, inFlight: 0, now: now) {
+            // The window is checked above (twice the link's, when the server's is not lower): the flow control is told
+            // what is in flight only while it awaits the limits (it then lets one PUBLISH out at a time).
+            let inFlight = self.flow.exchange.awaitingAnswer ? self.inFlight : 0
+            switch self.flow.next(live: live, replay: replay, inFlight: inFlight, now: now) {
             case .idle:
                 return
             case .blocked:

@@ -48,11 +48,14 @@ import Testing
     @Test func liveReadingsGoWhileTheAnswerIsAwaitedWhenNoLimitsAreKnown() throws {
         var flow = TelemetryFlowControl(rateLimits: .auto, now: .zero)
         _ = flow.connected(now: .zero)
-        guard case .publish(let p, .live) = flow.next(live: [self.record(5)], replay: [], inFlight: 0, now: .zero) else {
+        // One record at a time: a burst does not go out before the limits are known.
+        guard case .publish(let p, .live) = flow.next(live: [self.record(5), self.record(6)], replay: [], inFlight: 0, now: .zero) else {
             Issue.record("expected a live publish")
             return
         }
         #expect(p.covers == .records([5]))
+        _ = flow.sent(p, .live, now: .zero)
+        #expect(flow.next(live: [self.record(6)], replay: [], inFlight: 1, now: .zero) == .blocked)
         #expect(flow.next(live: [self.record(6)], replay: [self.record(1)], inFlight: 0, now: .zero) == .blocked)
         #expect(flow.next(live: [], replay: [self.record(1)], inFlight: 0, now: .zero) == .blocked)
         var limited = TelemetryFlowControl(

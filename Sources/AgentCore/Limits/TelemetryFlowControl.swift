@@ -131,17 +131,20 @@ public struct TelemetryFlowControl: Sendable {
     // MARK: telemetry
 
     /// What to send next. `live` and `replay` are each source's pending records, oldest first (`Spool.pending`
-    /// split at the spool's last sequence when the session came up); `inFlight` the PUBLISHes awaiting a PUBACK.
+    /// split at the spool's last sequence when the session came up); `inFlight` the PUBLISHes awaiting a PUBACK
+    /// (while the answer is awaited, one at most goes).
     public mutating func next(live: [SpoolRecord], replay: [SpoolRecord], inFlight: Int, now: Duration) -> Next {
         guard !live.isEmpty || !replay.isEmpty else { return .idle }
         var live = live
+        var budget = self.budget
         if self.exchange.awaitingAnswer {
             // No limits known (`"auto"`, and no answer with limits so far) and no backlog: live readings go at once,
             // as a server without limits (or one older than 3.8, which never answers) would otherwise delay every
-            // reading by the time box after every connect. A backlog waits, so that it does not burst out under
-            // limits about to be learned, and live readings behind it (they would overtake it). With limits known,
-            // everything waits for the answer.
-            guard self.limits == .none, replay.isEmpty else { return .blocked }
+            // reading by the time box after every connect; but one record at a time, so that a burst of them does
+            // not go out under limits about to be learned. A backlog waits, and live readings behind it (they would
+            // overtake it). With limits known, everything waits for the answer.
+            guard self.limits == .none, replay.isEmpty, inFlight == 0 else { return .blocked }
+            budget.maxRecords = 1
         } else if !self.sharesBudget, !replay.isEmpty {
             // No rate limit: nothing to share, and the backlog goes first, so that readings leave in order.
             live = []
@@ -159,7 +162,7 @@ public struct TelemetryFlowControl: Sendable {
         }
         let records = source == .live ? live : replay
         let part = self.resume?.part ?? 0
-        switch PublishPlanner.next(records, budget: self.budget, part: part) {
+        switch PublishPlanner.next(records, budget: budget, part: part) {
         case .nothing:
             return .idle
         case .unsendable(let sequence, let reason, let dropped):
