@@ -43,7 +43,7 @@ public struct ReadingStamper: Sendable {
     public mutating func stampNow(taken: Duration, now: Duration, wall: Int64) -> Int64? {
         guard self.held.isEmpty, self.sanity.isPlausible(wall) else { return nil }
         let ts = self.unique(ClockSanity.rebase(monotonicTaken: min(taken, now), monotonicNow: now, wallNow: wall))
-        self.sanity.observeStored(ts)
+        self.sanity.observeStored(min(ts, wall))
         return ts
     }
 
@@ -80,7 +80,10 @@ public struct ReadingStamper: Sendable {
         }
         let ts = self.unique(ClockSanity.rebase(monotonicTaken: taken, monotonicNow: now, wallNow: wall))
         groups.append(values.map { Reading(key: $0.0, value: $0.1, timestamp: ts) })
-        self.sanity.observeStored(ts)
+        // A stamp moved past the wall clock to keep stamps unique (a burst within one millisecond) says nothing
+        // about the clock: the floor stays at the wall clock, or the next reading would be taken for a clock set
+        // back and held (until a later reading, possibly never).
+        self.sanity.observeStored(min(ts, wall))
         return (groups, notices)
     }
 
