@@ -246,6 +246,11 @@ struct Loop {
     /// Readings dropped because no message the server accepts can carry them (`agent_readings_too_large`).
     var readingsTooLarge: UInt64 = 0
     var tooLargeLogged = false
+    /// The announcement's messages that go through the limits as telemetry does, once the subscriptions are done
+    /// (`announcementsReady`): the client attributes (split to the data-point window: ThingsBoard counts each key)
+    /// and the shared-attribute request.
+    var announcements: [(topic: String, payload: [UInt8], dataPoints: Int)] = []
+    var announcementsReady = false
     /// Telemetry PUBLISHes handed to the link and not acknowledged yet (at most twice the window).
     var inFlight = 0
     /// The last `pump()` stopped because the in-flight window was full (more records may wait), not because the spool
@@ -392,7 +397,11 @@ struct Loop {
                 self.pump()
             }
         case .announced(let session):
-            if session == self.session { self.slots.finished(.announce) }
+            guard session == self.session else { return }
+            self.slots.finished(.announce)
+            // Subscribed: the client attributes and the attribute request may go (the answer's topic is listened to).
+            self.announcementsReady = true
+            self.pump()
         case .provisioned(let result):
             self.slots.finished(.provision)
             switch result {
@@ -741,10 +750,14 @@ struct Loop {
         attributes.append(("sensors", .array(sensorNames.map { .string($0) })))
         let attributesPayload = JSONValue.object(attributes).serializedBytes
         let request: JSONValue = ["sharedKeys": .string(RemoteControl.IntervalOverrides.keys(sensors: sensorNames).joined(separator: ","))]
-        // Charged as the server charges them: two SUBSCRIBEs of charged topics and the attribute request a message
-        // token each, the client attributes a telemetry message and their data points.
-        for _ in 0..<3 { self.flow.sentOther(dataPoints: 0, now: now) }
-        self.flow.sentOther(dataPoints: TelemetryCost.dataPoints(attributesPayload) ?? attributes.count, now: now)
+        // The two SUBSCRIBEs of charged topics cost a message token each; the client attributes and the attribute
+        // request go through the limits once subscribed (`sendAnnouncements`).
+        for _ in 0..<2 { self.flow.sentOther(dataPoints: 0, now: now) }
+        self.announcements = [
+            (TelemetryEncoder.attributesTopic, attributesPayload, TelemetryCost.dataPoints(attributesPayload) ?? attributes.count),
+            (RemoteControl.attributesRequestPrefix + "1", request.serializedBytes, 0),
+        ]
+        self.announcementsReady = false
         let logger = self.logger
         self.slots.start(.announce) {
             do throws(AgentError) {
@@ -759,8 +772,6 @@ struct Loop {
                 }
                 // The limits first: backlogged telemetry waits for them (bounded by the time box).
                 for request in limitsRequests { try link.publish(request.topic, payload: request.payload, done: nil) }
-                try link.publish(TelemetryEncoder.attributesTopic, payload: attributesPayload, done: nil)
-                try link.publish(RemoteControl.attributesRequestPrefix + "1", payload: request.serializedBytes, done: nil)
             } catch {
                 if !Task.isCancelled { logger.warning("could not subscribe or announce on connect", metadata: ["error": "\(error)"]) }
             }
@@ -913,6 +924,7 @@ struct Loop {
         guard self.machine.state == .online, self.linkUp, let link = self.link else { return }
         self.windowFull = false
         self.deadlines[.pump] = nil
+        guard self.sendAnnouncements(link) else { return }
         let limit = self.runtime.options.recordsPerPublish
         while true {
             let window = self.flow.inFlightWindow
@@ -979,6 +991,45 @@ struct Loop {
                 self.inFlight += 1
             }
         }
+    }
+
+    /// Sends the announcement's messages as the limits allow (before telemetry: they are few and small); false
+    /// while some wait (for the subscriptions, the limits' answer or tokens: a deadline pumps again).
+    mutating func sendAnnouncements(_ link: any DeviceLink) -> Bool {
+        guard !self.announcements.isEmpty else { return true }
+        guard self.announcementsReady else { return false }
+        // With limits known, the answer first (it may change them); with none known, at once, as live readings.
+        guard !self.flow.exchange.awaitingAnswer || self.flow.limits == .none else { return false }
+        let now = self.now
+        while let next = self.announcements.first {
+            if next.dataPoints > 1, let cap = self.flow.budget.maxDataPoints, next.dataPoints > cap,
+                let members = (try? JSONValue.parse(next.payload))?.objectMembers, members.count > 1
+            {
+                // ThingsBoard counts every key as a data point: more than the smallest window holds never passes.
+                let chunks = stride(from: 0, to: members.count, by: cap).map { Array(members[$0..<min($0 + cap, members.count)]) }
+                self.announcements.replaceSubrange(
+                    0..<1, with: chunks.map { (next.topic, JSONValue.object($0).serializedBytes, $0.count) })
+                continue
+            }
+            let bytes = TelemetryCost.remainingLength(topic: next.topic, payloadBytes: next.payload.count)
+            switch self.flow.decision(forOther: next.dataPoints, bytes: bytes, now: now) {
+            case .now:
+                do {
+                    try link.publish(next.topic, payload: next.payload, done: nil)
+                } catch {
+                    return false  // the session is ending: its close event follows
+                }
+                self.flow.sentOther(dataPoints: next.dataPoints, now: now)
+                self.announcements.removeFirst()
+            case .wait(let delay):
+                self.deadlines[.pump] = now + delay
+                return false
+            case .never(let why):
+                self.logger.warning("did not send \(next.topic): \(why)")
+                self.announcements.removeFirst()
+            }
+        }
+        return true
     }
 
     mutating func advance(_ source: LiveReplayShare.Source, through sequence: UInt64) {

@@ -206,3 +206,24 @@ extension RuntimeLimitsTests {
         await h.stop()
     }
 }
+
+extension RuntimeLimitsTests {
+    /// ThingsBoard counts every client attribute as a data point: eleven of them in one message never pass a
+    /// 5-a-second window. They go in parts within the window, paced, after the answer.
+    @Test func clientAttributesAreSplitToTheDataPointWindow() async throws {
+        let h = try RuntimeHarness(interval: .seconds(60), options: { options in
+            options.clientAttributes = (1...10).map { ("attribute\($0)", .integer(Int64($0))) }
+        })
+        h.broker.answerSessionLimits(Self.answer(dataPoints: "5:1"))
+        h.start()
+        try await h.until("online") { h.state == "online" }
+        try await h.until("the answer applied") { h.status["sessionLimitsSource"]?.stringValue == "server" }
+        try await h.advance(by: .seconds(5), step: .milliseconds(250))
+        let keys = { h.broker.published(topic: "v1/devices/me/attributes").map { (try? JSONValue.parse($0.payload))?.objectMembers?.map(\.0) ?? [] } }
+        try await h.until("every attribute sent") { Set(keys().flatMap { $0 }).count == 11 }
+        #expect(keys().allSatisfy { $0.count <= 4 }, "\(keys())")  // 80 % of 5
+        #expect(h.broker.published.contains { $0.topic == "v1/devices/me/attributes/request/1" })
+        #expect(h.status["rateLimited"]?.int64Value == 0)
+        await h.stop()
+    }
+}

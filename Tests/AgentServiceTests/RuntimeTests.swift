@@ -15,7 +15,8 @@ import Testing
         #expect(h.store.load() == .accessToken(Secret("new-token")))
         #expect(h.broker.attempts.map(\.credentials) == [.accessToken(Secret("new-token"))])
         try await h.until("subscribed") { h.broker.subscriptions.count == 4 }  // with getSessionLimits' answers
-        #expect(h.broker.published(topic: "v1/devices/me/attributes").count == 1)
+        // The client attributes follow once the loop knows the subscriptions are done (they go through the limits).
+        try await h.until("announced") { h.broker.published(topic: "v1/devices/me/attributes").count == 1 }
         // The first sample is due at start; then one every interval.
         try await h.until("first reading") { h.telemetry().count == 1 }
         try await h.advance(by: .seconds(20))
