@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tb-agent beside its peers, on this machine: telemetry throughput against mosquitto_pub and ThingsBoard's Python
-# SDK on one mosquitto broker, idle cost, provisioning latency, cold start, GPIO edge → PUBLISH, binary size, and a
-# fleet through a tb-sim outage. Prints a Markdown table (medians over the rounds, ratios to each peer) and issue
+# SDK on one mosquitto broker, idle cost, provisioning latency, cold start, GPIO edge → PUBLISH, binary size, a
+# fleet through a tb-sim outage, and a backlog drained through tb-sim's rate limits (issue 12). Prints a Markdown table (medians over the rounds, ratios to each peer) and issue
 # 11's targets, PASS/MISS each: stripped static release binary ≤ 10 MB on x86_64 (≤ 12 MB on aarch64, for a
 # cross-build.sh binary found or given), idle RSS ≤ 9 MB, peak RSS while publishing ≤ 10 MB, one reading per PUBLISH
 # at ≥ 1.0 × mosquitto_pub's rate and ≤ 1.3 × its CPU per message, a batched backlog at ≥ 2.5 × its rate, idle CPU
@@ -11,7 +11,7 @@
 #   scripts/bench.sh                     the full run (3 rounds, 60 s idle windows, 200 agents): about 10 minutes
 #   scripts/bench.sh --quick             15 s idle windows, 50 agents, 200 edges
 #   scripts/bench.sh --rounds 5          more rounds
-#   scripts/bench.sh --only throughput,edge   some sections: throughput idle provision cold edge size fleet
+#   scripts/bench.sh --only throughput,edge   some sections: throughput idle provision cold edge size fleet replay
 #   scripts/bench.sh --agents 100        fleet size
 #   scripts/bench.sh --json FILE         also keep the raw figures
 #   scripts/bench.sh --aarch64 PATH      the aarch64 tb-agent to size (default: scripts/cross-build.sh's outputs,

@@ -46,6 +46,9 @@ public final class AgentRuntime: Service, CustomStringConvertible {
         public var heldReadingsLimit: Int = 10_000
         /// How often a newer clock floor is saved (and at shutdown): few writes to flash.
         public var clockFloorSaveInterval: Duration = .seconds(3600)
+        /// The server's limits (issue 12): the share of each window used, `getSessionLimits`' time box, the live and
+        /// replay shares, the unknown-limit learner. Its `inFlightWindow` and `recordsPerPublish` are the two above.
+        public var flowControl = TelemetryFlowControl.Settings()
         public init() {}
     }
 
@@ -129,7 +132,9 @@ public enum AgentBuild {
 enum RuntimeEvent: Sendable {
     case connectFinished(session: Int, LinkConnectOutcome)
     case link(session: Int, LinkEvent)
-    case published(session: Int, sequences: [UInt64], ok: Bool)
+    /// A telemetry PUBLISH is done: `sequences` are the spooled records its PUBACK acknowledges, `token` the flow
+    /// control's (`TelemetryFlowControl.sent`).
+    case published(session: Int, sequences: [UInt64], token: UInt64, ok: Bool)
     case announced(session: Int)
     case provisioned(Result<DeviceCredentials, AgentError>)
     /// Readings and the monotonic time they were taken, captured where they were taken: the loop may get to them
@@ -150,6 +155,10 @@ enum Deadline: Hashable, Sendable {
     case figures
     case sampling
     case saveClockFloor
+    /// The `getSessionLimits` answer's time box (`TelemetryFlowControl.deadline`).
+    case sessionLimits
+    /// Telemetry waits for tokens or a back-off: pump again then.
+    case pump
 }
 
 /// Tasks the loop owns, one per slot: starting a slot's task cancels the one before; the loop cancels and awaits
@@ -220,7 +229,28 @@ struct Loop {
     var closedEarly: String? = nil
     var candidate: DeviceCredentials? = nil
     // Telemetry
-    var sentThrough: UInt64 = 0
+    /// The server's limits: what may be sent when (`TelemetryFlowControl`, one for the life of the process, so that
+    /// its buckets outlive sessions as the server's do).
+    var flow: TelemetryFlowControl
+    /// Spooled records up to this one were there when the session came up: the backlog (replay); later ones are
+    /// live. The two are sent through a cursor each.
+    var replayBoundary: UInt64 = 0
+    var sentReplay: UInt64 = 0
+    var sentLive: UInt64 = 0
+    /// The current link's in-flight window (the server's `maxInflightMessages` as known when it was created).
+    var linkWindow = 1
+    /// No reconnect before this (a limit the agent was not told closed the connection).
+    var reconnectHold: Duration? = nil
+    /// Connections closed right after a publish without its PUBACK (`agent_rate_limited`).
+    var rateLimited: UInt64 = 0
+    /// Readings dropped because no message the server accepts can carry them (`agent_readings_too_large`).
+    var readingsTooLarge: UInt64 = 0
+    var tooLargeLogged = false
+    /// The announcement's messages that go through the limits as telemetry does, once the subscriptions are done
+    /// (`announcementsReady`): the client attributes (split to the data-point window: ThingsBoard counts each key)
+    /// and the shared-attribute request.
+    var announcements: [(topic: String, payload: [UInt8], dataPoints: Int)] = []
+    var announcementsReady = false
     /// Telemetry PUBLISHes handed to the link and not acknowledged yet (at most twice the window).
     var inFlight = 0
     /// The last `pump()` stopped because the in-flight window was full (more records may wait), not because the spool
@@ -261,6 +291,12 @@ struct Loop {
         self.stamper = ReadingStamper(
             sanity: ClockSanity(buildTime: runtime.options.clockFloor, newestStored: stored), limit: runtime.options.heldReadingsLimit)
         self.savedClockFloor = stored
+        var flowSettings = runtime.options.flowControl
+        flowSettings.inFlightWindow = runtime.options.inFlightWindow
+        flowSettings.recordsPerPublish = runtime.options.recordsPerPublish
+        self.flow = TelemetryFlowControl(
+            rateLimits: runtime.configuration.server.rateLimits, settings: flowSettings, now: runtime.ports.clock.now())
+        self.linkWindow = self.flow.inFlightWindow
     }
 
     var now: Duration { self.clock.now() }
@@ -351,16 +387,21 @@ struct Loop {
                         "dropped a server message of \(bytes) bytes on \(String(topic.prefix(120))) unread: it is above the agent's limit for incoming messages; further ones are only counted (agent_dropped_messages)")
                 }
             }
-        case .published(let session, let sequences, let ok):
+        case .published(let session, let sequences, let token, let ok):
             guard session == self.session else { return }
             self.inFlight = max(0, self.inFlight - 1)
             if ok {
+                self.flow.acknowledged(token, now: self.now)
                 self.published += sequences.count
                 self.acknowledged += sequences
                 self.pump()
             }
         case .announced(let session):
-            if session == self.session { self.slots.finished(.announce) }
+            guard session == self.session else { return }
+            self.slots.finished(.announce)
+            // Subscribed: the client attributes and the attribute request may go (the answer's topic is listened to).
+            self.announcementsReady = true
+            self.pump()
         case .provisioned(let result):
             self.slots.finished(.provision)
             switch result {
@@ -416,12 +457,14 @@ struct Loop {
     }
 
     mutating func linkClosed(_ reason: String) {
+        // The server (or the network) closed it: right after a publish without its PUBACK, a limit the agent was
+        // not told (the reconnect is held back; `perform` applies the hold to the retry timer).
+        self.carryOut(self.flow.closed(now: self.now))
         self.link = nil
         self.linkUp = false
         self.closedEarly = nil
         self.inFlight = 0
-        self.acknowledgeSpooled()  // what was acknowledged is not sent again
-        self.sentThrough = self.spool.acknowledgedThrough
+        self.resetCursors()
         self.slots.cancel(.announce)
         self.lastError = reason
         self.perform(self.machine.disconnected(reason: reason, now: self.now))
@@ -466,7 +509,36 @@ struct Loop {
         case .saveClockFloor:
             self.saveClockFloor()
             self.setDeadline(.saveClockFloor, after: self.runtime.options.clockFloorSaveInterval)
+        case .sessionLimits:
+            self.carryOut(self.flow.tick(now: now))
+            self.deadlines[.sessionLimits] = self.flow.deadline
+            self.pump()
+        case .pump:
+            self.pump()
         }
+    }
+
+    /// Carries out what the flow control asks (other than its PUBLISHes, which `announce()` sends).
+    mutating func carryOut(_ actions: [TelemetryFlowControl.Action]) {
+        for action in actions {
+            switch action {
+            case .send: break
+            case .info(let text): self.logger.info("\(text)")
+            case .warning(let text): self.logger.warning("\(text)")
+            case .countRateLimited: self.rateLimited &+= 1
+            case .holdReconnect(let until): self.reconnectHold = max(self.reconnectHold ?? until, until)
+            }
+        }
+    }
+
+    /// Both send cursors back to what the server has acknowledged (a session ended: what it did not acknowledge
+    /// is sent again on the next one).
+    mutating func resetCursors() {
+        self.acknowledgeSpooled()  // what was acknowledged is not sent again
+        self.sentReplay = self.spool.acknowledgedThrough
+        self.sentLive = self.spool.acknowledgedThrough
+        self.deadlines[.sessionLimits] = nil
+        self.deadlines[.pump] = nil
     }
 
     mutating func saveClockFloor() {
@@ -567,6 +639,11 @@ struct Loop {
                 self.pump()
             case .startTimer(let timer, let delay):
                 self.setDeadline(.machine(timer), after: delay)
+                if timer == .retry, let hold = self.reconnectHold {
+                    // A limit the agent was not told closed the connection: no reconnect before the back-off.
+                    if hold > self.now { self.deadlines[.machine(timer)] = max(self.now + delay, hold) }
+                    self.reconnectHold = nil
+                }
             case .cancelTimer(let timer):
                 self.deadlines[.machine(timer)] = nil
             case .setLED(let state):
@@ -594,8 +671,8 @@ struct Loop {
         self.linkUp = false
         self.closedEarly = nil
         self.inFlight = 0
-        self.acknowledgeSpooled()
-        self.sentThrough = self.spool.acknowledgedThrough
+        self.flow.retired()
+        self.resetCursors()
         guard let link = self.link else { return }
         self.link = nil
         self.slots.chain(.retire) { await link.disconnect() }
@@ -616,8 +693,9 @@ struct Loop {
         let session = self.session
         let link: any DeviceLink
         do {
+            // The agent's window, lowered to the server's `maxInflightMessages` as last known.
             link = try self.ports.links.link(
-                for: credentials, deviceName: self.runtime.deviceName, inFlight: self.runtime.options.inFlightWindow)
+                for: credentials, deviceName: self.runtime.deviceName, inFlight: self.flow.inFlightWindow)
         } catch {
             self.lastError = error.message
             self.logger.error("\(error.message)")
@@ -627,6 +705,7 @@ struct Loop {
             return
         }
         self.link = link
+        self.linkWindow = self.flow.inFlightWindow
         let queue = self.queue
         let runtime = self.runtime
         self.slots.start(.connect) {
@@ -654,6 +733,16 @@ struct Loop {
 
     mutating func announce() {
         guard let link = self.link else { return }
+        // What was spooled before the session came up is the backlog; from here on, readings are live.
+        self.replayBoundary = self.spool.lastSequence
+        self.resetCursors()
+        // Ask for the session's limits (the CONNECT cost a message token); telemetry follows them once known.
+        let now = self.now
+        let limitsRequests: [(topic: String, payload: [UInt8])] = self.flow.connected(now: now).compactMap { action in
+            if case .send(let topic, let payload) = action { return (topic, payload) }
+            return nil
+        }
+        self.deadlines[.sessionLimits] = self.flow.deadline
         let session = self.session
         let queue = self.queue
         let sensorNames = self.configuration.sensors.map(\.name)
@@ -661,17 +750,28 @@ struct Loop {
         attributes.append(("sensors", .array(sensorNames.map { .string($0) })))
         let attributesPayload = JSONValue.object(attributes).serializedBytes
         let request: JSONValue = ["sharedKeys": .string(RemoteControl.IntervalOverrides.keys(sensors: sensorNames).joined(separator: ","))]
+        // The two SUBSCRIBEs of charged topics cost a message token each; the client attributes and the attribute
+        // request go through the limits once subscribed (`sendAnnouncements`).
+        for _ in 0..<2 { self.flow.sentOther(dataPoints: 0, now: now) }
+        self.announcements = [
+            (TelemetryEncoder.attributesTopic, attributesPayload, TelemetryCost.dataPoints(attributesPayload) ?? attributes.count),
+            (RemoteControl.attributesRequestPrefix + "1", request.serializedBytes, 0),
+        ]
+        self.announcementsReady = false
         let logger = self.logger
         self.slots.start(.announce) {
             do throws(AgentError) {
                 // ThingsBoard keeps no session: subscribe again on every connect.
-                let filters = [RemoteControl.attributesTopic, RemoteControl.rpcRequestFilter, RemoteControl.attributesResponseFilter]
+                let filters = [
+                    RemoteControl.attributesTopic, RemoteControl.rpcRequestFilter, RemoteControl.attributesResponseFilter,
+                    SessionLimitsProtocol.responseFilter,
+                ]
                 let granted = try await link.subscribe(filters)
                 for (filter, ok) in zip(filters, granted) where !ok {
                     logger.warning("the server refused the subscription", metadata: ["mqtt.filter": "\(filter)"])
                 }
-                try link.publish(TelemetryEncoder.attributesTopic, payload: attributesPayload, done: nil)
-                try link.publish(RemoteControl.attributesRequestPrefix + "1", payload: request.serializedBytes, done: nil)
+                // The limits first: backlogged telemetry waits for them (bounded by the time box).
+                for request in limitsRequests { try link.publish(request.topic, payload: request.payload, done: nil) }
             } catch {
                 if !Task.isCancelled { logger.warning("could not subscribe or announce on connect", metadata: ["error": "\(error)"]) }
             }
@@ -682,6 +782,13 @@ struct Loop {
     // MARK: server messages
 
     mutating func received(topic: String, payload: [UInt8]) {
+        if topic.hasPrefix(SessionLimitsProtocol.responsePrefix), let actions = self.flow.received(topic: topic, payload: payload, now: self.now) {
+            // The session's limits (or why the configured ones stay in force): telemetry follows them from now on.
+            self.carryOut(actions)
+            self.deadlines[.sessionLimits] = self.flow.deadline
+            self.pump()
+            return
+        }
         if topic == RemoteControl.attributesTopic || topic.hasPrefix(RemoteControl.attributesResponsePrefix) {
             guard let update = try? JSONValue.parse(payload, lenient: true) else {
                 self.logger.warning("ignored a shared-attribute message that is not JSON", metadata: ["mqtt.topic": "\(topic)"])
@@ -728,9 +835,19 @@ struct Loop {
             self.logLimited(.replies, ["did not answer RPC \(String(rpc.id.prefix(40))): \(runtime.options.pendingRepliesLimit) replies are still waiting for the server to take them; further ones are only counted (agent_dropped_replies)"])
             return
         }
+        // The server's message limit: a reply that would go over it is dropped and counted like one the server does
+        // not take (replies are already bounded; waiting for tokens would only hold the RPC past its timeout).
+        let payload = reply.serializedBytes
+        let bytes = TelemetryCost.remainingLength(topic: rpc.responseTopic, payloadBytes: payload.count)
+        guard case .now = self.flow.decision(forOther: 0, bytes: bytes, now: self.now) else {
+            runtime.droppedReplies.add(1, ordering: .relaxed)
+            self.logLimited(.replies, ["did not answer RPC \(String(rpc.id.prefix(40))): the server's message rate limit (or packet limit) would be exceeded; further ones are only counted (agent_dropped_replies)"])
+            return
+        }
+        self.flow.sentOther(dataPoints: 0, now: self.now)
         runtime.pendingReplies.add(1, ordering: .relaxed)
         do {
-            try link.publish(rpc.responseTopic, payload: reply.serializedBytes) { _ in
+            try link.publish(rpc.responseTopic, payload: payload) { _ in
                 runtime.pendingReplies.subtract(1, ordering: .relaxed)
             }
         } catch {
@@ -797,40 +914,135 @@ struct Loop {
         self.pump()
     }
 
-    /// Sends spooled records, oldest first, while fewer than twice the in-flight window are handed over. Each
-    /// PUBLISH is handed to the link here, on the loop, so batches leave in spool order; the link sends them as
-    /// its window allows, and each PUBACK comes back as a callback.
+    /// Sends spooled records as the server's limits allow (`TelemetryFlowControl`): the backlog (records spooled
+    /// before the session came up) and live readings each oldest first, sharing the rate budget; batches sized to
+    /// the limits; tokens waited for (a deadline pumps again). Each PUBLISH is handed to the link here, on the loop,
+    /// so each source's batches leave in spool order; the link sends them as its window allows, and each PUBACK
+    /// comes back as a callback. At most twice the link's window is handed over (the link holds the second half
+    /// and sends it as PUBACKs make room), or the server's window if it is smaller than the link's.
     mutating func pump() {
         guard self.machine.state == .online, self.linkUp, let link = self.link else { return }
         self.windowFull = false
+        self.deadlines[.pump] = nil
+        guard self.sendAnnouncements(link) else { return }
+        let limit = self.runtime.options.recordsPerPublish
         while true {
-            guard self.inFlight < 2 * self.runtime.options.inFlightWindow else {
+            let window = self.flow.inFlightWindow
+            let handOver = window < self.linkWindow ? window : 2 * self.linkWindow
+            guard self.inFlight < handOver else {
                 self.windowFull = true
                 return
             }
-            let records: [SpoolRecord]
+            let replay: [SpoolRecord]
+            let live: [SpoolRecord]
             do {
-                records = try self.spool.pending(after: self.sentThrough, limit: self.runtime.options.recordsPerPublish)
+                if self.sentReplay < self.replayBoundary {
+                    let boundary = self.replayBoundary
+                    let records = try self.spool.pending(after: self.sentReplay, limit: limit)
+                    replay = records.last.map { $0.sequence <= boundary } ?? true ? records : Array(records.prefix { $0.sequence <= boundary })
+                } else {
+                    replay = []
+                }
+                // Without a rate limit the backlog goes first (`TelemetryFlowControl.next`): no need to read on.
+                let liveWaits = self.flow.sharesBudget || replay.isEmpty
+                live = liveWaits ? try self.spool.pending(after: max(self.sentLive, self.replayBoundary), limit: limit) : []
             } catch {
                 self.storageProblem(error)
                 return
             }
-            guard !records.isEmpty else { return }
-            let (payload, sequences) = TelemetryEncoder.batch(records)
-            let session = self.session
-            let queue = self.queue
-            do {
-                try link.publish(TelemetryEncoder.topic, payload: payload) { ok in
-                    // A PUBACK wakes the loop only with others (`acknowledgementsPerWakeUp`); a failure at once.
-                    queue.append(.published(session: session, sequences: sequences, ok: ok), urgent: !ok)
-                }
-            } catch {
-                // Not handed over (the session is ending): its close event follows; the records stay spooled.
+            let now = self.now
+            // The window is checked above (twice the link's, when the server's is not lower): the flow control is told
+            // what is in flight only while it awaits the limits (it then lets one PUBLISH out at a time).
+            let inFlight = self.flow.exchange.awaitingAnswer ? self.inFlight : 0
+            switch self.flow.next(live: live, replay: replay, inFlight: inFlight, now: now) {
+            case .idle:
                 return
+            case .blocked:
+                return
+            case .wait(let until):
+                self.deadlines[.pump] = until
+                return
+            case .unsendable(let sequence, let source, let reason, let dropped):
+                // Never sendable: acknowledged so that the spool moves on, counted and logged once.
+                self.acknowledged.append(sequence)
+                self.advance(source, through: sequence)
+                self.readingsTooLarge &+= UInt64(max(1, dropped.count))
+                self.logTooLarge(reason)
+            case .publish(let publish, let source):
+                if !publish.dropped.isEmpty {
+                    self.readingsTooLarge &+= UInt64(publish.dropped.count)
+                    self.logTooLarge("\(publish.dropped.count) reading(s) of a spooled record are larger than any message the server accepts")
+                }
+                let token = self.flow.sent(publish, source, now: now)
+                let session = self.session
+                let queue = self.queue
+                let sequences = publish.acknowledges
+                do {
+                    try link.publish(TelemetryEncoder.topic, payload: publish.payload) { ok in
+                        // A PUBACK wakes the loop only with others (`acknowledgementsPerWakeUp`); a failure at once.
+                        queue.append(.published(session: session, sequences: sequences, token: token, ok: ok), urgent: !ok)
+                    }
+                } catch {
+                    // Not handed over (the session is ending): its close event follows; the records stay spooled.
+                    self.flow.withdrawn(token)
+                    return
+                }
+                if let through = publish.sentThrough { self.advance(source, through: through) }
+                self.inFlight += 1
             }
-            self.sentThrough = sequences.last ?? self.sentThrough
-            self.inFlight += 1
         }
+    }
+
+    /// Sends the announcement's messages as the limits allow (before telemetry: they are few and small); false
+    /// while some wait (for the subscriptions, the limits' answer or tokens: a deadline pumps again).
+    mutating func sendAnnouncements(_ link: any DeviceLink) -> Bool {
+        guard !self.announcements.isEmpty else { return true }
+        guard self.announcementsReady else { return false }
+        // With limits known, the answer first (it may change them); with none known, at once, as live readings.
+        guard !self.flow.exchange.awaitingAnswer || self.flow.limits == .none else { return false }
+        let now = self.now
+        while let next = self.announcements.first {
+            if next.dataPoints > 1, let cap = self.flow.budget.maxDataPoints, next.dataPoints > cap,
+                let members = (try? JSONValue.parse(next.payload))?.objectMembers, members.count > 1
+            {
+                // ThingsBoard counts every key as a data point: more than the smallest window holds never passes.
+                let chunks = stride(from: 0, to: members.count, by: cap).map { Array(members[$0..<min($0 + cap, members.count)]) }
+                self.announcements.replaceSubrange(
+                    0..<1, with: chunks.map { (next.topic, JSONValue.object($0).serializedBytes, $0.count) })
+                continue
+            }
+            let bytes = TelemetryCost.remainingLength(topic: next.topic, payloadBytes: next.payload.count)
+            switch self.flow.decision(forOther: next.dataPoints, bytes: bytes, now: now) {
+            case .now:
+                do {
+                    try link.publish(next.topic, payload: next.payload, done: nil)
+                } catch {
+                    return false  // the session is ending: its close event follows
+                }
+                self.flow.sentOther(dataPoints: next.dataPoints, now: now)
+                self.announcements.removeFirst()
+            case .wait(let delay):
+                self.deadlines[.pump] = now + delay
+                return false
+            case .never(let why):
+                self.logger.warning("did not send \(next.topic): \(why)")
+                self.announcements.removeFirst()
+            }
+        }
+        return true
+    }
+
+    mutating func advance(_ source: LiveReplayShare.Source, through sequence: UInt64) {
+        switch source {
+        case .replay: self.sentReplay = max(self.sentReplay, sequence)
+        case .live: self.sentLive = max(self.sentLive, sequence)
+        }
+    }
+
+    mutating func logTooLarge(_ reason: String) {
+        guard !self.tooLargeLogged else { return }
+        self.tooLargeLogged = true
+        self.logger.warning("dropped readings that no message within the server's limits can carry (\(reason)); further ones are only counted (agent_readings_too_large)")
     }
 
     /// How many PUBACKs may wait in the queue before they wake the loop (any other event wakes it at once, and it
@@ -907,6 +1119,10 @@ struct Loop {
             ("clockSet", .bool(!self.stamper.isHolding)),
             ("droppedMessages", .integer(Int64(clamping: self.runtime.droppedMessages.load(ordering: .relaxed)))),
             ("droppedReplies", .integer(Int64(clamping: self.runtime.droppedReplies.load(ordering: .relaxed)))),
+            ("rateLimited", .integer(Int64(clamping: self.rateLimited))),
+            ("readingsTooLarge", .integer(Int64(clamping: self.readingsTooLarge))),
+            ("sessionLimits", .string(SessionLimitsExchange.describe(self.flow.limits))),
+            ("sessionLimitsSource", .string(self.flow.exchange.source == .server ? "server" : "configured")),
         ]
         if self.stamper.isHolding || self.stamper.dropped > 0 {
             members.append(("heldReadings", .integer(Int64(self.stamper.held.count))))
@@ -932,7 +1148,9 @@ struct Loop {
             ("agent_uptime_s", .integer(self.now.components.seconds)),
             ("agent_dropped_messages", .integer(Int64(clamping: self.runtime.droppedMessages.load(ordering: .relaxed)))),
             ("agent_samples_coalesced", .integer(Int64(clamping: self.sampling.coalesced))),
+            ("agent_rate_limited", .integer(Int64(clamping: self.rateLimited))),
         ]
+        if self.readingsTooLarge > 0 { out.append(("agent_readings_too_large", .integer(Int64(clamping: self.readingsTooLarge)))) }
         if self.stamper.dropped > 0 { out.append(("agent_held_dropped", .integer(Int64(clamping: self.stamper.dropped)))) }
         let droppedReplies = self.runtime.droppedReplies.load(ordering: .relaxed)
         if droppedReplies > 0 { out.append(("agent_dropped_replies", .integer(Int64(clamping: droppedReplies)))) }

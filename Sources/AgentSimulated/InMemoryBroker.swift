@@ -80,7 +80,13 @@ public final class InMemoryBroker: DeviceLinks {
         var holdAcks = false
         var heldConnect: CheckedContinuation<LinkConnectOutcome, Never>? = nil
         var maxIncomingPayload: Int
+        /// The answer to `getSessionLimits` (nil: none, as a server before ThingsBoard 3.8).
+        var sessionLimitsAnswer: [UInt8]? = InMemoryBroker.noLimitsAnswer
     }
+
+    /// ThingsBoard CE's answer with its default tenant profile: no rate limits.
+    public static let noLimitsAnswer = Array(
+        #"{"maxPayloadSize":65536,"maxInflightMessages":100,"rateLimits":{"messages":null,"telemetryMessages":null,"telemetryDataPoints":null}}"#.utf8)
 
     let state: Mutex<State>
 
@@ -103,19 +109,33 @@ public final class InMemoryBroker: DeviceLinks {
     /// Only these credentials connect; others get CONNACK 5.
     public func accept(only credentials: [DeviceCredentials]?) { self.state.withLock { $0.accepted = credentials } }
 
+    /// How the server answers `getSessionLimits` once the request is published (nil: it never answers).
+    public func answerSessionLimits(_ answer: [UInt8]?) { self.state.withLock { $0.sessionLimitsAnswer = answer } }
+
+    /// Answers the `getSessionLimits` requests among `published` (just published), as ThingsBoard 3.8 does.
+    func answerRequests(_ published: ArraySlice<Published>) {
+        let prefix = "v1/devices/me/rpc/request/"
+        for message in published where message.topic.hasPrefix(prefix) && message.text.contains("\"getSessionLimits\"") {
+            guard let answer = self.state.withLock({ $0.sessionLimitsAnswer }) else { continue }
+            self.send(topic: "v1/devices/me/rpc/response/" + message.topic.dropFirst(prefix.count), payload: answer)
+        }
+    }
+
     /// While true, PUBACKs are held until `grantAcks()`.
     public func holdAcks(_ hold: Bool) { self.state.withLock { $0.holdAcks = hold } }
 
     /// Sends the held PUBACKs; what waited behind them is published (and, PUBACKs still held, waits for its own).
     public func grantAcks() {
-        let acks = self.state.withLock { state -> [@Sendable (Bool) -> Void] in
-            guard let id = state.current, var session = state.sessions[id] else { return [] }
+        let (acks, released) = self.state.withLock { state -> ([@Sendable (Bool) -> Void], ArraySlice<Published>) in
+            guard let id = state.current, var session = state.sessions[id] else { return ([], []) }
             var acks = session.pendingAcks.compactMap { $0 }
             session.pendingAcks = []
+            let before = state.published.count
             acks += session.release(holdAcks: state.holdAcks, into: &state.published)
             state.sessions[id] = session
-            return acks
+            return (acks, state.published[before...])
         }
+        self.answerRequests(released)
         for ack in acks { ack(true) }
     }
 
@@ -240,14 +260,16 @@ public final class InMemoryBroker: DeviceLinks {
         }
 
         func publish(_ topic: String, payload: [UInt8], done: (@Sendable (Bool) -> Void)?) throws(AgentError) {
-            let acks = self.broker.state.withLock { state -> [@Sendable (Bool) -> Void]? in
+            let outcome = self.broker.state.withLock { state -> ([@Sendable (Bool) -> Void], ArraySlice<Published>)? in
                 guard var session = state.sessions[self.session], session.open else { return nil }
                 session.waiting.append((topic, payload, done))
+                let before = state.published.count
                 let acks = session.release(holdAcks: state.holdAcks, into: &state.published)
                 state.sessions[self.session] = session
-                return acks
+                return (acks, state.published[before...])
             }
-            guard let acks else { throw AgentError(.brokerUnavailable, "not connected") }
+            guard let (acks, released) = outcome else { throw AgentError(.brokerUnavailable, "not connected") }
+            self.broker.answerRequests(released)
             for ack in acks { ack(true) }
         }
 

@@ -27,7 +27,7 @@ struct BenchPublish: AsyncCommand {
         discussion: """
             Uses [server] and [spool] of the configuration and a fresh spool in [device] state_dir/bench-spool; \
             no provisioning (the user name is --token). Prints {"readings":N,"seconds":S,"readingsPerSecond":R,\
-            "cpuSeconds":C,"maxRSSKiB":K} on standard output. Used by scripts/bench.sh.
+            "cpuSeconds":C,"maxRSSKiB":K,"rateLimited":L,"reconnects":N} on standard output. Used by scripts/bench.sh.
             """,
         shouldDisplay: false)
 
@@ -148,7 +148,11 @@ struct BenchPublish: AsyncCommand {
         }
         let elapsed = ContinuousClock.now - start
         let cpu = ProcessCPU.seconds() - cpuBefore
-        return .success(BenchResult(readings: readings, elapsed: elapsed, cpuSeconds: cpu, maxRSSKiB: ProcessCPU.maxRSSKiB()))
+        let final = status()
+        return .success(
+            BenchResult(
+                readings: readings, elapsed: elapsed, cpuSeconds: cpu, maxRSSKiB: ProcessCPU.maxRSSKiB(),
+                rateLimited: final["rateLimited"]?.int64Value ?? 0, reconnects: final["reconnects"]?.int64Value ?? 0))
     }
 }
 
@@ -157,6 +161,9 @@ struct BenchResult: Sendable {
     var elapsed: Duration
     var cpuSeconds: Double
     var maxRSSKiB: Int
+    /// Connections the server closed right after a publish (`agent_rate_limited`), and reconnects.
+    var rateLimited: Int64 = 0
+    var reconnects: Int64 = 0
 
     var json: JSONValue {
         let seconds = Double(self.elapsed.components.seconds) + Double(self.elapsed.components.attoseconds) / 1e18
@@ -166,6 +173,8 @@ struct BenchResult: Sendable {
             "readingsPerSecond": .double(seconds > 0 ? Double(self.readings) / seconds : 0),
             "cpuSeconds": .double(self.cpuSeconds),
             "maxRSSKiB": .integer(Int64(self.maxRSSKiB)),
+            "rateLimited": .integer(self.rateLimited),
+            "reconnects": .integer(self.reconnects),
         ]
     }
 }

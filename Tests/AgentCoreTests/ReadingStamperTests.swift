@@ -79,6 +79,18 @@ import Testing
         #expect(s.sanity.floor == wall)
     }
 
+    /// A burst of readings within one millisecond (a benchmark's, a bouncing input's): each gets the next
+    /// millisecond, past the wall clock, and none is held for it (the floor follows the wall clock, not the stamps).
+    @Test func aBurstWithinOneMillisecondIsNotTakenForAClockSetBack() {
+        var s = ReadingStamper(sanity: ClockSanity(buildTime: Self.build))
+        let wall = Self.build + 60_000
+        let stamps = (0..<300).map { _ in s.stampNow(taken: .seconds(10), now: .seconds(10), wall: wall) }
+        #expect(stamps == (0..<300).map { wall + Int64($0) })
+        let (groups, notices) = s.stamp([("t", .integer(1))], taken: .seconds(10), now: .seconds(10), wall: wall + 1, synchronized: { false })
+        #expect(notices.isEmpty && !s.isHolding)
+        #expect(groups.map { $0.map(\.timestamp) } == [[wall + 300]])
+    }
+
     @Test func heldReadingsGoOutOldestFirstOnceTheClockIsSetAndAreBounded() {
         var s = ReadingStamper(sanity: ClockSanity(buildTime: Self.build), limit: 3)
         for i in 0..<5 {

@@ -24,7 +24,7 @@ import Testing
     @Test func telemetryWaitsForTheAnswerThenFollowsIt() {
         var flow = TelemetryFlowControl(rateLimits: .auto, now: .zero)
         _ = flow.connected(now: .zero)
-        #expect(flow.next(live: [self.record(1)], replay: [], inFlight: 0, now: .zero) == .blocked)
+        #expect(flow.next(live: [], replay: [self.record(1)], inFlight: 0, now: .zero) == .blocked)
         #expect(flow.deadline == .seconds(10))
         let info = flow.received(topic: "v1/devices/me/rpc/response/1", payload: Self.answer, now: .zero)
         #expect(info?.count == 1)
@@ -40,6 +40,40 @@ import Testing
         _ = flow.sent(p, .live, now: .milliseconds(250))
         // The server's in-flight window.
         #expect(flow.next(live: [self.record(2)], replay: [], inFlight: 4, now: .seconds(5)) == .blocked)
+    }
+
+    /// With no limits known and no backlog, live readings do not wait for the answer (a server that never answers
+    /// would delay each by the time box); a backlog does, and live readings behind it. Configured limits hold
+    /// everything until the answer.
+    @Test func liveReadingsGoWhileTheAnswerIsAwaitedWhenNoLimitsAreKnown() throws {
+        var flow = TelemetryFlowControl(rateLimits: .auto, now: .zero)
+        _ = flow.connected(now: .zero)
+        // One record at a time: a burst does not go out before the limits are known.
+        guard case .publish(let p, .live) = flow.next(live: [self.record(5), self.record(6)], replay: [], inFlight: 0, now: .zero) else {
+            Issue.record("expected a live publish")
+            return
+        }
+        #expect(p.covers == .records([5]))
+        _ = flow.sent(p, .live, now: .zero)
+        #expect(flow.next(live: [self.record(6)], replay: [], inFlight: 1, now: .zero) == .blocked)
+        #expect(flow.next(live: [self.record(6)], replay: [self.record(1)], inFlight: 0, now: .zero) == .blocked)
+        #expect(flow.next(live: [], replay: [self.record(1)], inFlight: 0, now: .zero) == .blocked)
+        var limited = TelemetryFlowControl(
+            rateLimits: .explicit(SessionLimits(telemetryDataPoints: try RateLimit.parse("10:1"))), now: .zero)
+        _ = limited.connected(now: .zero)
+        #expect(limited.next(live: [self.record(5)], replay: [], inFlight: 0, now: .seconds(1)) == .blocked)
+    }
+
+    /// Without a rate limit there is no budget to share: the backlog goes first, in order.
+    @Test func withoutRateLimitsTheBacklogGoesFirst() {
+        var flow = TelemetryFlowControl(rateLimits: .auto, now: .zero)
+        _ = flow.connected(now: .zero)
+        _ = flow.tick(now: .seconds(10))
+        guard case .publish(let p, .replay) = flow.next(live: [self.record(5)], replay: [self.record(1)], inFlight: 0, now: .seconds(10)) else {
+            Issue.record("expected the backlog first")
+            return
+        }
+        #expect(p.covers == .records([1]))
     }
 
     @Test func noAnswerFallsBackAndSendsUnlimited() {

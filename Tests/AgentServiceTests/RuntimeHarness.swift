@@ -143,7 +143,7 @@ final class RuntimeHarness: @unchecked Sendable {
         stored: DeviceCredentials? = RuntimeHarness.token, pending: DeviceCredentials? = nil, blocked: String? = nil,
         provisioning: [Result<DeviceCredentials, AgentError>] = [.success(.accessToken(Secret("new-token")))],
         board: SlowBoard = SlowBoard(), interval: Duration = .seconds(10), clockFloor: Int64? = nil,
-        options: (inout AgentRuntime.Options) -> Void = { _ in }
+        rateLimits: RateLimitSettings = .auto, options: (inout AgentRuntime.Options) -> Void = { _ in }
     ) throws {
         self.clockFloor = MemoryClockFloor(clockFloor)
         self.store = MemoryStore(stored, pending: pending, blocked: blocked)
@@ -156,6 +156,7 @@ final class RuntimeHarness: @unchecked Sendable {
             device: DeviceSettings(stateDir: self.directory.path),
             telemetry: TelemetrySettings(interval: interval))
         configuration.sensors = [SensorSettings(name: "temp", kind: .thermal)]
+        configuration.server.rateLimits = rateLimits
         var runtimeOptions = AgentRuntime.Options()
         runtimeOptions.figuresInterval = .seconds(3600)
         options(&runtimeOptions)

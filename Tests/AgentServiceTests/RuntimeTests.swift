@@ -14,8 +14,9 @@ import Testing
         #expect(h.provisioner.sessions.withLock { $0 } == 1)
         #expect(h.store.load() == .accessToken(Secret("new-token")))
         #expect(h.broker.attempts.map(\.credentials) == [.accessToken(Secret("new-token"))])
-        try await h.until("subscribed") { h.broker.subscriptions.count == 3 }
-        #expect(h.broker.published(topic: "v1/devices/me/attributes").count == 1)
+        try await h.until("subscribed") { h.broker.subscriptions.count == 4 }  // with getSessionLimits' answers
+        // The client attributes follow once the loop knows the subscriptions are done (they go through the limits).
+        try await h.until("announced") { h.broker.published(topic: "v1/devices/me/attributes").count == 1 }
         // The first sample is due at start; then one every interval.
         try await h.until("first reading") { h.telemetry().count == 1 }
         try await h.advance(by: .seconds(20))
@@ -113,6 +114,8 @@ import Testing
         let h = try RuntimeHarness(options: { $0.inboxLimit = 4 })
         h.start()
         try await h.until("online") { h.state == "online" }
+        // The getSessionLimits answer is a server message too: in before the flood, not one of its four.
+        try await h.until("the limits answered") { h.status["sessionLimitsSource"]?.stringValue == "server" }
         for id in 1...5000 { h.rpc(id, "getStatus") }
         try await h.until("settled") {
             h.replies().count + Int(h.status["droppedMessages"]?.int64Value ?? 0) == 5000

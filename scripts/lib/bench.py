@@ -208,7 +208,7 @@ class Mosquitto:
 
 
 class TBSim:
-    def __init__(self, bin_dir, workdir, devices=(), extra=()):
+    def __init__(self, bin_dir, workdir, devices=(), extra=(), profile_extra=""):
         self.workdir = workdir
         os.makedirs(workdir, exist_ok=True)
         self.events = os.path.join(workdir, "events.jsonl")
@@ -216,7 +216,7 @@ class TBSim:
         conf = os.path.join(workdir, "tb-sim.toml")
         with open(conf, "w") as f:
             f.write(f'[[profiles]]\nname = "bench"\nprovision_key = "{KEY}"\nprovision_secret = "{SECRET}"\n'
-                    'strategy = "ALLOW_CREATE_NEW_DEVICES"\n')
+                    'strategy = "ALLOW_CREATE_NEW_DEVICES"\n' + profile_extra)
             for name, token in devices:
                 f.write(f'\n[[devices]]\nname = "{name}"\nprofile = "bench"\ncredentials_type = "ACCESS_TOKEN"\n'
                         f'token = "{token}"\n')
@@ -876,6 +876,61 @@ def fleet(args, work, results):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# 8. A backlog drained under the server's rate limits (issue 12)
+
+# (label, telemetry data-point limit, readings, readings with --quick). Every reading is one data point; the backlog
+# is handed to the agent at once (`tb-agent bench-publish`), as a reconnect after an outage finds it in the spool.
+# ThingsBoard's usual 10:1,300:60 allows 5 a second on average: a day's backlog (432,000 readings, five sensors a
+# second) would take 30 hours, so that set drains a shorter backlog; a generous set drains the whole day.
+REPLAY_SETS = [
+    ("10:1,300:60", "10:1,300:60", 1200, 300),
+    ("generous", "2000:1,60000:60", 432_000, 43_200),
+]
+
+
+def window_rate(limit):
+    """The average rate a limit string allows: its slowest window (capacity ÷ seconds)."""
+    return min(int(c) / int(s) for c, s in (pair.split(":") for pair in limit.split(",")))
+
+
+def replay(args, work, results):
+    rows = []
+    for label, limit, full, quick in REPLAY_SETS:
+        n = quick if args.quick else full
+        token = f"bench-replay-{label.replace(':', '-').replace(',', '-')}"
+        profile = (f'[profiles.rate_limits]\nmessages = "20:1,600:60"\ntelemetry_messages = "{limit}"\n'
+                   f'telemetry_data_points = "{limit}"\n')
+        sim = TBSim(args.bin, os.path.join(work, f"sim-{len(rows)}"), devices=[("bench-replay", token)],
+                    profile_extra=profile)
+        try:
+            state = os.path.join(work, f"agent-{len(rows)}")
+            os.makedirs(state, exist_ok=True)
+            cfg = os.path.join(state, "config.toml")
+            with open(cfg, "w") as f:
+                f.write(f'[server]\nhost = "127.0.0.1"\nport = {sim.port}\n\n[provisioning]\n'
+                        f'device_key = "{KEY}"\ndevice_secret = "{SECRET}"\n\n[device]\nstate_dir = "{state}/state"\n')
+            rate = window_rate(limit)
+            timeout = int(n / (0.7 * rate)) + 120
+            argv = [args.agent, "bench-publish", "--config", cfg, "--readings", str(n), "--token", token,
+                    "--timeout", str(timeout), "--log-level", "error"]
+            log(f"replay {label}: {n:,} readings under telemetry_data_points {limit} (at most {timeout} s)")
+            done, wall, cpu, rss = timed(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            if done.returncode != 0:
+                raise RuntimeError(f"tb-agent bench-publish failed: {done.stderr.decode()[-2000:]}")
+            out = json.loads(done.stdout.decode().strip().splitlines()[-1])
+            drops = sim.request("GET", "/devices/bench-replay")["droppedForRateLimits"]["total"]
+        finally:
+            sim.close()
+        row = {"label": label, "limit": limit, "readings": n, "seconds": out["seconds"],
+               "share": n / out["seconds"] / rate, "rate_limited": out.get("rateLimited"), "drops": drops,
+               "reconnects": out.get("reconnects"), "cpu": cpu, "rss": rss / 1024}
+        rows.append(row)
+        log(f"replay {label}: {n:,} readings in {row['seconds']:.1f} s, {100 * row['share']:.0f} % of the data-point "
+            f"limit, {drops} dropped by tb-sim, {row['rate_limited']} rate-limit disconnects")
+    results["replay"] = rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The report
 
 def fmt(value, digits=1, unit=""):
@@ -992,6 +1047,19 @@ def report(args, results, started, load_before, load_after):
         out.append(f"| all {n} publishing again, s after the outage ended (backoff cap {f['cap']} s) | "
                    f"{fmt(f['all_back'])} ({f['back']}/{n} back, {f['alive']} running) |")
         out.append(f"| provisioned again | {f['provisions_after']} |")
+    rp = results.get("replay")
+    if rp:
+        out.append("")
+        out.append("A backlog drained through tb-sim enforcing ThingsBoard's per-device limits (`telemetry_messages` and "
+                   "`telemetry_data_points` as given, messages 20:1,600:60), one data point per reading:\n")
+        out.append("| limits | readings | drain time, s | share of the data-point limit | dropped by tb-sim | rate-limit disconnects |")
+        out.append("|---|---:|---:|---:|---:|---:|")
+        for row in rp:
+            out.append(f"| {row['label']} ({row['limit']}) | {row['readings']:,} | {fmt(row['seconds'])} | "
+                       f"{fmt(100 * row['share'], 0)} % | {row['drops']} | {row['rate_limited']} |")
+            targets.append((f"replay under {row['limit']}: ≥ 75 % of the data-point limit, no rate-limit disconnect",
+                            row["share"] >= 0.75 and row["drops"] == 0 and row["rate_limited"] == 0,
+                            f"{fmt(100 * row['share'], 0)} %, {row['drops']} dropped, {row['rate_limited']} disconnects"))
     out.append("")
     out.append("| target | result | measured |")
     out.append("|---|---|---|")
@@ -1019,7 +1087,7 @@ def report(args, results, started, load_before, load_after):
 
 
 SECTIONS = {"throughput": throughput, "idle": idle, "provision": provisioning, "cold": cold_start, "edge": edge,
-            "size": binary_size, "fleet": fleet}
+            "size": binary_size, "fleet": fleet, "replay": replay}
 
 
 def main():

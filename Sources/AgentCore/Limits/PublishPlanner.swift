@@ -44,7 +44,9 @@ public struct PlannedPublish: Sendable, Equatable {
 
     /// A JSON array of `{"ts":…,"values":{…}}` entries.
     public var payload: [UInt8]
-    /// As ThingsBoard counts them (`TelemetryCost.dataPoints`).
+    /// As ThingsBoard counts them (`TelemetryCost.dataPoints`) when the budget has a data-point limit; without one,
+    /// one per record (a lower bound, not worth a JSON parse of every record on the hot path: it only charges the
+    /// telemetry-message bucket, which needs more than zero, and sizes what the unknown-limit learner cuts to).
     public var dataPoints: Int
     public var covers: Covers
     /// Readings of this record that fit in no PUBLISH (each alone is over the budget): left out, to be reported
@@ -97,8 +99,11 @@ public enum PublishPlanner {
         var sequences: [UInt64] = []
         var size = 2
         var points = 0
+        let counting = budget.maxDataPoints != nil
         for record in records.prefix(budget.maxRecords) {
-            guard let body = self.innerEntries(record.payload), let n = TelemetryCost.dataPoints(record.payload) else {
+            guard let body = self.innerEntries(record.payload),
+                let n = counting ? TelemetryCost.dataPoints(record.payload) : 1
+            else {
                 if sequences.isEmpty {
                     return .unsendable(sequence: record.sequence, reason: "the spooled record is not telemetry JSON", dropped: [])
                 }

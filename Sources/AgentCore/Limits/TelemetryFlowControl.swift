@@ -76,6 +76,9 @@ public struct TelemetryFlowControl: Sendable {
 
     /// The limits in force.
     public var limits: SessionLimits { self.limiter.limits }
+    /// Whether a rate limit applies to telemetry, so that live readings and the backlog share its budget; without
+    /// one `next` sends the backlog first.
+    public var sharesBudget: Bool { self.limits.telemetryMessages != nil || self.limits.telemetryDataPoints != nil }
     /// PUBLISHes awaiting their PUBACK at most.
     public var inFlightWindow: Int { self.limits.inFlightWindow(agent: self.settings.inFlightWindow) }
     /// What one PUBLISH may hold now.
@@ -128,10 +131,25 @@ public struct TelemetryFlowControl: Sendable {
     // MARK: telemetry
 
     /// What to send next. `live` and `replay` are each source's pending records, oldest first (`Spool.pending`
-    /// split at the spool's last sequence when the session came up); `inFlight` the PUBLISHes awaiting a PUBACK.
+    /// split at the spool's last sequence when the session came up); `inFlight` the PUBLISHes awaiting a PUBACK
+    /// (while the answer is awaited, one at most goes).
     public mutating func next(live: [SpoolRecord], replay: [SpoolRecord], inFlight: Int, now: Duration) -> Next {
         guard !live.isEmpty || !replay.isEmpty else { return .idle }
-        guard !self.exchange.awaitingAnswer, inFlight < self.inFlightWindow else { return .blocked }
+        var live = live
+        var budget = self.budget
+        if self.exchange.awaitingAnswer {
+            // No limits known (`"auto"`, and no answer with limits so far) and no backlog: live readings go at once,
+            // as a server without limits (or one older than 3.8, which never answers) would otherwise delay every
+            // reading by the time box after every connect; but one record at a time, so that a burst of them does
+            // not go out under limits about to be learned. A backlog waits, and live readings behind it (they would
+            // overtake it). With limits known, everything waits for the answer.
+            guard self.limits == .none, replay.isEmpty, inFlight == 0 else { return .blocked }
+            budget.maxRecords = 1
+        } else if !self.sharesBudget, !replay.isEmpty {
+            // No rate limit: nothing to share, and the backlog goes first, so that readings leave in order.
+            live = []
+        }
+        guard inFlight < self.inFlightWindow else { return .blocked }
         if !self.learner.mayPublish(now: now), let until = self.learner.backOffUntil { return .wait(until: until) }
         // A record sent in parts finishes first.
         let source: LiveReplayShare.Source
@@ -144,7 +162,7 @@ public struct TelemetryFlowControl: Sendable {
         }
         let records = source == .live ? live : replay
         let part = self.resume?.part ?? 0
-        switch PublishPlanner.next(records, budget: self.budget, part: part) {
+        switch PublishPlanner.next(records, budget: budget, part: part) {
         case .nothing:
             return .idle
         case .unsendable(let sequence, let reason, let dropped):
@@ -188,6 +206,13 @@ public struct TelemetryFlowControl: Sendable {
     /// The PUBACK of the PUBLISH `token` arrived.
     public mutating func acknowledged(_ token: UInt64, now: Duration) {
         _ = self.learner.acknowledged(token, now: now)
+    }
+
+    /// The PUBLISH `token` (from `sent`) could not be handed over after all (the session was ending): it says
+    /// nothing about limits. Its tokens stay spent (waiting a little longer is safe).
+    public mutating func withdrawn(_ token: UInt64) {
+        self.learner.withdrawn(token)
+        self.resume = nil
     }
 
     /// Whether any other message the agent sends (client attributes, attribute requests, RPC replies) may go now,

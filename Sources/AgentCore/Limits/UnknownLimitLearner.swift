@@ -87,6 +87,9 @@ public struct UnknownLimitLearner: Sendable {
         return [.setCaps(dataPoints: self.dataPointCap, bytes: self.byteCap)]
     }
 
+    /// The publish `token` was not handed over after all: it is no longer outstanding.
+    public mutating func withdrawn(_ token: UInt64) { self.outstanding[token] = nil }
+
     /// The connection closed. Taken as an unknown limit when publishes were unacknowledged and the last one was
     /// handed over within `window` of the close; otherwise an ordinary disconnect (nothing to do).
     public mutating func connectionClosed(now: Duration) -> [Action] {

@@ -64,6 +64,8 @@ public final class Spool {
     private var nextSequence: UInt64 = 1
     /// Every sequence ≤ this is acknowledged.
     public private(set) var acknowledgedThrough: UInt64 = 0
+    /// The sequence of the newest record appended (0 before any).
+    public var lastSequence: UInt64 { self.nextSequence &- 1 }
     /// Acknowledged sequences above the watermark (PUBACKs can arrive out of order).
     private var acknowledgedAbove: Set<UInt64> = []
     /// Sequences above the watermark that no segment holds (found when the spool was opened), oldest first: the

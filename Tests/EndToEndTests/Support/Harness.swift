@@ -216,13 +216,15 @@ final class E2ESim: Sendable {
 
     let process: TBSimProcess
 
-    static func start() async throws -> E2ESim {
+    /// `profileExtra`: TOML appended to the board's profile (its `[profiles.rate_limits]`).
+    static func start(profileExtra: String = "") async throws -> E2ESim {
         try await offPool {
             E2ESim(process: try TBSimProcess(config: """
                 [[profiles]]
                 name = "simulated-boards"
                 provision_key = "\(E2ESim.provisionKey)"
                 provision_secret = "\(E2ESim.provisionSecret)"
+                \(profileExtra)
                 """))
         }
     }
