@@ -108,7 +108,7 @@ let package = Package(
             swiftSettings: [.define(gpiodAPI == 2 ? "GPIOD_API_V2" : "GPIOD_API_V1")]
         ),
         // Fakes that are real modules: the simulated GPIO bank, the in-memory broker, the manual clock.
-        .target(name: "AgentSimulated", dependencies: ["AgentCore", "AgentHost", "AgentPlatform"]),
+        .target(name: "AgentSimulated", dependencies: ["AgentCore", "AgentHost", "AgentPlatform", "TextSearch"]),
         // Board I/O: sensor readers, line watchers, the status LED and the button, over any GPIOBackend.
         .target(
             name: "AgentBoard",

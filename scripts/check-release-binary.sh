@@ -10,7 +10,8 @@
 #     (CF*, _CF*, kCF*, __CF* but the __CFUniChar tables FoundationEssentials' C shims carry too, _cf_*), no ICU
 #     (the icudtNN_dat data blob; the C++ namespace, icu_NN in swift.org's toolchains, plain icu in Debian's swiftlang;
 #     the C API: swift_u*_ as swift.org's _FoundationICU renames it, u_/ucol_/ubrk_/udat_/... as ICU spells it).
-# With --forbid-foundation-essentials, FoundationEssentials and _FoundationCollections (and their C shims) fail too.
+# With --forbid-foundation-essentials, FoundationEssentials and _FoundationCollections (and their C shims) fail too,
+# and so do _StringProcessing and _RegexParser (regex and the string searches the agent's modules are built without).
 #
 # Before checking, a self-test proves each rule on binaries built here from three-line programs: a statically linked
 # `import Foundation` program must fail every symbol rule (each pattern must match it: a pattern that matches nothing
@@ -86,6 +87,8 @@ FoundationEssentials${t}[^0-9]20FoundationEssentials${t}
 FoundationEssentials${t}[^0-9]22_FoundationCollections${t}
 FoundationEssentials${t}^_?_(stringshims|platform_shims|filemanagershims|foundation)_${t}
 FoundationEssentials${t}^__CFUniChar${t}
+StringProcessing${t}[^0-9]17_StringProcessing${t}
+StringProcessing${t}[^0-9]12_RegexParser${t}
 EOF
     fi
 }
@@ -190,7 +193,7 @@ check_binary() {
     done < <(symbol_rules)
     rm -f "$symbols" "$symbols.err"
     local what="no Foundation, FoundationInternationalization, CoreFoundation or ICU; Swift runtime static"
-    $forbid_essentials && what="no FoundationEssentials either; $what"
+    $forbid_essentials && what="no FoundationEssentials or _StringProcessing either; $what"
     if $failed; then return 1; fi
     echo "   PASS: $what"
 }
@@ -211,11 +214,13 @@ import FoundationEssentials
 print(Date.now, UUID(), try! JSONEncoder().encode([1, 2]).count)
 EOF
     echo 'print("hello")' > "$dir/plain.swift"
+    echo 'print((try? Regex("a+b")).map { "xaab".contains($0) } ?? false, "abc".contains("bc"))' > "$dir/regex.swift"
     local compile=(swiftc -static-stdlib -module-cache-path "$dir/module-cache")
     if ! { "${compile[@]}" "$dir/foundation.swift" -o "$dir/foundation-static" \
             && swiftc -module-cache-path "$dir/module-cache" "$dir/foundation.swift" -o "$dir/foundation-dynamic" \
             && "${compile[@]}" "$dir/essentials.swift" -o "$dir/essentials-static" \
             && "${compile[@]}" "$dir/plain.swift" -o "$dir/plain-static" \
+            && "${compile[@]}" "$dir/regex.swift" -o "$dir/regex-static" \
             && strip -o "$dir/plain-stripped" "$dir/plain-static"; } > "$dir/build.log" 2>&1; then
         cat "$dir/build.log" >&2
         echo "check-release-binary: SELF-TEST FAILED: cannot build the control programs" >&2
@@ -229,6 +234,7 @@ EOF
     forbid_essentials=true
     if check_binary "$dir/foundation-static" > "$out"; then problem "a static 'import Foundation' binary passed"; fi
     while IFS=$'\t' read -r category pattern exception; do
+        [ "$category" = StringProcessing ] && continue  # the regex control below
         [ -n "${matched_patterns["$category $pattern"]:-}" ] \
             || problem "the $category rule /$pattern/ matches nothing in a static 'import Foundation' binary: it would miss what it is for"
     done < <(symbol_rules)
@@ -252,6 +258,15 @@ EOF
     if ! check_binary "$dir/plain-static" > "$out"; then
         problem "a static 'print' binary failed (a rule matches the Swift runtime itself):"; cat "$out"
     fi
+    # The agent's modules are built without the implicit `_StringProcessing` import (issue 11: 1.25 MB): a regex or
+    # one of its string searches (`String.contains(String)`) brings it back, and the rule says so.
+    if check_binary "$dir/regex-static" > "$out"; then problem "a static binary using Regex passed under --forbid-foundation-essentials"; fi
+    while IFS=$'\t' read -r category pattern exception; do
+        [ "$category" = StringProcessing ] || continue
+        [ -n "${matched_patterns["$category $pattern"]:-}" ] \
+            || problem "the $category rule /$pattern/ matches nothing in a static binary using Regex: it would miss what it is for"
+    done < <(symbol_rules)
+    echo "   static Regex and String.contains(String): fails under --forbid-foundation-essentials (_StringProcessing)"
     check_binary "$dir/plain-stripped" > "$out" || true
     $symbols_unreadable || problem "a stripped binary was not refused"
     echo "   static 'print': passes; stripped: refused"

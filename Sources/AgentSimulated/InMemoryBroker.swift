@@ -1,5 +1,6 @@
 import AgentCore
 import Synchronization
+import TextSearch
 
 /// An MQTT server in memory, for the run loop's tests: it implements the loop's port (`DeviceLinks`), so the
 /// loop runs in-process with no socket. A test decides how connects end, holds or grants PUBACKs, sends the
@@ -115,7 +116,7 @@ public final class InMemoryBroker: DeviceLinks {
     /// Answers the `getSessionLimits` requests among `published` (just published), as ThingsBoard 3.8 does.
     func answerRequests(_ published: ArraySlice<Published>) {
         let prefix = "v1/devices/me/rpc/request/"
-        for message in published where message.topic.hasPrefix(prefix) && message.text.contains("\"getSessionLimits\"") {
+        for message in published where message.topic.hasPrefix(prefix) && message.text.includes("\"getSessionLimits\"") {
             guard let answer = self.state.withLock({ $0.sessionLimitsAnswer }) else { continue }
             self.send(topic: "v1/devices/me/rpc/response/" + message.topic.dropFirst(prefix.count), payload: answer)
         }
