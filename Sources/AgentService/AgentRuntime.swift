@@ -314,7 +314,6 @@ struct Loop {
                 self.lastError = error.description
             }
         }
-        self.startStatusSocket()
         for note in self.spool.recoveryNotes { self.logger.warning("\(note)") }
         self.startBackgroundWork()
         self.configureSampling()
@@ -322,6 +321,9 @@ struct Loop {
         self.ports.notifier.ready(status: "starting as \(self.runtime.deviceName)")
         self.armTicker()
         self.publishStatus()
+        // Only now: a status socket opened before the first snapshot answered `null` (`tb-agent status --json`
+        // right after a start printed it).
+        self.startStatusSocket()
 
         // Graceful shutdown closes the queue: the loop handles what is already queued, then stops. (Not
         // `cancelOnGracefulShutdown()`: its merge with the shutdown signal cost more per event than the event itself,

@@ -1,6 +1,9 @@
 import AgentCore
+import AgentPlatform
 import AgentService
 import AgentSimulated
+import AgentTestSupport
+import Foundation
 import Synchronization
 import TBJSON
 import Testing
@@ -64,6 +67,31 @@ import Testing
     }
 
     /// The inbox is bounded in bytes too: messages that would take it past `inboxByteLimit` are dropped and counted.
+    /// The status socket exists only once there is a status to tell: the first answer, taken as soon as the
+    /// socket appears, is the agent's state, never `null` (the socket used to open before the first snapshot).
+    @Test func theStatusSocketsFirstAnswerIsAStatus() async throws {
+        let socketPath = try TestSupport.makeTemporaryDirectory("status").path + "/status.sock"
+        let h = try RuntimeHarness(options: { $0.statusSocketPath = socketPath })
+        let first = Mutex<JSONValue?>(nil)
+        let polling = Atomic<Bool>(true)
+        let poller = try JoinableThread {
+            while polling.load(ordering: .acquiring) {
+                if access(socketPath, F_OK) == 0, let answer = StatusSocketServer.query(path: socketPath) {
+                    first.withLock { $0 = answer }
+                    return
+                }
+                usleep(200)
+            }
+        }
+        h.start()
+        try await h.until("the status socket answers") { first.withLock { $0 } != nil }
+        polling.store(false, ordering: .releasing)
+        poller.join()
+        let answer = first.withLock { $0 }
+        #expect(answer?["state"]?.stringValue != nil, "first answer: \(String(describing: answer))")
+        await h.stop()
+    }
+
     @Test func inboxIsBoundedInBytes() async throws {
         let h = try RuntimeHarness(options: { $0.inboxLimit = 10_000; $0.inboxByteLimit = 2_000 })
         h.start()
