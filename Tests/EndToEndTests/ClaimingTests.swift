@@ -81,4 +81,32 @@ struct ClaimingTests {
         #expect(secretOption.status == 64)
         }
     }
+
+    @Test("three short presses of the running agent's button send one claim request; the LED shows claiming; the log names no secret")
+    func buttonGesture() async throws {
+        let sim = try await E2ESim.start()
+        let board = try Self.board(sim)
+        var agents: [AgentProcess] = []
+        try await withProcesses({ agents }, sim) {
+            let (agent, _) = try await ReprovisionTests.online(board, sim, &agents)
+            for _ in 0..<3 {
+                try board.write("gpio/GPIO27", "0\n")
+                await pause(.milliseconds(150))
+                try board.write("gpio/GPIO27", "1\n")
+                await pause(.milliseconds(200))
+            }
+            try #require(await eventuallyAsync(.seconds(10)) {
+                (try? await sim.control("GET", "/devices/\(simulatedDeviceName)/claim"))?.body["pending"]?["secretKey"]?.stringValue == Self.secret
+            }, "no claim registered; agent log:\n\(agent.log.suffix(3000))")
+            let pending = try #require(try await sim.control("GET", "/devices/\(simulatedDeviceName)/claim").body["pending"])
+            #expect((pending["expiresAt"]?.int64Value ?? 0) - (pending["storedAt"]?.int64Value ?? 0) == 1_200_000)
+            try #require(await eventuallyAsync(.seconds(10)) { (try? await agent.status())?["led"]?.stringValue == "claiming" })
+            try #require(await eventually(.seconds(10)) { agent.log.contains("claim request sent with the button") })
+            #expect(!agent.log.contains(Self.secret))
+            #expect(sim.provisionRequests().count == 1, "the short presses re-provisioned")
+            let right = try await sim.control(
+                "POST", "/customer/device/\(simulatedDeviceName)/claim", "{\"secretKey\":\"\(Self.secret)\"}")
+            #expect(right.status == 200)
+        }
+    }
 }
