@@ -78,7 +78,7 @@ public final class BoardRuntime: BoardIO {
                 let task = Task {
                     // At most one gesture every 10 s reaches the agent, whatever the button does; the agent sends
                     // at most one claim request per claim window.
-                    var gesture = MultiPressDetector(cooldown: .seconds(10))
+                    var gesture = MultiPressDetector(cooldown: MultiPressDetector.boardCooldown)
                     do {
                         for try await output in stream {
                             guard case .button(let event) = output else { continue }

@@ -13,6 +13,9 @@ public struct MultiPressDetector: Sendable {
         case refused(at: Duration, retryIn: Duration)
     }
 
+    /// The board lets at most one gesture through this often (the agent also sends one request per claim window).
+    public static let boardCooldown: Duration = .seconds(10)
+
     public let count: Int
     public let within: Duration
     public let maxPress: Duration
