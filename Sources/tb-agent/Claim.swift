@@ -60,6 +60,13 @@ struct Claim: AsyncCommand {
             }
             throw ExitCode(LinkCommand.notProvisioned)
         }
+        if StatusSocketServer.query(path: Run.statusSocketPath(config)) != nil {
+            LinkCommand.warn([
+                "the agent is running: ThingsBoard keeps one session per device, so this connection replaces the "
+                    + "agent's for a moment and the agent reconnects; three short presses of the button send the "
+                    + "request over the agent's own connection",
+            ])
+        }
         let request = ClaimRequest(claiming, duration: self.duration)
         do {
             try await DeviceConnection.sendClaimRequest(

@@ -107,6 +107,12 @@ struct ClaimingTests {
             let right = try await sim.control(
                 "POST", "/customer/device/\(simulatedDeviceName)/claim", "{\"secretKey\":\"\(Self.secret)\"}")
             #expect(right.status == 200)
+            // tb-agent claim beside the running agent: its session replaces the agent's for a moment, and it says so.
+            let config = board.configURL.path
+            let beside = try await offPool { try TestSupport.tbAgent(["claim", "--config", config]) }
+            #expect(beside.status == 0, "\(beside.stderr)")
+            #expect(beside.stderr.contains("warning: the agent is running"))
+            try #require(await eventuallyAsync(.seconds(20)) { (try? await agent.status())?["state"]?.stringValue == "online" })
         }
     }
 }
