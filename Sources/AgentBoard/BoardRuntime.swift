@@ -76,9 +76,18 @@ public final class BoardRuntime: BoardIO {
                 for event in monitor.startEvents { emit(.notice("button: \(event)")) }
                 let stream = monitor.outputs
                 let task = Task {
+                    // At most one gesture every 10 s reaches the agent, whatever the button does; the agent sends
+                    // at most one claim request per claim window.
+                    var gesture = MultiPressDetector(cooldown: MultiPressDetector.boardCooldown)
                     do {
                         for try await output in stream {
                             guard case .button(let event) = output else { continue }
+                            switch gesture.handle(event) {
+                            case .gesture?: emit(.claimRequested)
+                            case .refused(_, let retryIn)?:
+                                emit(.notice("button: three short presses again within 10 s: ignored (the next counts in \(BoardTime.seconds(retryIn)))"))
+                            case nil: break
+                            }
                             switch event {
                             case .reprovisionRequested: emit(.reprovisionRequested)
                             case .stuck: emit(.notice("button: \(event)"))

@@ -32,6 +32,7 @@ public enum ConfigurationLoader {
             gpio: parsed.gpio, sensors: parsed.sensors, button: parsed.button, led: parsed.led,
             boardProfile: parsed.boardProfile)
         configuration.spool = parsed.spool
+        configuration.claiming = parsed.claiming
         return configuration
     }
 
@@ -129,8 +130,11 @@ final class ConfigurationParser {
     var button: ButtonSettings?
     var led: LEDSettings?
     var boardProfile: BoardProfile?
+    var claiming: ClaimingSettings?
 
-    static let topLevelKeys = ["server", "provisioning", "device", "telemetry", "spool", "gpio", "sensors", "button", "led"]
+    static let topLevelKeys = [
+        "server", "provisioning", "device", "telemetry", "spool", "gpio", "sensors", "button", "led", "claiming",
+    ]
 
     init(text: String, path: String, requireConnection: Bool) {
         self.text = text
@@ -152,6 +156,7 @@ final class ConfigurationParser {
         var button: ButtonSettings?
         var led: LEDSettings?
         var boardProfile: BoardProfile?
+        var claiming: ClaimingSettings?
     }
 
     func run() -> Result {
@@ -165,7 +170,7 @@ final class ConfigurationParser {
         return Result(
             problems: ordered, server: self.server, provisioning: self.provisioning, device: self.device,
             telemetry: self.telemetry, spool: self.spool, gpio: self.gpio, sensors: self.sensors, button: self.button, led: self.led,
-            boardProfile: self.boardProfile)
+            boardProfile: self.boardProfile, claiming: self.claiming)
     }
 
     func validate() {
@@ -206,6 +211,7 @@ final class ConfigurationParser {
         self.readSensors(reader)
         if let button = reader.table("button", expected: "a table [button]") { self.readButton(button) }
         if let led = reader.table("led", expected: "a table [led]") { self.readLED(led) }
+        if let claiming = reader.table("claiming", expected: "a table [claiming]") { self.readClaiming(claiming) }
         self.checkLinesUsedOnce()
         if let server = self.server, let provisioning = self.provisioning {
             self.checkCredentials(server, provisioning, reader)
@@ -393,6 +399,51 @@ final class ConfigurationParser {
             deviceKey: deviceKey, deviceSecret: secret, deviceSecretFile: secretFile, credentialsType: type,
             token: tokenValue.map(Secret.init), clientId: clientId, username: username,
             password: password.map(Secret.init), certFile: certFile, timeout: timeout ?? .seconds(30))
+    }
+
+    func readClaiming(_ r: TableReader) {
+        r.rejectUnknownKeys(["secret", "secret_file", "duration"], section: "[claiming]")
+        var secret: Secret? = nil
+        var secretFile: String? = nil
+        switch (r.has("secret"), r.has("secret_file")) {
+        case (true, true):
+            r.report("secret_file", "set secret or secret_file, not both")
+        case (false, false):
+            r.report(
+                "secret",
+                "missing; set secret_file = \"/etc/tb-agent/claim-secret\" (a file holding the claiming secret, mode 0600) "
+                    + "or secret = \"…\", the secret a person types with the device name to claim it")
+        case (true, false):
+            if let value = r.string("secret", expected: "the claiming secret (a string)") {
+                if value.isEmpty {
+                    r.report("secret", "is empty; anyone who knows the device name could claim it: choose a secret")
+                } else {
+                    secret = Secret(value)
+                }
+            }
+        case (false, true):
+            if let value = r.nonEmptyString("secret_file", expected: "the path of a file holding the claiming secret") {
+                let file = self.resolve(value)
+                secretFile = file
+                switch FileText.read(file) {
+                case .failure(let reason):
+                    r.report(
+                        "secret_file",
+                        "cannot read \"\(file)\" (\(reason)); write the claiming secret into it "
+                            + "(`install -m 0640 -g tb-agent /dev/null \(file)`, then edit it) or set secret instead")
+                case .success(let content):
+                    let value = Secret.fromText(content)
+                    if value.isEmpty {
+                        r.report("secret_file", "\"\(file)\" is empty; write the claiming secret into it")
+                    } else {
+                        secret = value
+                    }
+                }
+            }
+        }
+        let duration = r.duration("duration", range: ClaimingSettings.durationRange)
+        guard let secret else { return }
+        self.claiming = ClaimingSettings(secret: secret, secretFile: secretFile, duration: duration ?? ClaimingSettings.defaultDuration)
     }
 
     func checkCredentials(_ server: ServerSettings, _ provisioning: ProvisioningSettings, _ top: TableReader) {

@@ -85,4 +85,53 @@ public enum DeviceConnection {
         }
         await client.disconnect()
     }
+
+    /// Connects with the stored credentials, publishes the claim request at QoS 1, waits for its PUBACK (the only
+    /// answer ThingsBoard gives) and disconnects.
+    ///
+    /// - Throws: `AgentError` as ``connectWithStoredCredentials(_:server:connectTimeout:logger:)``, and `.timeout`
+    ///   when the PUBACK does not come within `connectTimeout`.
+    public static func sendClaimRequest(
+        _ request: ClaimRequest, stored: StoredCredentials, server: ServerSettings, connectTimeout: Duration = .seconds(30),
+        logger: Logger = Logger(label: "tb-agent.mqtt")
+    ) async throws(AgentError) {
+        let endpoint = ServerEndpoint(server)
+        guard endpoint == stored.server else {
+            throw AgentError(
+                .invalidConfiguration,
+                "the stored credentials belong to \(stored.server), but [server] is \(endpoint): provision for this server with `tb-agent provision`")
+        }
+        let options = try Self.connectOptions(for: stored, server: server, connectTimeout: connectTimeout)
+        let client: MosquittoClient
+        do {
+            client = try MosquittoClient(options, logger: logger)
+        } catch {
+            throw error.agentError
+        }
+        do {
+            try await client.connect()
+        } catch {
+            await client.disconnect()
+            throw error.agentError
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let watchdog = Task {
+            try? await Task.sleep(for: connectTimeout)
+            if !Task.isCancelled { client.closeNow() }
+        }
+        do {
+            try await client.publish(ClaimRequest.topic, payload: request.payload, qos: .atLeastOnce)
+        } catch {
+            watchdog.cancel()
+            await client.disconnect()
+            if clock.now - start >= connectTimeout {
+                throw AgentError(
+                    .timeout, "\(endpoint) did not acknowledge the claim request within \(DurationText.format(connectTimeout))")
+            }
+            throw error.agentError
+        }
+        watchdog.cancel()
+        await client.disconnect()
+    }
 }

@@ -17,11 +17,13 @@ public enum ConfigurationAudit {
         if provisioning.deviceSecretFile == nil && !provisioning.deviceSecret.isEmpty { inline.append("the provision device secret") }
         if provisioning.token.map({ !$0.isEmpty }) ?? false { inline.append("a device token") }
         if provisioning.password.map({ !$0.isEmpty }) ?? false { inline.append("a device password") }
+        if let claiming = config.claiming, claiming.secretFile == nil { inline.append("the claiming secret") }
         if !inline.isEmpty, let problem = Self.exposure(of: file, holding: inline.joined(separator: " and ")) {
             out.append(problem)
         }
         var secretFiles: [(String, String)] = []
         if let secretFile = provisioning.deviceSecretFile { secretFiles.append((secretFile, "the provision device secret")) }
+        if let file = config.claiming?.secretFile { secretFiles.append((file, "the claiming secret")) }
         if let key = config.server.tls?.keyFile { secretFiles.append((key, "the client's private key ([server.tls] key_file)")) }
         for (path, what) in secretFiles {
             if let problem = Self.exposure(of: path, holding: what) { out.append(problem) }

@@ -150,6 +150,8 @@ enum RuntimeEvent: Sendable {
 enum Deadline: Hashable, Sendable {
     case machine(AgentStateMachine<SystemRandomNumberGenerator>.Timer)
     case identifyOver
+    /// The window of a claim request sent with the button is over: the LED goes back.
+    case claimWindowOver
     case watchdog
     case spoolSync
     case figures
@@ -227,6 +229,8 @@ struct Loop {
     var linkUp = false
     /// The session closed before its connect reported success.
     var closedEarly: String? = nil
+    /// Until when a claim request sent with the button blocks another (ThingsBoard keeps the first for its window).
+    var claimLockedUntil: Duration? = nil
     var candidate: DeviceCredentials? = nil
     // Telemetry
     /// The server's limits: what may be sent when (`TelemetryFlowControl`, one for the life of the process, so that
@@ -437,6 +441,8 @@ struct Loop {
             case .reprovisionRequested:
                 self.logger.notice("long press: re-provisioning requested with the button")
                 self.perform(self.machine.reprovisionRequested(.button, now: self.now))
+            case .claimRequested:
+                self.claimRequested()
             case .releaseNow(let held):
                 self.perform(self.machine.buttonHeldPastThreshold(held))
             case .notice(let text):
@@ -494,6 +500,8 @@ struct Loop {
             self.perform(self.machine.timerFired(timer, now: now))
         case .identifyOver:
             self.perform(self.machine.identify(false))
+        case .claimWindowOver:
+            self.perform(self.machine.claimWindow(false))
         case .watchdog:
             // Fed from the loop itself: a hung loop stops feeding and systemd restarts the agent. Every quarter of
             // WatchdogSec, so that a loop late by a busy moment still feeds within half of it.
@@ -855,6 +863,58 @@ struct Loop {
         } catch {
             runtime.pendingReplies.subtract(1, ordering: .relaxed)
         }
+    }
+
+    // MARK: claiming
+
+    /// Three short presses: publishes the claim request (at most one per claim window), and the LED shows
+    /// `claiming` for the window. ThingsBoard answers only with the PUBACK, so the log says what a person does next
+    /// rather than whether the claim will work. The secret is never logged.
+    mutating func claimRequested() {
+        let logger = self.logger
+        guard let claiming = self.configuration.claiming else {
+            logger.warning("three short presses ask ThingsBoard to let a person claim this device, but the configuration has no [claiming] table: add it with secret_file = \"/etc/tb-agent/claim-secret\" (or secret = \"…\"); nothing was sent")
+            return
+        }
+        let now = self.now
+        if let until = self.claimLockedUntil, now < until {
+            logger.notice("three short presses: a claim request was sent with the button less than \(DurationText.format(claiming.duration)) ago and ThingsBoard keeps the first one for its window; nothing was sent (the next press counts in \(DurationText.format(Self.wholeSeconds(until - now))); `tb-agent claim` sends one anyway)")
+            return
+        }
+        guard let link = self.link, self.linkUp else {
+            logger.warning("three short presses: not connected to the server, so no claim request was sent; press again once the LED is steady on, or run `tb-agent claim`")
+            return
+        }
+        let request = ClaimRequest(claiming)
+        let payload = request.payload
+        let bytes = TelemetryCost.remainingLength(topic: ClaimRequest.topic, payloadBytes: payload.count)
+        guard case .now = self.flow.decision(forOther: 0, bytes: bytes, now: now) else {
+            logger.warning("three short presses: the server's message rate limit would be exceeded, so no claim request was sent; press again in a minute")
+            return
+        }
+        self.flow.sentOther(dataPoints: 0, now: now)
+        let instructions = request.instructions(deviceName: self.runtime.deviceName)
+        do {
+            try link.publish(ClaimRequest.topic, payload: payload) { acknowledged in
+                if acknowledged {
+                    logger.notice("claim request sent with the button. \(instructions)")
+                } else {
+                    logger.warning("the claim request sent with the button was not acknowledged (the connection ended first); press again once online, or run `tb-agent claim`")
+                }
+            }
+        } catch {
+            logger.warning("three short presses: the claim request could not be sent (\(error.message)); press again once online, or run `tb-agent claim`")
+            return
+        }
+        self.claimLockedUntil = now + request.duration
+        self.perform(self.machine.claimWindow(true))
+        self.setDeadline(.claimWindowOver, after: request.duration)
+    }
+
+    /// A wait rounded up to whole seconds, for people.
+    static func wholeSeconds(_ duration: Duration) -> Duration {
+        let (seconds, attoseconds) = duration.components
+        return .seconds(attoseconds > 0 ? seconds + 1 : seconds)
     }
 
     // MARK: telemetry

@@ -10,9 +10,10 @@ struct ButtonCommand: AsyncCommand {
         discussion: """
             The button is the configuration's [button], or --line LINE with the options below. One line per \
             event, stamped on the monotonic clock: `pressed t=…`, `held t=…` (the re-provision threshold is \
-            reached: release now), `released t=… held=1.52s`, `reprovision-requested t=…`, and at start \
+            reached: release now), `released t=… held=1.52s`, `reprovision-requested t=…`, `claim-requested t=…` \
+            (three short presses within two seconds; `claim-ignored` when repeated within 10 s), and at start \
             `ignored-pressed-at-start` for a button already pressed (it counts once seen released). Nothing is \
-            re-provisioned: this only shows what the agent would do. The LED ([led]) shows the feedback.
+            re-provisioned or claimed: this only shows what the agent would do. The LED ([led]) shows the feedback.
             """)
 
     static let line = Option<String>("line", help: "The button's line (GPIO27), or its offset with --chip; overrides [button] line.")
@@ -96,10 +97,18 @@ struct ButtonCommand: AsyncCommand {
         for event in monitor.startEvents { BoardCommand.emit(Self.line(for: event)) }
         let exitOnRequest = self.exitOnRequest
         let outcome = await BoardCommand.watchUntilStopped(for: limit) {
+            var gesture = MultiPressDetector(cooldown: MultiPressDetector.boardCooldown)
             do {
                 for try await output in monitor.outputs {
                     guard case .button(let event) = output else { continue }
                     BoardCommand.emit(Self.line(for: event))
+                    switch gesture.handle(event) {
+                    case .gesture(let at)?:
+                        BoardCommand.emit("claim-requested \(BoardCommand.stamp(at)) (three short presses: the agent would send a claim request)")
+                    case .refused(let at, let retryIn)?:
+                        BoardCommand.emit("claim-ignored \(BoardCommand.stamp(at)) (again within \(BoardTime.seconds(MultiPressDetector.boardCooldown)); the next counts in \(BoardTime.seconds(retryIn)))")
+                    case nil: break
+                    }
                     if exitOnRequest, case .reprovisionRequested = event { return .success(()) }
                 }
                 return .success(())

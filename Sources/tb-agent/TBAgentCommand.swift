@@ -18,6 +18,7 @@ enum TBAgentCommand {
                 Setup.node,
                 Provision.node,
                 Status.node,
+                Claim.node,
                 Reset.node,
                 ConnectTest.node,
                 GPIOCommand.node,

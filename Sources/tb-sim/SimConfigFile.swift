@@ -20,6 +20,11 @@ import TBTOML
 /// rpc_delivery_timeout = 10
 /// server_rpc_timeout = 10
 ///
+/// [claiming]                # ThingsBoard's security.claim settings
+/// allow_by_default = true   # false: only devices given claimingAllowed (control API) may register a claim
+/// duration = "24h"          # the window of a claim request without a positive durationMs
+/// cache_ttl = "24h"         # how long a registered claim blocks a new one (the claim cache's time to live)
+///
 /// [rate_limits]             # optional, off by default: "cap:seconds,cap:seconds" per device (the tenant profile's)
 /// messages = "20:1,600:60"
 /// telemetry_messages = "10:1"
@@ -50,7 +55,7 @@ enum SimConfigFile {
             throw SimulatorError("\(path):\(error.position): " + (key.isEmpty ? "" : "\(key): ") + error.message)
         }
         let reader = Reader(path: path)
-        try reader.checkKeys(root, "", allowed: ["server", "timings", "rate_limits", "profiles", "devices"])
+        try reader.checkKeys(root, "", allowed: ["server", "timings", "claiming", "rate_limits", "profiles", "devices"])
         if let server = try reader.table(root, "server") {
             try reader.checkKeys(server, "server.", allowed: ["host", "mqtt_port", "control_port", "max_packet_size", "registry", "event_log"])
             if let host = try reader.string(server, "server.host") { configuration.host = host }
@@ -73,6 +78,12 @@ enum SimConfigFile {
             if let d = try reader.duration(timings, "timings.inactivity_timeout") { configuration.timings.inactivityTimeout = d }
             if let d = try reader.duration(timings, "timings.rpc_delivery_timeout") { configuration.timings.rpcDeliveryTimeout = d }
             if let d = try reader.duration(timings, "timings.server_rpc_timeout") { configuration.timings.serverRPCTimeout = d }
+        }
+        if let claiming = try reader.table(root, "claiming") {
+            try reader.checkKeys(claiming, "claiming.", allowed: ["allow_by_default", "duration", "cache_ttl"])
+            if let b = try reader.bool(claiming, "claiming.allow_by_default") { configuration.claiming.allowClaimingByDefault = b }
+            if let d = try reader.duration(claiming, "claiming.duration") { configuration.claiming.defaultDuration = d }
+            if let d = try reader.duration(claiming, "claiming.cache_ttl") { configuration.claiming.cacheTimeToLive = d }
         }
         if let limits = try reader.table(root, "rate_limits") {
             configuration.rateLimits = try reader.rateLimits(limits, "rate_limits.")

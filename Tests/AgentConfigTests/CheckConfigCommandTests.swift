@@ -157,6 +157,20 @@ import Glibc
         #expect(try TestSupport.tbAgent(["check-config", "--config", tight]).stderr.isEmpty)
     }
 
+    @Test func aClaimingSecretOthersMayReadIsAWarning() throws {
+        let (config, _) = try self.configuration(host: "127.0.0.1")
+        let claimSecret = URL(fileURLWithPath: config).deletingLastPathComponent().appendingPathComponent("claim-secret").path
+        try "claim-s3cret\n".write(toFile: claimSecret, atomically: true, encoding: .utf8)
+        chmod(claimSecret, 0o644)
+        let text = try String(contentsOfFile: config, encoding: .utf8) + "\n[claiming]\nsecret_file = \"claim-secret\"\n"
+        try text.write(toFile: config, atomically: true, encoding: .utf8)
+        chmod(config, 0o600)
+        let result = try TestSupport.tbAgent(["check-config", "--config", config])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("warning: \(claimSecret) holds the claiming secret and is readable by every user"), "\(result.stderr)")
+        #expect(!result.stderr.contains("s3cret"))
+    }
+
     @Test(.enabled(if: geteuid() == 0, "chgrp to another group needs root"))
     func aSecretFileReadableByAnotherGroupIsAWarning() throws {
         let (config, secret) = try self.configuration(host: "127.0.0.1", secretMode: 0o640)

@@ -88,9 +88,14 @@ final class SlowBoard: BoardIO {
     let state: Mutex<State>
     let value: Mutex<Double> = Mutex(21.5)
 
+    let emitter = Mutex<(@Sendable (BoardEvent) -> Void)?>(nil)
+
     init(autoFinish: Bool = true) { self.state = Mutex(State(autoFinish: autoFinish)) }
 
-    func start(emit: @escaping @Sendable (BoardEvent) -> Void) throws(AgentError) {}
+    func start(emit: @escaping @Sendable (BoardEvent) -> Void) throws(AgentError) { self.emitter.withLock { $0 = emit } }
+
+    /// Sends a board event (a button gesture) as the board's watcher would.
+    func emit(_ event: BoardEvent) { self.emitter.withLock { $0 }?(event) }
 
     func sample(_ names: [String]?, done: @escaping @Sendable ([(String, JSONValue)]) -> Void) {
         let now = self.state.withLock { state -> Bool in
@@ -143,7 +148,8 @@ final class RuntimeHarness: @unchecked Sendable {
         stored: DeviceCredentials? = RuntimeHarness.token, pending: DeviceCredentials? = nil, blocked: String? = nil,
         provisioning: [Result<DeviceCredentials, AgentError>] = [.success(.accessToken(Secret("new-token")))],
         board: SlowBoard = SlowBoard(), interval: Duration = .seconds(10), clockFloor: Int64? = nil,
-        rateLimits: RateLimitSettings = .auto, options: (inout AgentRuntime.Options) -> Void = { _ in }
+        rateLimits: RateLimitSettings = .auto, claiming: ClaimingSettings? = nil,
+        options: (inout AgentRuntime.Options) -> Void = { _ in }
     ) throws {
         self.clockFloor = MemoryClockFloor(clockFloor)
         self.store = MemoryStore(stored, pending: pending, blocked: blocked)
@@ -157,6 +163,7 @@ final class RuntimeHarness: @unchecked Sendable {
             telemetry: TelemetrySettings(interval: interval))
         configuration.sensors = [SensorSettings(name: "temp", kind: .thermal)]
         configuration.server.rateLimits = rateLimits
+        configuration.claiming = claiming
         var runtimeOptions = AgentRuntime.Options()
         runtimeOptions.figuresInterval = .seconds(3600)
         options(&runtimeOptions)

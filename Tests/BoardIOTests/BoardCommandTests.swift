@@ -156,8 +156,30 @@ struct BoardCommandTests {
         #expect(events == ["watching", "pressed", "held", "released", "reprovision-requested"])
 
         let list = try TestSupport.tbAgent(["led", "--list"])
-        for pattern in ["provisioning", "connecting", "offline", "buffering", "online", "attention", "release-now", "identify"] {
+        for pattern in ["provisioning", "connecting", "offline", "buffering", "online", "attention", "release-now", "identify", "claiming"] {
             #expect(list.stdout.contains("\(pattern)\t"))
         }
+    }
+
+    @Test("button reports three short presses as a claim request, and a fourth right after as ignored")
+    func buttonClaimGesture() throws {
+        let board = try Self.copyOfSimulatedBoard()
+        defer { try? FileManager.default.removeItem(at: board.deletingLastPathComponent().deletingLastPathComponent()) }
+        let dir = board.appendingPathComponent("gpio").path
+        let child = try ChildProcess(TestSupport.binary("tb-agent"), [
+            "button", "--line", "GPIO27", "--hold", "1s", "--debounce", "20ms", "--for", "20s", "--simulated-dir", dir,
+        ])
+        #expect(TestSupport.waitUntil { child.stdout.contains("watching GPIO27") })
+        for _ in 0..<6 {
+            try "0\n".write(toFile: "\(dir)/GPIO27", atomically: false, encoding: .utf8)
+            Thread.sleep(forTimeInterval: 0.1)
+            try "1\n".write(toFile: "\(dir)/GPIO27", atomically: false, encoding: .utf8)
+            Thread.sleep(forTimeInterval: 0.15)
+        }
+        #expect(TestSupport.waitUntil { child.stdout.contains("claim-ignored") }, "\(child.stdout)")
+        _ = child.stop()
+        let events = child.stdout.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) ?? "" }
+        #expect(events.filter { $0 == "claim-requested" }.count == 1)
+        #expect(!events.contains("reprovision-requested"))
     }
 }

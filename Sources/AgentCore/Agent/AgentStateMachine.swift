@@ -185,6 +185,7 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
     private var blocked: String? = nil
     private var showingError = false
     private var identifying = false
+    private var claimWindowOpen = false
     private var buttonHeldPastThreshold = false
 
     public init(settings: Settings = .init(), random: RNG) {
@@ -389,6 +390,13 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
         return self.updateLED()
     }
 
+    /// A claim request was sent with the button (true) or its window is over (false): the LED shows `claiming`
+    /// while nothing needs a person and the agent is online.
+    public mutating func claimWindow(_ open: Bool) -> [Action] {
+        self.claimWindowOpen = open
+        return self.updateLED()
+    }
+
     public mutating func shutdown() -> [Action] {
         let wasConnected = self.state == .online || self.state == .connecting
         self.state = .stopped
@@ -577,6 +585,8 @@ public struct AgentStateMachine<RNG: RandomNumberGenerator>: Sendable where RNG:
             signal = .attention
         } else if self.personNeeded != nil && self.state != .online && self.state != .stopped {
             signal = .attention
+        } else if self.claimWindowOpen && self.state == .online && self.reprovisioning == nil {
+            signal = .claiming
         } else {
             switch self.state {
             case .idle, .stopped: signal = .off

@@ -23,6 +23,8 @@ public enum BoardEvent: Sendable, Equatable {
     case reading(key: String, value: JSONValue)
     /// The button's long press was released past the threshold.
     case reprovisionRequested
+    /// Three short presses within two seconds: ask ThingsBoard to let a person claim the device.
+    case claimRequested
     /// The button is held past the threshold (true) or was released (false): the LED says "release now".
     case releaseNow(Bool)
     /// Something a person should read in the log (a stuck button, a failing line).

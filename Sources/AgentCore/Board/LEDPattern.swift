@@ -20,6 +20,8 @@ public enum LEDState: String, Sendable, CaseIterable, Equatable {
     case releaseNow = "release-now"
     /// "Which box is this?": three quick flashes, then a pause.
     case identify
+    /// A claim request was sent with the button: a long flash and a short one, for the claim window.
+    case claiming
 
     /// The pattern this state shows.
     public var pattern: LEDPattern {
@@ -43,6 +45,11 @@ public enum LEDState: String, Sendable, CaseIterable, Equatable {
                 .init(on: true, duration: .milliseconds(100)), .init(on: false, duration: .milliseconds(150)),
                 .init(on: true, duration: .milliseconds(100)), .init(on: false, duration: .milliseconds(150)),
                 .init(on: true, duration: .milliseconds(100)), .init(on: false, duration: .milliseconds(1400)),
+            ])
+        case .claiming:
+            return LEDPattern(cycle: [
+                .init(on: true, duration: .milliseconds(1000)), .init(on: false, duration: .milliseconds(250)),
+                .init(on: true, duration: .milliseconds(150)), .init(on: false, duration: .milliseconds(600)),
             ])
         }
     }

@@ -16,6 +16,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var led: LEDSettings?
     /// The profile `[device] board` names, loaded from the board search path; nil without `board`.
     public var boardProfile: BoardProfile?
+    /// `[claiming]`: nil without the table (no claims: `tb-agent claim` and the button gesture explain how to set it).
+    public var claiming: ClaimingSettings?
 
     public init(
         server: ServerSettings, provisioning: ProvisioningSettings, device: DeviceSettings = .init(),
@@ -308,5 +310,25 @@ public struct LEDSettings: Sendable, Equatable {
     public init(target: Target, activeLow: Bool = false) {
         self.target = target
         self.activeLow = activeLow
+    }
+}
+
+/// `[claiming]`: what a claim request sends (ThingsBoard's `v1/devices/me/claim`).
+public struct ClaimingSettings: Sendable, Equatable {
+    /// `secret`, or read from `secret_file`: the secret a person types with the device name to claim the device.
+    public var secret: Secret
+    /// `secret_file`, when the secret came from a file.
+    public var secretFile: String?
+    /// `duration` (default 1h): the window in which a person can claim the device after a request.
+    public var duration: Duration
+
+    public static let defaultDuration: Duration = .seconds(3600)
+    /// The shortest and longest window accepted.
+    public static let durationRange: ClosedRange<Duration> = .seconds(10) ... .seconds(30 * 86_400)
+
+    public init(secret: Secret, secretFile: String? = nil, duration: Duration = Self.defaultDuration) {
+        self.secret = secret
+        self.secretFile = secretFile
+        self.duration = duration
     }
 }

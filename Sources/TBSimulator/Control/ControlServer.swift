@@ -198,6 +198,16 @@ struct ControlRouter {
             let device = try self.device(from: json)
             try sim.addDevice(device)
             return .now(ControlResponse(status: .created, body: self.deviceJSON(device)))
+        case (.POST, "customer") where parts.count == 4 && parts[1] == "device" && parts[3] == "claim":
+            // ThingsBoard's POST /api/customer/device/{deviceName}/claim: 200 with the device, else 400 with the
+            // reason as a JSON string ("FAILURE" or "CLAIMED").
+            let secretKey = json["secretKey"]?.stringValue ?? ""
+            let customer = json["customer"]?.stringValue ?? "Customer A"
+            let response = try sim.claimDevice(parts[2], secretKey: secretKey, customer: customer)
+            guard response == .success, let device = sim.registry.device(named: parts[2]) else {
+                return .now(ControlResponse(status: .badRequest, body: .string(response.rawValue)))
+            }
+            return .now(.ok(.object([("device", self.deviceJSON(device)), ("response", .string(response.rawValue))])))
         case (_, "devices") where parts.count >= 2:
             return try self.deviceRoute(method: method, name: parts[1], rest: Array(parts.dropFirst(2)), query: query, json: json)
         default:
@@ -270,6 +280,18 @@ struct ControlRouter {
                     return ControlResponse(status: .gatewayTimeout, body: .object([("error", .string("timeout")), ("reason", .string(why))]))
                 }
             })
+        case (.GET, "claim"):
+            return .now(.ok(sim.claims.json(device: name, now: sim.nowMillis)))
+        case (.POST, "claiming-allowed"):
+            guard let allowed = json["allowed"]?.boolValue else {
+                throw SimulatorError("claiming-allowed needs {\"allowed\": true or false} (the server attribute claimingAllowed)")
+            }
+            sim.claims.setClaimingAllowed(allowed, device: name)
+            return .now(.ok(sim.claims.json(device: name, now: sim.nowMillis)))
+        case (.DELETE, "customer"):
+            let customer = sim.claims.reclaim(device: name)
+            sim.eventLog.record("device_reclaimed", [("device", .string(name)), ("customer", customer.map(JSONValue.string) ?? .null)])
+            return .now(.ok(sim.claims.json(device: name, now: sim.nowMillis)))
         case (.GET, "client-rpc"):
             let pending = sim.pendingClientRPC[name] ?? []
             return .now(.ok(.array(pending.map { p in
@@ -306,6 +328,7 @@ struct ControlRouter {
             ("telemetryReceived", .integer(Int64(self.simulator.telemetryCount[device.name] ?? 0))),
             ("rateLimits", self.simulator.rateLimits(device: device.name).json),
             ("droppedForRateLimits", self.simulator.rateLimitDropsJSON(device: device.name)),
+            ("claim", self.simulator.claims.json(device: device.name, now: self.simulator.nowMillis)),
         ])
     }
 

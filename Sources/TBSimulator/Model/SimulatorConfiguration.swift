@@ -11,6 +11,8 @@ public struct SimulatorConfiguration: Sendable {
     public var timings = Timings()
     /// Optional per-device rate limits; none by default.
     public var rateLimits = RateLimits()
+    /// ThingsBoard's claiming settings (claiming allowed by default, 24 h window).
+    public var claiming = ClaimingSettings()
     public var profiles: [DeviceProfile] = []
     /// Pre-provisioned devices (added unless the registry file already knows the name).
     public var devices: [SimDevice] = []

@@ -573,10 +573,7 @@ final class MQTTSessionHandler: ChannelInboundHandler {
         } else if topic.hasPrefix(Topics.rpcRequestPrefix) {
             self.handleClientRPC(publish, topic: topic, device: device)
         } else if topic == Topics.claim {
-            if self.rateLimited(publish, device: device) { return }
-            self.simulator.eventLog.record("claim", [sessionField, deviceField,
-                                                     ("payload", .string(String(decoding: publish.payload, as: UTF8.self)))])
-            self.puback(publish)
+            self.handleClaim(publish, device: device)
         } else if topic.hasPrefix("v2/fw/request/") || topic.hasPrefix("v2/sw/request/") {
             // No OTA package is ever assigned in the simulator: ThingsBoard answers with the status and closes.
             let errorTopic = topic.hasPrefix("v2/fw/") ? "v2/fw/error" : "v2/sw/error"
@@ -591,6 +588,30 @@ final class MQTTSessionHandler: ChannelInboundHandler {
                                                                ("reason", .string("unknown topic"))])
             self.puback(publish, MQTTReasonCode.topicNameInvalid)
         }
+    }
+
+    /// `JsonConverter.convertToClaimDeviceProto`: an empty payload or a non-object claims with an empty secret and
+    /// the default window; `secretKey` and `durationMs` are read with Gson's coercions. The device gets its PUBACK
+    /// whatever the claim service decides.
+    private func handleClaim(_ publish: MQTTPublish, device: String) {
+        var secretKey = ""
+        var durationMs: Int64 = 0
+        if !publish.payload.isEmpty {
+            do throws(PayloadError) {
+                let json = try Gson.parse(publish.payload)
+                if case .object = json {
+                    if let value = json["secretKey"] { secretKey = try Gson.asString(value, field: "secretKey") }
+                    if let value = json["durationMs"] { durationMs = try Gson.asLong(value, field: "durationMs") }
+                }
+            } catch {
+                // Bad JSON is an AdaptorException; a durationMs that is no number is a NumberFormatException.
+                self.payloadError(publish, error)
+                return
+            }
+        }
+        if self.rateLimited(publish, device: device) { return }
+        self.puback(publish)
+        self.simulator.registerClaim(device: device, secretKey: secretKey, durationMs: durationMs, session: self.id)
     }
 
     private func handleAttributeRequest(_ publish: MQTTPublish, topic: String, device: String) {

@@ -133,6 +133,7 @@ public final class Simulator: @unchecked Sendable {
     /// Per device: the packets dropped (or, for a SUBSCRIBE, left inactive) because a limit was exceeded.
     var rateLimitDrops: [String: [RateLimitName: Int]] = [:]
     var pendingClientRPC: [String: [PendingClientRPC]] = [:]
+    var claims: ClaimBook
     var mqttChannel: (any Channel)?
     var stopping = false
     var controlChannel: (any Channel)?
@@ -151,6 +152,7 @@ public final class Simulator: @unchecked Sendable {
         self.loop = self.group.next()
         self.eventLog = eventLog
         self.registry = registry
+        self.claims = ClaimBook(settings: configuration.claiming)
         self.ownsGroup = true
     }
 
@@ -508,6 +510,34 @@ public final class Simulator: @unchecked Sendable {
         self.sessions[pending.session]?.sendClientRPCResponse(requestID: requestID, body: response)
     }
 
+    // MARK: Claiming
+
+    /// A device's claim request on `v1/devices/me/claim`: registered or refused, never answered.
+    func registerClaim(device: String, secretKey: String, durationMs: Int64, session: Int) {
+        let outcome = self.claims.register(device: device, secretKey: secretKey, durationMs: durationMs, now: self.nowMillis)
+        var fields: [(String, JSONValue)] = [("session", .integer(Int64(session))), ("device", .string(device)),
+                                             ("secretKey", .string(mask(secretKey))), ("durationMs", .integer(durationMs))]
+        switch outcome {
+        case .stored(let record):
+            fields += [("outcome", .string("stored")), ("expiresAt", .integer(record.expiresAt))]
+        case .kept(let record):
+            fields += [("outcome", .string("kept: a claim is already registered, put-if-absent")),
+                       ("expiresAt", .integer(record.expiresAt))]
+        case .refused(let reason):
+            fields += [("outcome", .string("refused")), ("reason", .string(reason))]
+        }
+        self.eventLog.record("claim", fields)
+    }
+
+    /// A person's claim through `POST /api/customer/device/{deviceName}/claim`.
+    func claimDevice(_ device: String, secretKey: String, customer: String) throws(SimulatorError) -> ClaimResponse {
+        guard self.registry.device(named: device) != nil else { throw SimulatorError("no device named \"\(device)\"") }
+        let response = self.claims.claim(device: device, secretKey: secretKey, customer: customer, now: self.nowMillis)
+        self.eventLog.record("device_claim", [("device", .string(device)), ("customer", .string(customer)),
+                                              ("response", .string(response.rawValue))])
+        return response
+    }
+
     // MARK: Administration
 
     /// Closes a device's session because of an administrative action (v5 DISCONNECT 0x98).
@@ -536,6 +566,7 @@ public final class Simulator: @unchecked Sendable {
         self.telemetryCount.removeValue(forKey: name)
         self.rateState.removeValue(forKey: name)
         self.rateLimitDrops.removeValue(forKey: name)
+        self.claims.forget(device: name)
         self.eventLog.record("device_deleted", [("device", .string(name))])
         self.closeSessionAdministratively(device: name, reason: "device deleted")
         for rpc in self.queuedRPC.removeValue(forKey: name) ?? [] { self.finishRPC(rpc, .timeout("device deleted")) }
