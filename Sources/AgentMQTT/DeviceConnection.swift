@@ -64,25 +64,7 @@ public enum DeviceConnection {
         _ stored: StoredCredentials, server: ServerSettings, connectTimeout: Duration = .seconds(30),
         logger: Logger = Logger(label: "tb-agent.mqtt")
     ) async throws(AgentError) {
-        let endpoint = ServerEndpoint(server)
-        guard endpoint == stored.server else {
-            throw AgentError(
-                .invalidConfiguration,
-                "the stored credentials belong to \(stored.server), but [server] is \(endpoint): provision for this server with `tb-agent provision`")
-        }
-        let options = try Self.connectOptions(for: stored, server: server, connectTimeout: connectTimeout)
-        let client: MosquittoClient
-        do {
-            client = try MosquittoClient(options, logger: logger)
-        } catch {
-            throw error.agentError
-        }
-        do {
-            try await client.connect()
-        } catch {
-            await client.disconnect()
-            throw error.agentError
-        }
+        let (client, _) = try await Self.connected(stored, server: server, connectTimeout: connectTimeout, logger: logger)
         await client.disconnect()
     }
 
@@ -95,25 +77,7 @@ public enum DeviceConnection {
         _ request: ClaimRequest, stored: StoredCredentials, server: ServerSettings, connectTimeout: Duration = .seconds(30),
         logger: Logger = Logger(label: "tb-agent.mqtt")
     ) async throws(AgentError) {
-        let endpoint = ServerEndpoint(server)
-        guard endpoint == stored.server else {
-            throw AgentError(
-                .invalidConfiguration,
-                "the stored credentials belong to \(stored.server), but [server] is \(endpoint): provision for this server with `tb-agent provision`")
-        }
-        let options = try Self.connectOptions(for: stored, server: server, connectTimeout: connectTimeout)
-        let client: MosquittoClient
-        do {
-            client = try MosquittoClient(options, logger: logger)
-        } catch {
-            throw error.agentError
-        }
-        do {
-            try await client.connect()
-        } catch {
-            await client.disconnect()
-            throw error.agentError
-        }
+        let (client, endpoint) = try await Self.connected(stored, server: server, connectTimeout: connectTimeout, logger: logger)
         let clock = ContinuousClock()
         let start = clock.now
         let watchdog = Task {
@@ -133,5 +97,32 @@ public enum DeviceConnection {
         }
         watchdog.cancel()
         await client.disconnect()
+    }
+
+    /// A client connected with the stored credentials, and the server it is connected to; refuses credentials
+    /// stored for another server.
+    private static func connected(
+        _ stored: StoredCredentials, server: ServerSettings, connectTimeout: Duration, logger: Logger
+    ) async throws(AgentError) -> (MosquittoClient, ServerEndpoint) {
+        let endpoint = ServerEndpoint(server)
+        guard endpoint == stored.server else {
+            throw AgentError(
+                .invalidConfiguration,
+                "the stored credentials belong to \(stored.server), but [server] is \(endpoint): provision for this server with `tb-agent provision`")
+        }
+        let options = try Self.connectOptions(for: stored, server: server, connectTimeout: connectTimeout)
+        let client: MosquittoClient
+        do {
+            client = try MosquittoClient(options, logger: logger)
+        } catch {
+            throw error.agentError
+        }
+        do {
+            try await client.connect()
+        } catch {
+            await client.disconnect()
+            throw error.agentError
+        }
+        return (client, endpoint)
     }
 }
