@@ -37,6 +37,7 @@ let gpiodAPI = libgpiodAPI()
 // The folder layout tells the architecture:
 //   AgentCore       pure rules and models (no C, no I/O): identity, configuration model, provisioning protocol
 //   TBJSON          a small ordered JSON value, parser and writer shared by the agent and tb-sim
+//   TBChecksum      ThingsBoard's seven OTA checksums in pure Swift, shared by the agent and tb-sim
 //   TBTOML          a TOML 1.0 reader whose values and errors carry line and column, shared by the agent and tb-sim
 //   AgentConfig     TOML (TBTOML) -> AgentConfiguration, with positioned, key-path error messages
 //   AgentHost       POSIX files, paths, environment and standard streams without Foundation (Glibc only)
@@ -72,6 +73,9 @@ let package = Package(
         .target(name: "AgentTLS", dependencies: ["COpenSSL", "TextSearch"]),
 
         .target(name: "TBJSON"),
+        // ThingsBoard's OTA checksums (MD5, SHA-256/384/512, CRC32, MurmurHash3 32 and 128) in pure Swift, with
+        // ThingsBoard's byte order: shared by tb-sim (which computes them) and the agent (which verifies them).
+        .target(name: "TBChecksum"),
         // Substring search for the agent's modules, which do without _StringProcessing (see the end of this file).
         .target(name: "TextSearch"),
         // The POSIX file system and process without Foundation (files, folders, paths, environment, standard
@@ -84,7 +88,7 @@ let package = Package(
         .target(name: "TBTOML", dependencies: ["TBJSON"]),
         .target(
             name: "AgentCore",
-            dependencies: ["TBJSON", "TextSearch"]
+            dependencies: ["TBChecksum", "TBJSON", "TextSearch"]
         ),
         .target(
             name: "AgentConfig",
@@ -146,7 +150,7 @@ let package = Package(
         .target(
             name: "TBSimulator",
             dependencies: [
-                "TBJSON",
+                "TBChecksum", "TBJSON",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -165,7 +169,8 @@ let package = Package(
         // Shared by the test targets: free ports, processes started and stopped by PID, temporary folders.
         .target(name: "AgentTestSupport", dependencies: ["CProcessControl"], path: "Tests/AgentTestSupport"),
 
-        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TBJSON", "TextSearch"]),
+        .testTarget(name: "AgentCoreTests", dependencies: ["AgentCore", "TBChecksum", "TBJSON", "TextSearch"]),
+        .testTarget(name: "TBChecksumTests", dependencies: ["TBChecksum"]),
         .testTarget(name: "AgentCommandLineTests", dependencies: ["AgentCommandLine"]),
         .testTarget(name: "TOMLTests", dependencies: ["TBTOML", "TBJSON", "AgentTestSupport"]),
         .testTarget(
@@ -180,7 +185,7 @@ let package = Package(
         .testTarget(name: "AgentConfigTests", dependencies: ["AgentConfig", "AgentCore", "AgentTestSupport"]),
         .testTarget(name: "AgentPlatformTests", dependencies: ["AgentPlatform", "AgentHost", "AgentCore", "AgentTestSupport"]),
         .testTarget(name: "AgentMQTTTests", dependencies: ["AgentMQTT", "AgentCore", "AgentTestSupport"]),
-        .testTarget(name: "TBSimulatorTests", dependencies: ["TBSimulator", "TBJSON", "AgentTestSupport", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "TBSimulatorTests", dependencies: ["TBSimulator", "TBChecksum", "TBJSON", "AgentTestSupport", .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "EndToEndTests", dependencies: ["AgentTestSupport", "TBJSON", "AgentCore"]),
     ],
     swiftLanguageModes: [.v6]
@@ -196,7 +201,7 @@ for target in package.targets where target.type != .system {
 // pages of it that are mapped count in the agent's RSS on a 512 MB board. TextSearch has the few searches the agent
 // needs.
 let agentModules: Set<String> = [
-    "TBJSON", "TextSearch", "AgentHost", "TBTOML", "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentTLS",
+    "TBJSON", "TBChecksum", "TextSearch", "AgentHost", "TBTOML", "AgentCore", "AgentConfig", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentTLS",
     "AgentSimulated", "AgentBoard", "AgentService", "AgentCommandLine", "tb-agent",
 ]
 for target in package.targets where agentModules.contains(target.name) {

@@ -1,34 +1,9 @@
 import AgentCore
+import TBChecksum
 import TBJSON
 import Testing
 
 @Suite struct SupportTests {
-    @Test(arguments: [
-        ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-        ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
-        ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-         "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
-    ])
-    func sha256KnownVectors(_ input: String, _ digest: String) {
-        #expect(SHA256.hex(Array(input.utf8)) == digest)
-    }
-
-    @Test func sha256MillionA() {
-        #expect(SHA256.hex([UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000))
-            == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
-    }
-
-    @Test func sha256AcrossBlockBoundaries() {
-        // Feeding in pieces gives the same digest as all at once, around the 55/56/64-byte padding edges.
-        for length in [55, 56, 57, 63, 64, 65, 119, 120, 128] {
-            let bytes = (0..<length).map { UInt8($0 & 0xFF) }
-            var pieces = SHA256()
-            pieces.update(bytes[0..<(length / 3)])
-            pieces.update(bytes[(length / 3)...])
-            #expect(Hex.encode(pieces.finalize()) == SHA256.hex(bytes))
-        }
-    }
-
     @Test(arguments: [
         (Int64(0), "1970-01-01T00:00:00Z"), (Int64(951_782_400), "2000-02-29T00:00:00Z"),
         (Int64(1_780_000_000), "2026-05-28T20:26:40Z"), (Int64(-1), "1969-12-31T23:59:59Z"),

@@ -1,3 +1,4 @@
+import TBChecksum
 import TBJSON
 
 /// The credentials a board keeps on flash, with what they belong to: the server, the device name, when issued.
