@@ -41,6 +41,13 @@ final class ControlHandler: ChannelInboundHandler {
     private var head: HTTPRequestHead?
     private var body = ByteBuffer()
     private var tooLarge = false
+    private var bodyLimit = ControlHandler.maxBody
+
+    /// OTA uploads may be as large as a package (base64 in JSON takes a third more); everything else 1 MiB.
+    static func bodyLimit(uri: String, simulator: Simulator) -> Int {
+        guard ControlRouter.split(uri).0.hasPrefix("/otaPackages") else { return Self.maxBody }
+        return max(Self.maxBody, simulator.configuration.otaLimits.maxPackageSize / 3 * 4 + Self.maxBody)
+    }
 
     init(simulator: Simulator) {
         self.simulator = simulator
@@ -52,8 +59,9 @@ final class ControlHandler: ChannelInboundHandler {
             self.head = head
             self.body.clear()
             self.tooLarge = false
+            self.bodyLimit = Self.bodyLimit(uri: head.uri, simulator: self.simulator)
         case .body(var chunk):
-            if self.body.readableBytes + chunk.readableBytes > Self.maxBody {
+            if self.body.readableBytes + chunk.readableBytes > self.bodyLimit {
                 self.tooLarge = true
             } else {
                 self.body.writeBuffer(&chunk)
@@ -62,7 +70,7 @@ final class ControlHandler: ChannelInboundHandler {
             guard let head = self.head else { return }
             self.head = nil
             if self.tooLarge {
-                self.respond(context: context, .error(.payloadTooLarge, "request body over \(Self.maxBody) bytes"))
+                self.respond(context: context, .error(.payloadTooLarge, "request body over \(self.bodyLimit) bytes"))
                 return
             }
             let bytes = self.body.readBytes(length: self.body.readableBytes) ?? []
@@ -110,6 +118,17 @@ struct ControlRouter {
     func route(head: HTTPRequestHead, body: [UInt8]) -> Outcome {
         let (path, query) = Self.split(head.uri)
         let parts = path.split(separator: "/").map { Self.percentDecode(String($0)) }
+        if head.method == .POST, parts.count == 3, parts[0] == "otaPackages", parts[2] == "data" {
+            // The package's binary as the raw body, as ThingsBoard's upload takes a file.
+            do {
+                let package = try self.simulator.uploadOtaData(
+                    packageID: parts[1], data: body, algorithm: query["checksumAlgorithm"], checksum: query["checksum"],
+                    acceptWrongChecksum: query["acceptWrongChecksum"] == "true")
+                return .now(.ok(package.json))
+            } catch {
+                return .now(.error(Self.status(of: error), error.description))
+            }
+        }
         let json: JSONValue
         if body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
             json = .object([])
@@ -123,10 +142,14 @@ struct ControlRouter {
         do {
             return try self.dispatch(method: head.method, parts: parts, query: query, json: json)
         } catch {
-            let status: HTTPResponseStatus = error.description.hasPrefix("no device") || error.description.hasPrefix("no pending")
-                ? .notFound : .badRequest
-            return .now(.error(status, error.description))
+            return .now(.error(Self.status(of: error), error.description))
         }
+    }
+
+    /// 404 for an unknown device, profile, package or pending RPC; 400 for anything else.
+    static func status(of error: SimulatorError) -> HTTPResponseStatus {
+        let notFound = ["no device", "no pending", "no OTA package", "no profile"]
+        return notFound.contains { error.description.hasPrefix($0) } ? .notFound : .badRequest
     }
 
     func dispatch(method: HTTPMethod, parts: [String], query: [String: String], json: JSONValue) throws(SimulatorError) -> Outcome {
@@ -143,6 +166,21 @@ struct ControlRouter {
             let profile = try Self.profile(from: json)
             try sim.upsertProfile(profile)
             return .now(ControlResponse(status: .created, body: Self.profileJSON(profile)))
+        case (.GET, "otaPackages") where parts.count == 1:
+            return .now(.ok(.array(sim.ota.packages.map(\.json))))
+        case (.POST, "otaPackages") where parts.count == 1:
+            let package = try sim.uploadOtaPackage(try OtaUpload(json: json))
+            return .now(ControlResponse(status: .created, body: package.json))
+        case (.GET, "otaPackages") where parts.count == 2:
+            guard let package = sim.ota.package(id: parts[1]) else { throw SimulatorError("no OTA package \"\(parts[1])\"") }
+            return .now(.ok(package.json))
+        case (_, "profiles") where parts.count == 3:
+            guard let type = Self.otaType(route: parts[2]), method == .POST || method == .DELETE else {
+                return .now(.error(.notFound, "no route \(method) /\(parts.joined(separator: "/")); see the README's tb-sim section"))
+            }
+            try sim.assignOtaPackage(try Self.packageID(method: method, json: json), type: type, profile: parts[1])
+            return .now(.ok(.object([("profile", .string(parts[1])), ("type", .string(type.rawValue)),
+                                     ("package", sim.ota.profileAssignments[parts[1]]?[type].map(JSONValue.string) ?? .null)])))
         case (.POST, "drop"):
             let count = sim.dropConnections(device: json["device"]?.stringValue)
             return .now(.ok(.object([("closed", .integer(Int64(count)))])))
@@ -282,6 +320,12 @@ struct ControlRouter {
             })
         case (.GET, "claim"):
             return .now(.ok(sim.claims.json(device: name, now: sim.nowMillis)))
+        case (let verb, let route) where (verb == .POST || verb == .DELETE) && rest.count == 1 && Self.otaType(route: route) != nil:
+            guard let type = Self.otaType(route: route) else { return .now(.error(.notFound, "no route")) }
+            try sim.assignOtaPackage(try Self.packageID(method: method, json: json), type: type, device: name)
+            return .now(.ok(sim.ota.json(device: name, profile: device.profile)))
+        case (.GET, "fwStates"), (.GET, "ota"):
+            return .now(.ok(sim.ota.json(device: name, profile: device.profile)))
         case (.POST, "claiming-allowed"):
             guard let allowed = json["allowed"]?.boolValue else {
                 throw SimulatorError("claiming-allowed needs {\"allowed\": true or false} (the server attribute claimingAllowed)")
@@ -305,6 +349,25 @@ struct ControlRouter {
         default:
             return .now(.error(.notFound, "no route \(method) /devices/\(name)/\(rest.joined(separator: "/"))"))
         }
+    }
+
+    static func otaType(route: String) -> OtaPackageType? {
+        switch route {
+        case "firmware": return .firmware
+        case "software": return .software
+        default: return nil
+        }
+    }
+
+    /// `{"packageId":"ota-1"}` assigns, `{"packageId":null}` or DELETE unassigns.
+    static func packageID(method: HTTPMethod, json: JSONValue) throws(SimulatorError) -> String? {
+        if method == .DELETE { return nil }
+        guard let value = json["packageId"] else {
+            throw SimulatorError("say which package: {\"packageId\": \"ota-1\"}, or {\"packageId\": null} to unassign")
+        }
+        if value.isNull { return nil }
+        guard let id = value.stringValue else { throw SimulatorError("\"packageId\" must be a string such as \"ota-1\"") }
+        return id
     }
 
     func provisioningJSON() -> JSONValue {

@@ -13,6 +13,8 @@ public struct SimulatorConfiguration: Sendable {
     public var rateLimits = RateLimits()
     /// ThingsBoard's claiming settings (claiming allowed by default, 24 h window).
     public var claiming = ClaimingSettings()
+    /// Bounds on OTA packages: size, count, total bytes, history kept per device.
+    public var otaLimits = OtaBook.Limits()
     public var profiles: [DeviceProfile] = []
     /// Pre-provisioned devices (added unless the registry file already knows the name).
     public var devices: [SimDevice] = []

@@ -79,6 +79,11 @@ final class MQTTSessionHandler: ChannelInboundHandler {
     private var remote = "?"
     /// Whether the device session was opened (CONNACK 0): its close is then charged to the messages limit.
     private var opened = false
+    /// ThingsBoard's per-session OTA caches, keyed by the request id's text (shared by firmware and software): the
+    /// chunk size last given, and the package the first request resolved to. Bounded here (ThingsBoard's are not).
+    private var otaChunkSizes: [String: Int32] = [:]
+    private var otaPackageByRequest: [String: String] = [:]
+    static let otaRequestsKept = 1024
 
     init(simulator: Simulator) {
         self.simulator = simulator
@@ -574,20 +579,82 @@ final class MQTTSessionHandler: ChannelInboundHandler {
             self.handleClientRPC(publish, topic: topic, device: device)
         } else if topic == Topics.claim {
             self.handleClaim(publish, device: device)
-        } else if topic.hasPrefix("v2/fw/request/") || topic.hasPrefix("v2/sw/request/") {
-            // No OTA package is ever assigned in the simulator: ThingsBoard answers with the status and closes.
-            let errorTopic = topic.hasPrefix("v2/fw/") ? "v2/fw/error" : "v2/sw/error"
-            if self.rateLimited(publish, device: device) { return }
-            self.puback(publish)
-            self.publish(topic: errorTopic, payload: Array("NOT_FOUND".utf8))
-            self.simulator.eventLog.record("ota_request", [sessionField, deviceField, ("topic", .string(topic)),
-                                                           ("answer", .string("NOT_FOUND"))])
-            self.close(reason: "OTA request without an assigned package", v5Reason: MQTTReasonCode.implementationSpecificError)
+        } else if let request = OtaChunkRequest(topic: topic) {
+            self.handleOtaRequest(publish, request, device: device)
         } else {
             self.simulator.eventLog.record("publish_dropped", [sessionField, deviceField, ("topic", .string(topic)),
                                                                ("reason", .string("unknown topic"))])
             self.puback(publish, MQTTReasonCode.topicNameInvalid)
         }
+    }
+
+    /// `MqttTransportHandler.getOtaPackageCallback`: the chunk size from the payload (empty or below 1: the size
+    /// remembered for this request id, else 0 for the whole package), PAYLOAD_TOO_LARGE over the payload limit, the
+    /// package from the session's cache or else from the core (charged; NOT_FOUND or FAILURE refused), then PUBACK
+    /// and the chunk, empty past the end. Refusals go to `v2/fw/error` without a PUBACK, and the session is closed.
+    private func handleOtaRequest(_ publish: MQTTPublish, _ request: OtaChunkRequest, device: String) {
+        let payloadText = String(decoding: publish.payload, as: UTF8.self)
+        var chunkSize: Int32 = 0
+        if !payloadText.isEmpty {
+            guard let parsed = Int32(payloadText) else {
+                self.runtimeError(publish, "chunk size \"\(payloadText.prefix(40))\" is not an int (Integer.parseInt)")
+                return
+            }
+            chunkSize = parsed
+        }
+        guard let chunk = Int32(request.chunkDigits) else {
+            self.runtimeError(publish, "chunk index \(request.chunkDigits.prefix(40)) is not an int (Integer.parseInt)")
+            return
+        }
+        if chunkSize > 0 {
+            if self.otaChunkSizes.count >= Self.otaRequestsKept && self.otaChunkSizes[request.requestID] == nil {
+                self.otaChunkSizes.removeAll()
+            }
+            self.otaChunkSizes[request.requestID] = chunkSize
+        } else {
+            chunkSize = self.otaChunkSizes[request.requestID] ?? 0
+        }
+        var fields: [(String, JSONValue)] = [
+            ("session", .integer(Int64(self.id))), ("device", .string(device)), ("type", .string(request.type.rawValue)),
+            ("requestId", .string(request.requestID)), ("chunk", .integer(Int64(chunk))), ("chunkSize", .integer(Int64(chunkSize))),
+        ]
+        if Int(chunkSize) > self.simulator.configuration.maxPacketSize {
+            self.otaError(.payloadTooLarge, fields)
+            return
+        }
+        let packageID: String
+        if let cached = self.otaPackageByRequest[request.requestID] {
+            packageID = cached
+        } else {
+            // Only a request id the session has not seen reaches the core, which charges the messages limit.
+            if self.rateLimited(publish, device: device) { return }
+            switch self.simulator.otaPackageForRequest(device: device, type: request.type) {
+            case .failure(let error):
+                self.otaError(error, fields)
+                return
+            case .success(let package):
+                if self.otaPackageByRequest.count >= Self.otaRequestsKept { self.otaPackageByRequest.removeAll() }
+                self.otaPackageByRequest[request.requestID] = package.id
+                packageID = package.id
+            }
+        }
+        self.puback(publish)
+        fields.append(("package", .string(packageID)))
+        guard let data = self.simulator.ota.package(id: packageID)?.data else { return }
+        guard let bytes = OtaPackage.chunk(of: data, size: chunkSize, index: chunk) else {
+            // Java's int product overflowed: ThingsBoard's arraycopy throws, it logs and sends nothing.
+            self.simulator.eventLog.record("ota_chunk", fields + [("bytes", .null), ("answer", .string("nothing: chunkSize × chunk overflows an int"))])
+            return
+        }
+        self.publish(topic: request.responseTopic(chunk: chunk), payload: bytes)
+        self.simulator.eventLog.record("ota_chunk", fields + [("bytes", .integer(Int64(bytes.count)))])
+    }
+
+    /// `sendOtaPackageError`: the status on `v2/fw/error`, then the session closed (MQTT 5: DISCONNECT 0x83).
+    private func otaError(_ error: OtaRequestError, _ fields: [(String, JSONValue)]) {
+        self.publish(topic: OtaChunkRequest.errorTopic, payload: Array(error.rawValue.utf8))
+        self.simulator.eventLog.record("ota_error", fields + [("answer", .string(error.rawValue))])
+        self.close(reason: "OTA request answered \(error.rawValue)", v5Reason: MQTTReasonCode.implementationSpecificError)
     }
 
     /// `JsonConverter.convertToClaimDeviceProto`: an empty payload or a non-object claims with an empty secret and

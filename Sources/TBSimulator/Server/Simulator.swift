@@ -134,6 +134,7 @@ public final class Simulator: @unchecked Sendable {
     var rateLimitDrops: [String: [RateLimitName: Int]] = [:]
     var pendingClientRPC: [String: [PendingClientRPC]] = [:]
     var claims: ClaimBook
+    var ota: OtaBook
     var mqttChannel: (any Channel)?
     var stopping = false
     var controlChannel: (any Channel)?
@@ -153,6 +154,7 @@ public final class Simulator: @unchecked Sendable {
         self.eventLog = eventLog
         self.registry = registry
         self.claims = ClaimBook(settings: configuration.claiming)
+        self.ota = OtaBook(limits: configuration.otaLimits)
         self.ownsGroup = true
     }
 
@@ -362,12 +364,13 @@ public final class Simulator: @unchecked Sendable {
 
     // MARK: Device data
 
-    func recordTelemetry(device: String, entries: [TelemetryEntry]) {
+    func recordTelemetry(device: String, entries: [TelemetryEntry], source: OtaStateRecord.Source = .device) {
+        self.recordOtaHistory(device: device, entries: entries, source: source)
         var list = self.telemetryByDevice[device, default: []]
         list.append(contentsOf: entries)
         if list.count > Self.telemetryKeptPerDevice { list.removeFirst(list.count - Self.telemetryKeptPerDevice) }
         self.telemetryByDevice[device] = list
-        self.telemetryCount[device, default: 0] += entries.count
+        if source == .device { self.telemetryCount[device, default: 0] += entries.count }
     }
 
     func recordClientAttributes(device: String, values: [(String, JSONValue)]) {
@@ -567,6 +570,7 @@ public final class Simulator: @unchecked Sendable {
         self.rateState.removeValue(forKey: name)
         self.rateLimitDrops.removeValue(forKey: name)
         self.claims.forget(device: name)
+        self.ota.forget(device: name)
         self.eventLog.record("device_deleted", [("device", .string(name))])
         self.closeSessionAdministratively(device: name, reason: "device deleted")
         for rpc in self.queuedRPC.removeValue(forKey: name) ?? [] { self.finishRPC(rpc, .timeout("device deleted")) }
