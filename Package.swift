@@ -75,7 +75,12 @@ let package = Package(
         .target(name: "TBJSON"),
         // ThingsBoard's OTA checksums (MD5, SHA-256/384/512, CRC32, MurmurHash3 32 and 128) in pure Swift, with
         // ThingsBoard's byte order: shared by tb-sim (which computes them) and the agent (which verifies them).
-        .target(name: "TBChecksum"),
+        .target(
+            name: "TBChecksum",
+            // Optimised in debug builds too: tb-sim and the tests (debug builds) checksum packages of tens of MB, which
+            // unoptimised Swift hashes at about 1 MB/s.
+            swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]
+        ),
         // Substring search for the agent's modules, which do without _StringProcessing (see the end of this file).
         .target(name: "TextSearch"),
         // The POSIX file system and process without Foundation (files, folders, paths, environment, standard

@@ -13,6 +13,8 @@ public struct MD5: ChecksumFunction {
     struct Compressor: BlockCompressor {
         static let blockSize = 64
         var state: [UInt32] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476]
+        /// The block's words, kept between blocks so that no block allocates.
+        private var m = [UInt32](repeating: 0, count: 16)
 
         private static let shifts: [UInt32] = [
             7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
@@ -36,8 +38,8 @@ public struct MD5: ChecksumFunction {
         init() {}
 
         mutating func compress(_ block: UnsafeRawBufferPointer) {
-            var m = [UInt32](repeating: 0, count: 16)
-            for i in 0..<16 { m[i] = block.loadLittleEndianUInt32(at: i * 4) }
+            for i in 0..<16 { self.m[i] = block.loadLittleEndianUInt32(at: i * 4) }
+            let m = self.m
             var a = self.state[0], b = self.state[1], c = self.state[2], d = self.state[3]
             for i in 0..<64 {
                 var f: UInt32

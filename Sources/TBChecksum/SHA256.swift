@@ -17,6 +17,8 @@ public struct SHA256: ChecksumFunction {
         var state: [UInt32] = [
             0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19,
         ]
+        /// The message schedule, kept between blocks so that no block allocates.
+        private var schedule = [UInt32](repeating: 0, count: 64)
 
         private static let k: [UInt32] = [
             0x428a_2f98, 0x7137_4491, 0xb5c0_fbcf, 0xe9b5_dba5, 0x3956_c25b, 0x59f1_11f1, 0x923f_82a4, 0xab1c_5ed5,
@@ -32,7 +34,8 @@ public struct SHA256: ChecksumFunction {
         init() {}
 
         mutating func compress(_ block: UnsafeRawBufferPointer) {
-            var w = [UInt32](repeating: 0, count: 64)
+            var w: [UInt32] = []
+            swap(&w, &self.schedule)
             for i in 0..<16 { w[i] = block.loadBigEndianUInt32(at: i * 4) }
             for i in 16..<64 {
                 let s0 = w[i - 15].rotatedRight(7) ^ w[i - 15].rotatedRight(18) ^ (w[i - 15] >> 3)
@@ -56,7 +59,15 @@ public struct SHA256: ChecksumFunction {
                 b = a
                 a = t1 &+ s0 &+ maj
             }
-            for (i, value) in [a, b, c, d, e, f, g, h].enumerated() { self.state[i] &+= value }
+            self.state[0] &+= a
+            self.state[1] &+= b
+            self.state[2] &+= c
+            self.state[3] &+= d
+            self.state[4] &+= e
+            self.state[5] &+= f
+            self.state[6] &+= g
+            self.state[7] &+= h
+            self.schedule = w
         }
     }
 }

@@ -35,6 +35,8 @@ struct SHA512Compressor: BlockCompressor {
         0x6a09_e667_f3bc_c908, 0xbb67_ae85_84ca_a73b, 0x3c6e_f372_fe94_f82b, 0xa54f_f53a_5f1d_36f1,
         0x510e_527f_ade6_82d1, 0x9b05_688c_2b3e_6c1f, 0x1f83_d9ab_fb41_bd6b, 0x5be0_cd19_137e_2179,
     ]
+    /// The message schedule, kept between blocks so that no block allocates.
+    private var schedule = [UInt64](repeating: 0, count: 80)
 
     /// The first 64 bits of the fractional parts of the cube roots of the first 80 primes.
     private static let k: [UInt64] = [
@@ -63,7 +65,8 @@ struct SHA512Compressor: BlockCompressor {
     init() {}
 
     mutating func compress(_ block: UnsafeRawBufferPointer) {
-        var w = [UInt64](repeating: 0, count: 80)
+        var w: [UInt64] = []
+        swap(&w, &self.schedule)
         for i in 0..<16 { w[i] = block.loadBigEndianUInt64(at: i * 8) }
         for i in 16..<80 {
             let s0 = w[i - 15].rotatedRight(1) ^ w[i - 15].rotatedRight(8) ^ (w[i - 15] >> 7)
@@ -87,6 +90,14 @@ struct SHA512Compressor: BlockCompressor {
             b = a
             a = t1 &+ s0 &+ maj
         }
-        for (i, value) in [a, b, c, d, e, f, g, h].enumerated() { self.state[i] &+= value }
+        self.state[0] &+= a
+            self.state[1] &+= b
+            self.state[2] &+= c
+            self.state[3] &+= d
+            self.state[4] &+= e
+            self.state[5] &+= f
+            self.state[6] &+= g
+            self.state[7] &+= h
+            self.schedule = w
     }
 }
