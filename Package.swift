@@ -165,7 +165,7 @@ let package = Package(
         .executableTarget(
             name: "tb-sim",
             dependencies: [
-                "TBSimulator", "TBJSON", "TBTOML",
+                "TBChecksum", "TBSimulator", "TBJSON", "TBTOML",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,4 +1,5 @@
 import Foundation
+import TBChecksum
 import TBSimulator
 import TBTOML
 
@@ -44,6 +45,21 @@ import TBTOML
 /// profile = "sensors"
 /// credentials_type = "ACCESS_TOKEN"        # or MQTT_BASIC, X509_CERTIFICATE
 /// token = "board-0001-token"               # MQTT_BASIC: client_id, username, password; X509: certificate
+///
+/// [ota]                     # bounds on OTA packages (these are the defaults)
+/// max_package_size = 67108864
+/// max_packages = 64
+///
+/// [[ota_packages]]          # uploaded and assigned at start
+/// title = "tb-agent"
+/// version = "1.4.0"
+/// type = "FIRMWARE"                        # or SOFTWARE
+/// file = "tb-agent_1.4.0_arm64.deb"        # or url = "https://…" (the device downloads it itself)
+/// checksum_algorithm = "SHA256"            # optional: MD5, SHA256, SHA384, SHA512, CRC32, MURMUR3_32, MURMUR3_128
+/// checksum = "…"                           # optional: checked against the file; computed when absent
+/// tag = "stable"                           # optional
+/// profiles = ["sensors"]                   # optional: assigned to these profiles
+/// devices = ["board-0001"]                 # optional: assigned to these devices
 /// ```
 enum SimConfigFile {
     static func parse(_ text: String, path: String, into configuration: inout SimulatorConfiguration) throws(SimulatorError) {
@@ -55,7 +71,8 @@ enum SimConfigFile {
             throw SimulatorError("\(path):\(error.position): " + (key.isEmpty ? "" : "\(key): ") + error.message)
         }
         let reader = Reader(path: path)
-        try reader.checkKeys(root, "", allowed: ["server", "timings", "claiming", "rate_limits", "profiles", "devices"])
+        try reader.checkKeys(root, "", allowed: ["server", "timings", "claiming", "rate_limits", "profiles", "devices", "ota",
+                                                 "ota_packages"])
         if let server = try reader.table(root, "server") {
             try reader.checkKeys(server, "server.", allowed: ["host", "mqtt_port", "control_port", "max_packet_size", "registry", "event_log"])
             if let host = try reader.string(server, "server.host") { configuration.host = host }
@@ -156,6 +173,68 @@ enum SimConfigFile {
         for (index, device) in configuration.devices.enumerated() where !names.contains(device.profile) {
             throw reader.problem("devices[\(index)].profile", "names profile \"\(device.profile)\", which is not defined in [[profiles]]")
         }
+        try self.parseOta(root, reader, into: &configuration)
+    }
+
+    static func parseOta(_ root: TOMLTable, _ reader: Reader, into configuration: inout SimulatorConfiguration) throws(SimulatorError) {
+        if let ota = try reader.table(root, "ota") {
+            try reader.checkKeys(ota, "ota.", allowed: ["max_package_size", "max_packages"])
+            if let size = try reader.int(ota, "ota.max_package_size") {
+                guard size > 0 && size <= 1 << 30 else { throw reader.problem("ota.max_package_size", "must be between 1 and 1073741824 bytes") }
+                configuration.otaLimits.maxPackageSize = size
+                configuration.otaLimits.maxTotalBytes = max(configuration.otaLimits.maxTotalBytes, size)
+            }
+            if let count = try reader.int(ota, "ota.max_packages") {
+                guard count > 0 && count <= 10_000 else { throw reader.problem("ota.max_packages", "must be between 1 and 10000") }
+                configuration.otaLimits.maxPackages = count
+            }
+        }
+        for (index, table) in try reader.tables(root, "ota_packages").enumerated() {
+            let at = "ota_packages[\(index)]."
+            try reader.checkKeys(table, at, allowed: ["title", "version", "type", "file", "url", "checksum_algorithm", "checksum",
+                                                     "tag", "profiles", "devices"])
+            guard let title = try reader.string(table, at + "title"), !title.isEmpty else { throw reader.problem(at + "title", "is required") }
+            guard let version = try reader.string(table, at + "version"), !version.isEmpty else {
+                throw reader.problem(at + "version", "is required")
+            }
+            let typeName = try reader.string(table, at + "type") ?? OtaPackageType.firmware.rawValue
+            guard let type = OtaPackageType(rawValue: typeName) else {
+                throw reader.problem(at + "type", "\"\(typeName)\" is not one of FIRMWARE, SOFTWARE",
+                                     at: reader.entry(table, at + "type")?.keyPosition)
+            }
+            var upload = OtaUpload(type: type, title: title, version: version)
+            upload.tag = try reader.string(table, at + "tag")
+            upload.url = try reader.string(table, at + "url")
+            upload.checksum = try reader.string(table, at + "checksum")
+            if let name = try reader.string(table, at + "checksum_algorithm") {
+                guard let algorithm = ChecksumAlgorithm(name: name) else {
+                    throw reader.problem(at + "checksum_algorithm",
+                                         "\"\(name)\" is not one of \(ChecksumAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))",
+                                         at: reader.entry(table, at + "checksum_algorithm")?.keyPosition)
+                }
+                upload.checksumAlgorithm = algorithm
+            }
+            switch (try reader.string(table, at + "file"), upload.url) {
+            case (let file?, nil):
+                let attributes = try? FileManager.default.attributesOfItem(atPath: file)
+                guard let size = (attributes?[.size] as? NSNumber)?.intValue else {
+                    throw reader.problem(at + "file", "\(file) cannot be read (a path relative to the folder tb-sim runs in)")
+                }
+                guard size <= configuration.otaLimits.maxPackageSize else {
+                    throw reader.problem(at + "file", "\(file) has \(size) bytes, over ota.max_package_size (\(configuration.otaLimits.maxPackageSize))")
+                }
+                guard let data = FileManager.default.contents(atPath: file) else {
+                    throw reader.problem(at + "file", "\(file) cannot be read")
+                }
+                upload.data = [UInt8](data)
+            case (nil, .some):
+                break
+            default:
+                throw reader.problem(at + "file", "give either a file or a url")
+            }
+            configuration.otaPackages.append(OtaPackageSeed(
+                upload: upload, profiles: try reader.strings(table, at + "profiles"), devices: try reader.strings(table, at + "devices")))
+        }
     }
 
     /// Typed access with `FILE:LINE:COLUMN: key: message` errors (`FILE: key: message` for a missing key).
@@ -197,6 +276,14 @@ enum SimConfigFile {
             guard let entry = self.entry(table, key) else { return nil }
             guard let s = entry.value.string else { throw self.problem(key, "must be a string", at: entry.keyPosition) }
             return s
+        }
+
+        func strings(_ table: TOMLTable, _ key: String) throws(SimulatorError) -> [String] {
+            guard let entry = self.entry(table, key) else { return [] }
+            guard let list = entry.value.array?.compactMap(\.string), list.count == entry.value.array?.count else {
+                throw self.problem(key, "must be an array of strings", at: entry.keyPosition)
+            }
+            return list
         }
 
         func int(_ table: TOMLTable, _ key: String) throws(SimulatorError) -> Int? {

@@ -66,6 +66,10 @@ struct BinaryTests {
             ("[[profiles]]\nname = \"p\"\nrate_limits = \"1:1\"\n", ":3:1: profiles[0].rate_limits: must be a table"),
             ("[[profiles]]\nname = \"p\"\nthingsboard_version = \"latest\"\n",
              ":3:1: profiles[0].thingsboard_version: ThingsBoard version \"latest\" must look like \"3.7\""),
+            ("[[ota_packages]]\ntitle = \"t\"\nversion = \"1\"\nurl = \"https://h/f\"\nchecksum_algorithm = \"SHA1\"\n",
+             ":5:1: ota_packages[0].checksum_algorithm: \"SHA1\" is not one of MD5, SHA256"),
+            ("[[ota_packages]]\ntitle = \"t\"\nversion = \"1\"\nfile = \"/nonexistent/fw.bin\"\n",
+             ": ota_packages[0].file: /nonexistent/fw.bin cannot be read"),
         ]
         for (index, (text, expected)) in cases.enumerated() {
             let file = dir.appendingPathComponent("bad-\(index).toml")
@@ -74,6 +78,12 @@ struct BinaryTests {
             #expect(result.status == 78, "\(text): \(result.stderr)")
             #expect(result.stderr.contains(file.path + expected), "\(result.stderr)")
         }
+        let unknown = dir.appendingPathComponent("unknown-device.toml")
+        try "[[ota_packages]]\ntitle = \"t\"\nversion = \"1\"\nurl = \"https://h/f\"\ndevices = [\"nobody\"]\n"
+            .write(to: unknown, atomically: true, encoding: .utf8)
+        let result = try TestSupport.run(TestSupport.binary("tb-sim"), ["--config", unknown.path, "--port", "0"])
+        #expect(result.status == 78)
+        #expect(result.stderr.contains(#"[[ota_packages]] "t" version "1": no device named "nobody""#), "\(result.stderr)")
     }
 }
 

@@ -159,3 +159,19 @@ def test_paho_refusals_on_v2_fw_error_then_close(sim, case):
     finally:
         device.stop()
     assert sim.events("ota_error", "pre-board-1")[-1]["answer"] == expected.decode()
+
+
+def test_packages_from_the_toml_file_reach_the_sdk(make_sim, tmp_path):
+    """[[ota_packages]] with a file, assigned to the profile at start: the profile's device downloads it."""
+    package_file = tmp_path / "fw-5.0.bin"
+    package_file.write_bytes(DATA)
+    sim = make_sim(f'\n[ota]\nmax_package_size = 100000\n\n[[ota_packages]]\ntitle = "sim-board-fw"\nversion = "5.0"\n'
+                   f'file = "{package_file}"\nchecksum_algorithm = "SHA512"\nprofiles = ["sensors"]\n')
+    packages = sim.control("GET", "/otaPackages")[1]
+    assert [(p["version"], p["dataSize"], p["checksumAlgorithm"]) for p in packages] == [("5.0", len(DATA), "SHA512")]
+    result = run_sdk_script("sdk_ota.py", sim.host, sim.mqtt_port, "bulk-board-token", 2048)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1])["version"] == "5.0"
+    firmware = sim.control("GET", "/devices/bulk-board/fwStates")[1]["firmware"]
+    assert firmware["assignedTo"] == "profile" and firmware["states"][-1] == "UPDATED"
+    assert [c[1] for c in chunk_requests(sim, "bulk-board")] == [0, 1, 2]

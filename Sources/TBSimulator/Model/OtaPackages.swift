@@ -159,6 +159,19 @@ public struct OtaUpload: Sendable {
     }
 }
 
+/// A package from the configuration file, with the profiles and devices it is assigned to at start.
+public struct OtaPackageSeed: Sendable {
+    public var upload: OtaUpload
+    public var profiles: [String]
+    public var devices: [String]
+
+    public init(upload: OtaUpload, profiles: [String] = [], devices: [String] = []) {
+        self.upload = upload
+        self.profiles = profiles
+        self.devices = devices
+    }
+}
+
 /// One change of a device's OTA state, as telemetry: what the server recorded (QUEUED, INITIATED and the target)
 /// or what the device reported (`fw_state`, `fw_error`, `current_fw_*`).
 public struct OtaStateRecord: Sendable {

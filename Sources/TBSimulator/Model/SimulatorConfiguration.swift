@@ -15,6 +15,8 @@ public struct SimulatorConfiguration: Sendable {
     public var claiming = ClaimingSettings()
     /// Bounds on OTA packages: size, count, total bytes, history kept per device.
     public var otaLimits = OtaBook.Limits()
+    /// OTA packages uploaded and assigned at start.
+    public var otaPackages: [OtaPackageSeed] = []
     public var profiles: [DeviceProfile] = []
     /// Pre-provisioned devices (added unless the registry file already knows the name).
     public var devices: [SimDevice] = []

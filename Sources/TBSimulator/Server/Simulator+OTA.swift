@@ -18,6 +18,19 @@ extension Simulator {
         return package
     }
 
+    /// Uploads and assigns the configuration file's packages (a device or profile it names must exist).
+    func seedOtaPackages(_ seeds: [OtaPackageSeed]) throws(SimulatorError) {
+        for seed in seeds {
+            do {
+                let package = try self.uploadOtaPackage(seed.upload)
+                for profile in seed.profiles { try self.assignOtaPackage(package.id, type: package.type, profile: profile) }
+                for device in seed.devices { try self.assignOtaPackage(package.id, type: package.type, device: device) }
+            } catch {
+                throw SimulatorError("[[ota_packages]] \"\(seed.upload.title)\" version \"\(seed.upload.version)\": \(error.description)")
+            }
+        }
+    }
+
     /// Assigns a package to a device (`nil` unassigns): the device then gets it, or its profile's, or nothing.
     func assignOtaPackage(_ packageID: String?, type: OtaPackageType, device: String) throws(SimulatorError) {
         guard let d = self.registry.device(named: device) else { throw SimulatorError("no device named \"\(device)\"") }

@@ -180,6 +180,14 @@ public final class Simulator: @unchecked Sendable {
                 throw error
             }
         }
+        if !configuration.otaPackages.isEmpty {
+            do {
+                try await simulator.onLoop { try simulator.seedOtaPackages(configuration.otaPackages) }
+            } catch {
+                await simulator.stop()
+                throw error
+            }
+        }
         simulator.eventLog.record("started", [
             ("host", .string(configuration.host)), ("mqttPort", .integer(Int64(simulator.mqttPort))),
             ("controlPort", simulator.controlPort.map { .integer(Int64($0)) } ?? .null),
