@@ -29,6 +29,8 @@ public struct SHA384: ChecksumFunction {
     public func finalize() -> [UInt8] { Array(self.inner.finalize().prefix(48)) }
 }
 
+/// The same rounds as ``SHA256``'s over 64-bit words. Written out twice on purpose: one compression generic over the
+/// word type measured ten times slower (the word arithmetic and constants went through protocol witnesses).
 struct SHA512Compressor: BlockCompressor {
     static let blockSize = 128
     var state: [UInt64] = [

@@ -203,18 +203,18 @@ enum SimConfigFile {
                                      at: reader.entry(table, at + "type")?.keyPosition)
             }
             var upload = OtaUpload(type: type, title: title, version: version)
-            upload.tag = try reader.string(table, at + "tag")
-            upload.url = try reader.string(table, at + "url")
-            upload.checksum = try reader.string(table, at + "checksum")
+            upload.package.tag = try reader.string(table, at + "tag")
+            upload.package.url = try reader.string(table, at + "url")
+            upload.package.checksum = try reader.string(table, at + "checksum")
             if let name = try reader.string(table, at + "checksum_algorithm") {
                 guard let algorithm = ChecksumAlgorithm(name: name) else {
                     throw reader.problem(at + "checksum_algorithm",
                                          "\"\(name)\" is not one of \(ChecksumAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))",
                                          at: reader.entry(table, at + "checksum_algorithm")?.keyPosition)
                 }
-                upload.checksumAlgorithm = algorithm
+                upload.package.checksumAlgorithm = algorithm
             }
-            switch (try reader.string(table, at + "file"), upload.url) {
+            switch (try reader.string(table, at + "file"), upload.package.url) {
             case (let file?, nil):
                 let attributes = try? FileManager.default.attributesOfItem(atPath: file)
                 guard let size = (attributes?[.size] as? NSNumber)?.intValue else {
@@ -226,7 +226,7 @@ enum SimConfigFile {
                 guard let data = FileManager.default.contents(atPath: file) else {
                     throw reader.problem(at + "file", "\(file) cannot be read")
                 }
-                upload.data = [UInt8](data)
+                upload.package.data = [UInt8](data)
             case (nil, .some):
                 break
             default:

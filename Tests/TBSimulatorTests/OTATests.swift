@@ -51,6 +51,17 @@ enum OTAFixture {
     static func request(_ client: RawMQTTClient, _ topic: String, size: String, packetID: UInt16 = 9, v5: Bool = false) {
         client.send(Packet.publish(topic, Array(size.utf8), qos: 1, packetID: packetID, v5: v5))
     }
+
+    /// A chunk request answered as a served one is: its PUBACK, then the response (returned).
+    static func chunk(_ client: RawMQTTClient, _ topic: String, size: String,
+                      packetID: UInt16 = 9) throws -> (topic: String, payload: [UInt8]) {
+        self.request(client, topic, size: size, packetID: packetID)
+        let puback = try client.expectPacket(timeout: 5, "PUBACK")
+        guard puback.type == 4, puback.body == [UInt8(packetID >> 8), UInt8(packetID & 0xFF)] else {
+            throw TestFailure("expected PUBACK \(packetID), got \(puback)")
+        }
+        return try self.nextPublish(client)
+    }
 }
 
 @Suite("OTA: ThingsBoard's package store, chunk arithmetic and shared attributes (no sockets)")
@@ -88,26 +99,26 @@ struct OTAModelTests {
         var book = OtaBook(limits: limits)
         for (i, algorithm) in ChecksumAlgorithm.allCases.enumerated() {
             var upload = OtaUpload(type: .firmware, title: "t", version: "\(i)")
-            upload.data = OTAFixture.data
-            upload.checksumAlgorithm = algorithm
+            upload.package.data = OTAFixture.data
+            upload.package.checksumAlgorithm = algorithm
             let package = try book.add(upload, now: 0)
             #expect(package.checksum == algorithm.hex(of: OTAFixture.data))
         }
         var duplicate = OtaUpload(type: .software, title: "t", version: "0")
-        duplicate.url = "http://example/x"
+        duplicate.package.url = "http://example/x"
         #expect(throws: SimulatorError.self) { try book.add(duplicate, now: 0) }
         var wrong = OtaUpload(type: .firmware, title: "w", version: "1")
-        wrong.data = OTAFixture.data
-        wrong.checksum = "00"
+        wrong.package.data = OTAFixture.data
+        wrong.package.checksum = "00"
         #expect(throws: SimulatorError.self) { try book.add(wrong, now: 0) }
         wrong.acceptWrongChecksum = true
         #expect(try book.add(wrong, now: 0).checksum == "00")
         var tooMany = OtaUpload(type: .firmware, title: "x", version: "1")
-        tooMany.url = "http://example/y"
+        tooMany.package.url = "http://example/y"
         #expect(throws: SimulatorError.self) { try book.add(tooMany, now: 0) }
         var small = OtaBook(limits: limits)
         var big = OtaUpload(type: .firmware, title: "big", version: "1")
-        big.data = [UInt8](repeating: 0, count: 201)
+        big.package.data = [UInt8](repeating: 0, count: 201)
         #expect(throws: SimulatorError.self) { try small.add(big, now: 0) }
     }
 
@@ -173,28 +184,19 @@ struct OTASessionTests {
             let client = try Harness.device(sim, token: "known-token-0001")
             var received: [UInt8] = []
             for index in 0..<5 {
-                OTAFixture.request(client, "v2/fw/request/1/chunk/\(index)", size: "32", packetID: UInt16(10 + index))
-                let puback = try client.expectPacket()
-                #expect(puback.type == 4 && puback.body == [0, UInt8(10 + index)])
-                let chunk = try OTAFixture.nextPublish(client)
+                let chunk = try OTAFixture.chunk(client, "v2/fw/request/1/chunk/\(index)", size: "32", packetID: UInt16(10 + index))
                 #expect(chunk.topic == "v2/fw/response/1/chunk/\(index)")
                 #expect(chunk.payload.count == [32, 32, 32, 4, 0][index])
                 received += chunk.payload
             }
             #expect(received == OTAFixture.data)
-            OTAFixture.request(client, "v2/fw/request/1/chunk/2", size: "")
-            _ = try client.expectPacket()
-            #expect(try OTAFixture.nextPublish(client).payload == Array(OTAFixture.data[64..<96]), "the size remembered for request 1")
-            OTAFixture.request(client, "v2/fw/request/2/chunk/0", size: "")
-            _ = try client.expectPacket()
-            #expect(try OTAFixture.nextPublish(client).payload == OTAFixture.data, "no size ever given: the whole package")
-            OTAFixture.request(client, "v2/fw/request/3/chunk/7", size: "0")
-            _ = try client.expectPacket()
-            let whole = try OTAFixture.nextPublish(client)
+            #expect(try OTAFixture.chunk(client, "v2/fw/request/1/chunk/2", size: "").payload == Array(OTAFixture.data[64..<96]),
+                    "the size remembered for request 1")
+            #expect(try OTAFixture.chunk(client, "v2/fw/request/2/chunk/0", size: "").payload == OTAFixture.data,
+                    "no size ever given: the whole package")
+            let whole = try OTAFixture.chunk(client, "v2/fw/request/3/chunk/7", size: "0")
             #expect(whole.topic == "v2/fw/response/3/chunk/7" && whole.payload == OTAFixture.data)
-            OTAFixture.request(client, "v2/fw/request/04/chunk/001", size: "50")
-            _ = try client.expectPacket()
-            let padded = try OTAFixture.nextPublish(client)
+            let padded = try OTAFixture.chunk(client, "v2/fw/request/04/chunk/001", size: "50")
             #expect(padded.topic == "v2/fw/response/04/chunk/1" && padded.payload == Array(OTAFixture.data[50..<100]))
             let events = try Harness.control(sim, "GET", "/sessions").1
             #expect(events.arrayValue?.count == 1, "the session stays open")
@@ -319,6 +321,23 @@ struct OTASessionTests {
             #expect(withData["checksum"] == .string(ChecksumAlgorithm.murmur3_128.hex(of: Array(raw.utf8))))
             #expect(try Harness.control(sim, "POST", "/otaPackages/\(emptyID)/data?checksum=00", raw).0 == 400, "its data is set already")
             #expect(try Harness.control(sim, "POST", "/devices/known/firmware", #"{"packageId":"\#(emptyID)"}"#).0 == 200)
+        }
+    }
+
+    @Test("rate limits: only a request id new to the session reaches the core and is charged; over the limit, no PUBACK and a close")
+    func rateLimitedRequests() async throws {
+        try await Harness.with({ $0.rateLimits.messages = try? RateLimit("3:60") }) { sim in
+            let id = try OTAFixture.upload(sim)
+            _ = try Harness.control(sim, "POST", "/devices/known/firmware", #"{"packageId":"\#(id)"}"#)
+            // CONNECT is one message and request id 1 the second; its later chunks come from the session's cache.
+            let client = try Harness.device(sim, token: "known-token-0001")
+            for index in 0..<4 {
+                #expect(try OTAFixture.chunk(client, "v2/fw/request/1/chunk/\(index)", size: "32").payload.count == [32, 32, 32, 4][index])
+            }
+            #expect(try OTAFixture.chunk(client, "v2/fw/request/2/chunk/0", size: "32").payload.count == 32, "the third message")
+            OTAFixture.request(client, "v2/fw/request/3/chunk/0", size: "32")
+            #expect(client.closesWithoutPacket())
+            #expect(try Harness.control(sim, "GET", "/devices/known").1["droppedForRateLimits"]?["messages"] == 1)
         }
     }
 

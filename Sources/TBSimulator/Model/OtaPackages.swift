@@ -23,7 +23,7 @@ public enum OtaPackageType: String, Sendable, Hashable, CaseIterable {
 /// An OTA package as ThingsBoard stores it (`OtaPackage`): an uploaded binary with its checksum, or a URL the device
 /// downloads from itself.
 public struct OtaPackage: Sendable {
-    public let id: String
+    public var id: String
     public var type: OtaPackageType
     public var title: String
     public var version: String
@@ -101,21 +101,14 @@ public struct OtaPackage: Sendable {
 
 /// What a person uploads through the control interface (`POST /otaPackages`).
 public struct OtaUpload: Sendable {
-    public var type: OtaPackageType
-    public var title: String
-    public var version: String
-    public var tag: String?
-    public var url: String?
-    public var checksumAlgorithm: ChecksumAlgorithm?
-    public var checksum: String?
-    public var data: [UInt8]?
+    /// The package as given; its `id` and `createdTime` are set when it is added.
+    public var package: OtaPackage
     /// Keep a given checksum that does not match the data (ThingsBoard refuses it): for testing a device's check.
     public var acceptWrongChecksum = false
 
     public init(type: OtaPackageType, title: String, version: String) {
-        self.type = type
-        self.title = title
-        self.version = version
+        self.package = OtaPackage(id: "", type: type, title: title, version: version, tag: nil, url: nil,
+                                  checksumAlgorithm: nil, checksum: nil, data: nil, createdTime: 0)
     }
 
     /// Reads `{"title","version","type","tag","checksumAlgorithm","checksum","data" (base64) or "url",
@@ -133,20 +126,20 @@ public struct OtaUpload: Sendable {
             throw SimulatorError("unknown OTA package type \"\(typeName)\": use FIRMWARE or SOFTWARE")
         }
         self.init(type: type, title: title, version: version)
-        self.tag = json["tag"]?.stringValue
-        self.url = json["url"]?.stringValue
+        self.package.tag = json["tag"]?.stringValue
+        self.package.url = json["url"]?.stringValue
         if let name = json["checksumAlgorithm"]?.stringValue {
-            self.checksumAlgorithm = try Self.algorithm(name)
+            self.package.checksumAlgorithm = try Self.algorithm(name)
         }
-        self.checksum = json["checksum"]?.stringValue
+        self.package.checksum = json["checksum"]?.stringValue
         if let text = json["data"]?.stringValue {
             guard let decoded = Data(base64Encoded: text) else {
                 throw SimulatorError("\"data\" is not base64 (upload large packages raw with POST /otaPackages/ID/data)")
             }
-            self.data = [UInt8](decoded)
+            self.package.data = [UInt8](decoded)
         }
         self.acceptWrongChecksum = json["acceptWrongChecksum"]?.boolValue ?? false
-        if self.url != nil && self.data != nil {
+        if self.package.url != nil && self.package.data != nil {
             throw SimulatorError("an OTA package has either \"data\" or a \"url\", not both")
         }
     }
@@ -230,17 +223,19 @@ public struct OtaBook: Sendable {
         guard self.packages.count < self.limits.maxPackages else {
             throw SimulatorError("already \(self.limits.maxPackages) OTA packages: the simulator keeps no more")
         }
-        if self.packages.contains(where: { $0.title == upload.title && $0.version == upload.version }) {
-            throw SimulatorError("an OTA package titled \"\(upload.title)\" with version \"\(upload.version)\" exists already")
+        let given = upload.package
+        if self.packages.contains(where: { $0.title == given.title && $0.version == given.version }) {
+            throw SimulatorError("an OTA package titled \"\(given.title)\" with version \"\(given.version)\" exists already")
         }
-        var package = OtaPackage(id: "ota-\(self.nextID)", type: upload.type, title: upload.title, version: upload.version,
-                                 tag: upload.tag, url: upload.url, checksumAlgorithm: upload.checksumAlgorithm,
-                                 checksum: upload.checksum, data: nil, createdTime: now)
+        var package = given
+        package.id = "ota-\(self.nextID)"
+        package.createdTime = now
+        package.data = nil
         if package.url != nil, package.checksum != nil, package.checksumAlgorithm == nil {
             package.checksumAlgorithm = .sha256
         }
-        if let data = upload.data {
-            try self.attach(data, to: &package, algorithm: upload.checksumAlgorithm, checksum: upload.checksum,
+        if let data = given.data {
+            try self.attach(data, to: &package, algorithm: given.checksumAlgorithm, checksum: given.checksum,
                             acceptWrongChecksum: upload.acceptWrongChecksum)
         }
         self.nextID += 1

@@ -26,7 +26,7 @@ extension Simulator {
                 for profile in seed.profiles { try self.assignOtaPackage(package.id, type: package.type, profile: profile) }
                 for device in seed.devices { try self.assignOtaPackage(package.id, type: package.type, device: device) }
             } catch {
-                throw SimulatorError("[[ota_packages]] \"\(seed.upload.title)\" version \"\(seed.upload.version)\": \(error.description)")
+                throw SimulatorError("[[ota_packages]] \"\(seed.upload.package.title)\" version \"\(seed.upload.package.version)\": \(error.description)")
             }
         }
     }
