@@ -29,6 +29,14 @@ enum OTAFixture {
         return id
     }
 
+    /// The fixture package uploaded and assigned to "known", and a session of "known" (not subscribed).
+    static func assignedDevice(_ sim: Simulator) throws -> (packageID: String, client: RawMQTTClient) {
+        let id = try self.upload(sim)
+        let (status, body) = try Harness.control(sim, "POST", "/devices/known/firmware", #"{"packageId":"\#(id)"}"#)
+        guard status == 200 else { throw TestFailure("assignment: \(status) \(body)") }
+        return (id, try Harness.device(sim, token: "known-token-0001"))
+    }
+
     /// A device session of "known" subscribed to shared attributes (SUBACK read).
     static func subscribedDevice(_ sim: Simulator, level: UInt8 = 4) throws -> RawMQTTClient {
         let client = try Harness.device(sim, token: "known-token-0001", level: level)
@@ -179,9 +187,7 @@ struct OTASessionTests {
     @Test("chunks: sized chunks, the last one short, an empty payload past the end, size 0 the whole package, an empty payload the remembered size")
     func chunkAnswers() async throws {
         try await Harness.with { sim in
-            let id = try OTAFixture.upload(sim)
-            _ = try Harness.control(sim, "POST", "/devices/known/firmware", #"{"packageId":"\#(id)"}"#)
-            let client = try Harness.device(sim, token: "known-token-0001")
+            let (_, client) = try OTAFixture.assignedDevice(sim)
             var received: [UInt8] = []
             for index in 0..<5 {
                 let chunk = try OTAFixture.chunk(client, "v2/fw/request/1/chunk/\(index)", size: "32", packetID: UInt16(10 + index))
@@ -206,9 +212,7 @@ struct OTASessionTests {
     @Test("PAYLOAD_TOO_LARGE: a chunk size over the payload limit gets the error on v2/fw/error, no PUBACK, then a close")
     func payloadTooLarge() async throws {
         try await Harness.with { sim in
-            let id = try OTAFixture.upload(sim)
-            _ = try Harness.control(sim, "POST", "/devices/known/firmware", #"{"packageId":"\#(id)"}"#)
-            let client = try Harness.device(sim, token: "known-token-0001")
+            let (_, client) = try OTAFixture.assignedDevice(sim)
             OTAFixture.request(client, "v2/fw/request/1/chunk/0", size: "65537")
             let error = try client.expectPacket()
             #expect(error.type == 3, "the error comes first, with no PUBACK before it")
@@ -287,9 +291,7 @@ struct OTASessionTests {
     @Test("the device's fw_state telemetry joins the history; the control API refuses what ThingsBoard refuses")
     func historyAndControl() async throws {
         try await Harness.with { sim in
-            let id = try OTAFixture.upload(sim)
-            _ = try Harness.control(sim, "POST", "/devices/known/firmware", #"{"packageId":"\#(id)"}"#)
-            let client = try Harness.device(sim, token: "known-token-0001")
+            let (id, client) = try OTAFixture.assignedDevice(sim)
             client.send(Packet.publish("v1/devices/me/telemetry", #"{"fw_state":"DOWNLOADING","current_fw_version":"v1","temperature":3}"#))
             _ = try client.expectPacket()
             client.send(Packet.publish("v1/devices/me/telemetry", #"{"fw_state":"FAILED","fw_error":"disk full"}"#, packetID: 2))
@@ -327,10 +329,8 @@ struct OTASessionTests {
     @Test("rate limits: only a request id new to the session reaches the core and is charged; over the limit, no PUBACK and a close")
     func rateLimitedRequests() async throws {
         try await Harness.with({ $0.rateLimits.messages = try? RateLimit("3:60") }) { sim in
-            let id = try OTAFixture.upload(sim)
-            _ = try Harness.control(sim, "POST", "/devices/known/firmware", #"{"packageId":"\#(id)"}"#)
             // CONNECT is one message and request id 1 the second; its later chunks come from the session's cache.
-            let client = try Harness.device(sim, token: "known-token-0001")
+            let (_, client) = try OTAFixture.assignedDevice(sim)
             for index in 0..<4 {
                 #expect(try OTAFixture.chunk(client, "v2/fw/request/1/chunk/\(index)", size: "32").payload.count == [32, 32, 32, 4][index])
             }

@@ -2,8 +2,8 @@
 server-side RPCs, prints READY, and disconnects when its standard input closes."""
 import json
 import sys
-import time
 
+from sdk_common import connect
 from tb_device_mqtt import TBDeviceMqttClient
 
 host, port, token = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -15,13 +15,7 @@ def on_rpc(request_id, body):
 
 
 client.set_server_side_rpc_request_handler(on_rpc)
-client.connect()
-deadline = time.monotonic() + 20
-while not client.is_connected():
-    if time.monotonic() > deadline:
-        print("NOT CONNECTED", flush=True)
-        sys.exit(2)
-    time.sleep(0.05)
+connect(client)
 telemetry_rc = client.send_telemetry({"temperature": 21.5, "humidity": 40, "label": "sdk"}).get()
 attributes_rc = client.send_attributes({"firmwareVersion": "1.2.3", "model": "sim-board"}).get()
 print(json.dumps({"ready": True, "telemetry_rc": telemetry_rc, "attributes_rc": attributes_rc}), flush=True)

@@ -7,8 +7,8 @@ import hashlib
 import json
 import sys
 import threading
-import time
 
+from sdk_common import connect
 from tb_device_mqtt import TBDeviceMqttClient, TBFirmwareState
 
 host, port, token, chunk_size = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
@@ -29,13 +29,7 @@ def on_firmware_received(tb_client, firmware_data, version_to):
 
 
 client.set_on_firmware_received_callback(on_firmware_received)
-client.connect()
-deadline = time.monotonic() + 20
-while not client.is_connected():
-    if time.monotonic() > deadline:
-        print("NOT CONNECTED", flush=True)
-        sys.exit(2)
-    time.sleep(0.05)
+connect(client)
 client.get_firmware_update()
 print(json.dumps({"requested": True}), flush=True)
 if not done.wait(60):
