@@ -61,6 +61,7 @@ struct Run: AsyncCommand {
 
         var options = AgentRuntime.Options()
         options.statusSocketPath = Self.statusSocketPath(config)
+        options.whenStarted = { ProcessHardening.releaseStartupPages() }
         options.machine.backoffCap = config.server.maxBackoff
         options.clientAttributes = Self.clientAttributes(identity: identity, config: config)
         let configPath = self.global.config
