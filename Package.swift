@@ -138,7 +138,7 @@ let package = Package(
             name: "tb-agent",
             dependencies: [
                 "AgentCore", "AgentConfig", "AgentHost", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "AgentService",
-                "AgentBoard", "AgentCommandLine", "TBJSON", "TBTOML", "TextSearch",
+                "AgentBoard", "AgentCommandLine", "AgentTLS", "TBJSON", "TBTOML", "TextSearch",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
