@@ -70,7 +70,8 @@ let package = Package(
         .systemLibrary(name: "CProcessControl"),
         // Explains TLS failures (expired, wrong CA, wrong host name) and checks the X.509 chain a board connects
         // with: the only agent module importing COpenSSL. (tb-sim's TBSimulator imports it too, for its TLS
-        // listener: OpenSSL with memory BIOs in a NIO handler instead of swift-nio-ssl's BoringSSL build.)
+        // listener: OpenSSL with memory BIOs in a NIO handler instead of swift-nio-ssl's BoringSSL build; it shares
+        // AgentTLS's OpenSSLText.)
         .target(name: "AgentTLS", dependencies: ["COpenSSL", "TextSearch"]),
 
         .target(name: "TBJSON"),
@@ -148,7 +149,7 @@ let package = Package(
         .target(
             name: "TBSimulator",
             dependencies: [
-                "TBJSON", "COpenSSL",
+                "TBJSON", "COpenSSL", "AgentTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -36,7 +36,7 @@ public enum ClientChain {
                     "in \(chainFile) ([provisioning] chain_file), certificate \(index + 1) did not sign certificate \(index): the file must list the device's certificate first, then the certificate that signed it, and so on up to (or below) the CA of the ThingsBoard device profile (`cat device.pem intermediate.pem > chain.pem`)"))
             }
         }
-        guard let commonName = Self.commonName(leaf) else {
+        guard let commonName = OpenSSLText.commonName(leaf) else {
             return .failure(ClientChainError(
                 "the first certificate of \(chainFile) ([provisioning] chain_file) has no CN (common name): ThingsBoard names the device after it; issue the device's certificate with -subj \"/CN=DEVICE-NAME\""))
         }
@@ -67,7 +67,7 @@ public enum ClientChain {
                 "\(keyFile) ([provisioning] key_file) is not the private key of the device's certificate (CN \(commonName)) in \(chainFile): use the key the certificate was issued for, or issue a certificate for this key"))
         }
         return .success(ClientChainSummary(
-            leafPEM: Self.pem(leaf), commonName: commonName, certificateCount: chain.count, notAfter: notAfter))
+            leafPEM: OpenSSLText.pem(leaf), commonName: commonName, certificateCount: chain.count, notAfter: notAfter))
     }
 
     static func readCertificates(_ path: String) -> [OpaquePointer] {
@@ -80,49 +80,18 @@ public enum ClientChain {
         return out
     }
 
-    static func commonName(_ certificate: OpaquePointer) -> String? {
-        guard let name = X509_get_subject_name(certificate) else { return nil }
-        let index = X509_NAME_get_index_by_NID(name, NID_commonName, -1)
-        guard index >= 0, let entry = X509_NAME_get_entry(name, index), let data = X509_NAME_ENTRY_get_data(entry) else { return nil }
-        var utf8: UnsafeMutablePointer<UInt8>? = nil
-        let length = ASN1_STRING_to_UTF8(&utf8, data)
-        guard length >= 0, let utf8 else { return nil }
-        defer { CRYPTO_free(utf8, #fileID, #line) }
-        return String(decoding: UnsafeBufferPointer(start: utf8, count: Int(length)), as: UTF8.self)
-    }
-
     static func timeText(_ time: UnsafePointer<ASN1_TIME>) -> String {
         guard let bio = BIO_new(BIO_s_mem()) else { return "?" }
         defer { BIO_free(bio) }
         guard ASN1_TIME_print(bio, time) == 1 else { return "?" }
-        return String(decoding: Self.drain(bio), as: UTF8.self)
-    }
-
-    static func pem(_ certificate: OpaquePointer) -> String {
-        guard let bio = BIO_new(BIO_s_mem()) else { return "" }
-        defer { BIO_free(bio) }
-        guard PEM_write_bio_X509(bio, certificate) == 1 else { return "" }
-        return String(decoding: Self.drain(bio), as: UTF8.self)
-    }
-
-    static func drain(_ bio: OpaquePointer) -> [UInt8] {
-        var out: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { BIO_read(bio, $0.baseAddress, Int32($0.count)) }
-            if count <= 0 { break }
-            out.append(contentsOf: chunk[0..<Int(count)])
-        }
-        return out
+        return String(decoding: OpenSSLText.drain(bio), as: UTF8.self)
     }
 
     static func lastError() -> String {
         let code = ERR_peek_last_error()
         ERR_clear_error()
         guard code != 0 else { return "the file is empty or has no certificate" }
-        var buffer = [CChar](repeating: 0, count: 256)
-        ERR_error_string_n(code, &buffer, buffer.count)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return OpenSSLText.error(code)
     }
 }
 

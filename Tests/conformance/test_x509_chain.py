@@ -10,45 +10,16 @@ import threading
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import run_sdk_script
-
-OPENSSL = """
-set -e
-key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out "$1" 2>/dev/null; }
-printf 'basicConstraints=critical,CA:TRUE\\nkeyUsage=critical,keyCertSign,cRLSign\\n' > ca.ext
-key root.key
-openssl req -x509 -new -key root.key -out root.crt -days 2 -subj "/CN=conformance root" \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-key intermediate.key
-openssl req -new -key intermediate.key -out intermediate.csr -subj "/CN=conformance intermediate"
-openssl x509 -req -in intermediate.csr -CA root.crt -CAkey root.key -CAcreateserial -out intermediate.crt -days 2 \
-    -extfile ca.ext 2>/dev/null
-key leaf.key
-openssl req -new -key leaf.key -out leaf.csr -subj "/CN=sdk-board.devices.example.com"
-openssl x509 -req -in leaf.csr -CA intermediate.crt -CAkey intermediate.key -CAcreateserial -out leaf.crt -days 2 2>/dev/null
-cat leaf.crt intermediate.crt > chain.pem
-key stranger-ca.key
-openssl req -x509 -new -key stranger-ca.key -out stranger-ca.crt -days 2 -subj "/CN=unknown CA" \
-    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign
-key stranger.key
-openssl req -new -key stranger.key -out stranger.csr -subj "/CN=stranger.devices.example.com"
-openssl x509 -req -in stranger.csr -CA stranger-ca.crt -CAkey stranger-ca.key -CAcreateserial -out stranger.crt \
-    -days 2 2>/dev/null
-cat stranger.crt stranger-ca.crt > stranger-chain.pem
-key server.key
-openssl req -new -key server.key -out server.csr -subj /CN=127.0.0.1
-printf 'subjectAltName=IP:127.0.0.1\\n' > server.ext
-openssl x509 -req -in server.csr -CA root.crt -CAkey root.key -CAcreateserial -out server.crt -days 2 \
-    -extfile server.ext 2>/dev/null
-chmod 600 *.key
-"""
+from conftest import ROOT, run_sdk_script
 
 
 @pytest.fixture
 def pki(tmp_path):
     directory = tmp_path / "pki"
     directory.mkdir()
-    subprocess.run(["/bin/sh", "-c", OPENSSL], cwd=directory, check=True, capture_output=True)
+    subprocess.run(["/bin/sh", str(ROOT / "scripts" / "lib" / "chain-pki.sh"), str(directory),
+                    "sdk-board.devices.example.com", "other.devices.example.com", "stranger.devices.example.com"],
+                   check=True, capture_output=True)
     return directory
 
 

@@ -191,20 +191,7 @@ public final class Simulator: @unchecked Sendable {
     }
 
     func bind() async throws {
-        let maxPacketSize = self.configuration.maxPacketSize
-        let mqtt = try await ServerBootstrap(group: self.group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(ByteToMessageHandler(MQTTDecoder(maxPacketSize: maxPacketSize)))
-                    try sync.addHandler(MessageToByteHandler(MQTTEncoder()))
-                    try sync.addHandler(MQTTSessionHandler(simulator: self))
-                }
-            }
-            .bind(host: self.configuration.host, port: self.configuration.mqttPort).get()
+        let mqtt = try await self.bindMQTT(port: self.configuration.mqttPort, tls: nil)
         self.mqttChannel = mqtt
         let continuation = self.stopped.continuation
         mqtt.closeFuture.whenComplete { _ in
@@ -213,7 +200,14 @@ public final class Simulator: @unchecked Sendable {
         }
         self.mqttPort = mqtt.localAddress?.port ?? self.configuration.mqttPort
         if let port = self.configuration.mqttsPort {
-            try await self.bindTLS(port: port)
+            // The MQTT-over-TLS listener: the same pipeline behind a TLSServerHandler, whose handshake runs
+            // ThingsBoard's X.509 chain logic.
+            guard let certificateFile = self.configuration.tlsCertificateFile, let keyFile = self.configuration.tlsKeyFile else {
+                throw SimulatorError("the TLS listener (mqtts_port) needs tls_cert_file and tls_key_file in [server] (--tls-cert-file, --tls-key-file)")
+            }
+            let channel = try await self.bindMQTT(port: port, tls: try TLSServerContext(certificateFile: certificateFile, keyFile: keyFile))
+            self.mqttsChannel = channel
+            self.mqttsPort = channel.localAddress?.port ?? port
         }
         if let port = self.configuration.controlPort {
             let control = try await ControlServer.bind(simulator: self, host: self.configuration.host, port: port)
@@ -222,31 +216,26 @@ public final class Simulator: @unchecked Sendable {
         }
     }
 
-    /// The MQTT-over-TLS listener: the same pipeline as the plain one behind a ``TLSServerHandler``, whose handshake
-    /// runs ThingsBoard's X.509 chain logic.
-    func bindTLS(port: Int) async throws {
-        guard let certificateFile = self.configuration.tlsCertificateFile, let keyFile = self.configuration.tlsKeyFile else {
-            throw SimulatorError("the TLS listener (mqtts_port) needs tls_cert_file and tls_key_file in [server] (--tls-cert-file, --tls-key-file)")
-        }
-        let tlsContext = try TLSServerContext(certificateFile: certificateFile, keyFile: keyFile)
+    /// An MQTT listener: decoder, encoder and session handler, behind a TLS handler when `tls` is given.
+    func bindMQTT(port: Int, tls: TLSServerContext?) async throws -> any Channel {
         let maxPacketSize = self.configuration.maxPacketSize
-        let channel = try await ServerBootstrap(group: self.group)
+        return try await ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    let remote = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
-                    try sync.addHandler(TLSServerHandler(context: tlsContext) { chain in self.tlsHandshakeDone(chain: chain, remote: remote) })
+                    if let tls {
+                        let remote = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+                        try sync.addHandler(TLSServerHandler(context: tls) { chain in self.tlsHandshakeDone(chain: chain, remote: remote) })
+                    }
                     try sync.addHandler(ByteToMessageHandler(MQTTDecoder(maxPacketSize: maxPacketSize)))
                     try sync.addHandler(MessageToByteHandler(MQTTEncoder()))
                     try sync.addHandler(MQTTSessionHandler(simulator: self))
                 }
             }
             .bind(host: self.configuration.host, port: port).get()
-        self.mqttsChannel = channel
-        self.mqttsPort = channel.localAddress?.port ?? port
     }
 
     /// After a TLS handshake (on the loop): ThingsBoard's trust manager refuses a chain in which a certificate does

@@ -1,3 +1,4 @@
+import AgentTLS
 import COpenSSL
 import NIOCore
 
@@ -33,9 +34,7 @@ final class TLSServerContext: @unchecked Sendable {
         let code = ERR_get_error()
         ERR_clear_error()
         guard code != 0 else { return "unknown OpenSSL error" }
-        var buffer = [CChar](repeating: 0, count: 256)
-        ERR_error_string_n(code, &buffer, buffer.count)
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return OpenSSLText.error(code)
     }
 }
 
@@ -182,7 +181,7 @@ final class TLSServerHandler: ChannelDuplexHandler {
             }
         }
         guard let writeBIO = self.writeBIO else { return }
-        let ciphertext = readAll(writeBIO)
+        let ciphertext = OpenSSLText.drain(writeBIO)
         if failed {
             ERR_clear_error()
             promise?.fail(ChannelError.ioOnClosedChannel)
@@ -194,7 +193,7 @@ final class TLSServerHandler: ChannelDuplexHandler {
     /// Sends what OpenSSL wrote into the write BIO (handshake records, alerts, session tickets).
     private func flushCiphertext(context: ChannelHandlerContext) {
         guard let writeBIO = self.writeBIO, tb_bio_pending(writeBIO) > 0 else { return }
-        let bytes = readAll(writeBIO)
+        let bytes = OpenSSLText.drain(writeBIO)
         context.writeAndFlush(self.wrapOutboundOut(context.channel.allocator.buffer(bytes: bytes)), promise: nil)
     }
 

@@ -1,3 +1,4 @@
+import AgentTLS
 import COpenSSL
 
 /// An X.509 certificate held by OpenSSL (`X509 *`, reference counted), with what tb-sim needs of it: its PEM, its
@@ -39,30 +40,10 @@ final class X509Certificate: @unchecked Sendable {
     }
 
     /// The certificate in PEM form, as ThingsBoard stores X509_CERTIFICATE credentials.
-    var pem: String {
-        guard let bio = BIO_new(BIO_s_mem()) else { return "" }
-        defer { BIO_free(bio) }
-        guard PEM_write_bio_X509(bio, self.pointer) == 1 else { return "" }
-        return String(decoding: readAll(bio), as: UTF8.self)
-    }
+    var pem: String { OpenSSLText.pem(self.pointer) }
 
-    /// The subject's common name (the last CN entry, UTF-8), or nil when the subject has none.
-    var commonName: String? {
-        guard let name = X509_get_subject_name(self.pointer) else { return nil }
-        var index: Int32 = -1
-        var last: Int32 = -1
-        while true {
-            index = X509_NAME_get_index_by_NID(name, NID_commonName, index)
-            if index < 0 { break }
-            last = index
-        }
-        guard last >= 0, let entry = X509_NAME_get_entry(name, last), let data = X509_NAME_ENTRY_get_data(entry) else { return nil }
-        var utf8: UnsafeMutablePointer<UInt8>? = nil
-        let length = ASN1_STRING_to_UTF8(&utf8, data)
-        guard length >= 0, let utf8 else { return nil }
-        defer { CRYPTO_free(utf8, #fileID, #line) }
-        return String(decoding: UnsafeBufferPointer(start: utf8, count: Int(length)), as: UTF8.self)
-    }
+    /// The subject's common name (UTF-8), or nil when the subject has none.
+    var commonName: String? { OpenSSLText.commonName(self.pointer) }
 
     /// Whether the current time is outside the certificate's validity (Java's `checkValidity`).
     var isOutsideValidity: Bool {
@@ -96,16 +77,4 @@ final class X509Certificate: @unchecked Sendable {
         ERR_clear_error()
         return withExtendedLifetime(intermediates) { result == 1 }
     }
-}
-
-/// Everything a memory BIO holds.
-func readAll(_ bio: OpaquePointer) -> [UInt8] {
-    var out: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 16_384)
-    while true {
-        let count = chunk.withUnsafeMutableBytes { BIO_read(bio, $0.baseAddress, Int32($0.count)) }
-        if count <= 0 { break }
-        out.append(contentsOf: chunk[0..<Int(count)])
-    }
-    return out
 }
