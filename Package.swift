@@ -69,7 +69,10 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // prctl(2) for AgentPlatform's ProcessHardening (Swift cannot call a variadic C function).
         .systemLibrary(name: "CProcessControl"),
-        // Explains TLS failures (expired, wrong CA, wrong host name): the only module importing COpenSSL.
+        // Explains TLS failures (expired, wrong CA, wrong host name) and checks the X.509 chain a board connects
+        // with: the only agent module importing COpenSSL. (tb-sim's TBSimulator imports it too, for its TLS
+        // listener: OpenSSL with memory BIOs in a NIO handler instead of swift-nio-ssl's BoringSSL build; it shares
+        // AgentTLS's OpenSSLText.)
         .target(name: "AgentTLS", dependencies: ["COpenSSL", "TextSearch"]),
 
         .target(name: "TBJSON"),
@@ -145,7 +148,7 @@ let package = Package(
             name: "tb-agent",
             dependencies: [
                 "AgentCore", "AgentConfig", "AgentHost", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "AgentService",
-                "AgentBoard", "AgentCommandLine", "TBJSON", "TBTOML", "TextSearch",
+                "AgentBoard", "AgentCommandLine", "AgentTLS", "TBJSON", "TBTOML", "TextSearch",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -155,7 +158,7 @@ let package = Package(
         .target(
             name: "TBSimulator",
             dependencies: [
-                "TBChecksum", "TBJSON",
+                "TBChecksum", "TBJSON", "COpenSSL", "AgentTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

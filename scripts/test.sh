@@ -65,13 +65,13 @@ if ! $only_swift; then
     done
     scripts/check-release-binary.sh "${release_check[@]}" || status=1
     # Issue 10: under each server flood the agent as shipped (release, the Swift runtime static) keeps feeding the
-    # watchdog and bounds its memory; its whole RSS, the mapped binary included, is reported (the 16 MiB goal is
-    # checked with TB_FAULTS_RSS_LIMIT_MIB=16 once the binary is small enough to meet it under every flood).
-    log "server floods against the release tb-agent: watchdog fed, memory bounded, RSS reported"
+    # watchdog and bounds its memory; its whole RSS, the mapped binary included, stays under 16 MiB (the kernel's
+    # high-water mark from READY=1 on).
+    log "server floods against the release tb-agent: watchdog fed, memory bounded, RSS under 16 MiB"
     release_bins=$(mktemp -d)
     ln -s "$root/.build-release/release/tb-agent" "$release_bins/tb-agent"
     ln -s "$TB_BIN_DIR/tb-sim" "$release_bins/tb-sim"
-    TB_BIN_DIR="$release_bins" scripts/faults.sh --only floods || status=1
+    TB_FAULTS_RSS_LIMIT_MIB=16 TB_BIN_DIR="$release_bins" scripts/faults.sh --only floods || status=1
     rm -rf "$release_bins"
     if [ -x scripts/vm-test.sh ]; then
         log "real-kernel GPIO test under qemu (x86_64 kernel, libgpiod v1)"

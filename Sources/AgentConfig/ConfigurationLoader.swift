@@ -310,10 +310,20 @@ final class ConfigurationParser {
 
     func readProvisioning(_ r: TableReader) {
         let keys = [
-            "device_key", "device_secret", "device_secret_file", "credentials_type", "token", "client_id", "username",
-            "password", "cert_file", "timeout",
+            "method", "device_key", "device_secret", "device_secret_file", "credentials_type", "token", "client_id",
+            "username", "password", "cert_file", "timeout", "chain_file", "key_file", "cn_regex",
         ]
         r.rejectUnknownKeys(keys, section: "[provisioning]")
+        let method = r.has("method") ? r.choice("method", ProvisioningMethod.self) : .deviceKey
+        guard let method else { return }  // reported; the other keys depend on the method
+        let chainKeys = ["chain_file", "key_file", "cn_regex"]
+        if method == .x509Chain {
+            self.readX509Chain(r, requestKeys: keys.filter { !chainKeys.contains($0) && $0 != "method" && $0 != "timeout" })
+            return
+        }
+        for key in chainKeys where r.has(key) {
+            r.report(key, "applies only to method = \"x509-chain\"; set method = \"x509-chain\" or remove it")
+        }
         let deviceKey = r.requiredString(
             "device_key", expected: "the provision device key from the ThingsBoard device profile")
         var secret: Secret? = nil
@@ -401,6 +411,59 @@ final class ConfigurationParser {
             password: password.map(Secret.init), certFile: certFile, timeout: timeout ?? .seconds(30))
     }
 
+    /// `method = "x509-chain"`: `chain_file`, `key_file` (mode 0600 or stricter, owned by the agent's user),
+    /// `cn_regex`. The certificates themselves (key match, expiry, CN) are checked by tb-agent with OpenSSL.
+    func readX509Chain(_ r: TableReader, requestKeys: [String]) {
+        for key in requestKeys where r.has(key) {
+            r.report(key, "applies only to provisioning by request (method = \"device-key\"); method = \"x509-chain\" sends no provision request: remove it")
+        }
+        let chainFile = r.has("chain_file")
+            ? self.readableFile(r, "chain_file", what: "the certificate chain (PEM: the device's certificate first, then the intermediates)")
+            : nil
+        if !r.has("chain_file") {
+            r.report("chain_file", "missing; method = \"x509-chain\" needs chain_file, the device's certificate and its intermediates in PEM form (leaf first)")
+        }
+        var keyFile: String? = nil
+        if r.has("key_file") {
+            keyFile = self.readableFile(r, "key_file", what: "the device's private key (PEM)")
+            if let keyFile, let problem = Self.privateKeyFileProblem(keyFile) { r.report("key_file", problem) }
+        } else {
+            r.report("key_file", "missing; method = \"x509-chain\" needs key_file, the private key of the device's certificate (PEM, mode 0600)")
+        }
+        var pattern: CommonNamePattern? = nil
+        if r.has("cn_regex") {
+            if let text = r.nonEmptyString("cn_regex", expected: "the device profile's CN regular expression, such as \"(.*)\"") {
+                do {
+                    pattern = try CommonNamePattern(parsing: text)
+                } catch {
+                    r.report("cn_regex", error.description)
+                }
+            }
+        } else {
+            pattern = try? CommonNamePattern(parsing: "(.*)")
+        }
+        let timeout = r.duration("timeout", range: .seconds(1) ... .seconds(600))
+        guard let chainFile, let keyFile, let pattern else { return }
+        self.provisioning = ProvisioningSettings(
+            deviceKey: "", deviceSecret: Secret(""), timeout: timeout ?? .seconds(30),
+            x509Chain: X509ChainSettings(chainFile: chainFile, keyFile: keyFile, cnPattern: pattern))
+    }
+
+    /// Why a private key file may not be used: readable or writable by anyone but its owner, or owned by another
+    /// user than the agent's (root may use any). Nil when it is fine or cannot be examined (reported elsewhere).
+    static func privateKeyFileProblem(_ path: String) -> String? {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        if status.st_mode & 0o077 != 0 {
+            return "\"\(path)\" holds the device's private key but its mode is \(String(status.st_mode & 0o7777, radix: 8)), which lets other users read or change it: `chmod 600 \(path)`"
+        }
+        let user = geteuid()
+        if user != 0 && status.st_uid != user {
+            return "\"\(path)\" holds the device's private key but belongs to another user (uid \(status.st_uid)), not to the agent's (uid \(user)): `chown \(user) \(path)` and `chmod 600 \(path)`"
+        }
+        return nil
+    }
+
     func readClaiming(_ r: TableReader) {
         r.rejectUnknownKeys(["secret", "secret_file", "duration"], section: "[claiming]")
         var secret: Secret? = nil
@@ -447,6 +510,20 @@ final class ConfigurationParser {
     }
 
     func checkCredentials(_ server: ServerSettings, _ provisioning: ProvisioningSettings, _ top: TableReader) {
+        if provisioning.method == .x509Chain {
+            if server.tls == nil {
+                self.problems.report(
+                    KeyPath(keys: "server", "tls"),
+                    "missing; method = \"x509-chain\" connects over TLS with the certificate chain: add [server.tls] "
+                        + "(ca_file = the CA of the server's certificate) and port = 8883")
+            } else if server.tls?.certFile != nil || server.tls?.keyFile != nil {
+                self.problems.report(
+                    KeyPath(keys: "server", "tls"),
+                    "cert_file and key_file conflict with method = \"x509-chain\", which connects with [provisioning] "
+                        + "chain_file and key_file: remove them from [server.tls]")
+            }
+            return
+        }
         guard provisioning.credentialsType == .x509Certificate else { return }
         if server.tls?.certFile == nil || server.tls?.keyFile == nil {
             self.problems.report(

@@ -121,7 +121,7 @@ public enum DeviceConnection {
             try await client.connect()
         } catch {
             await client.disconnect()
-            throw error.agentError
+            throw error.agentError(connectingWith: stored.credentials)
         }
         return (client, endpoint)
     }

@@ -190,6 +190,17 @@ public enum MQTTError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { self.agentError.description }
 
+    /// ``agentError`` for a connection with `credentials`: a refused CONNECT with an X.509 certificate (chain) says
+    /// what ThingsBoard looked for, since its codes (2 or 5) name no certificate.
+    public func agentError(connectingWith credentials: DeviceCredentials) -> AgentError {
+        guard case .x509Certificate(_, let certificateFile, _) = credentials, case .refused(let endpoint, let code) = self,
+              code == .notAuthorized || code == .badUsernameOrPassword || code == .identifierRejected
+        else { return self.agentError }
+        return AgentError(
+            .credentialsRejected,
+            "the server at \(endpoint) did not accept the certificate\(certificateFile.map { " in \($0)" } ?? "") (\(code)): ThingsBoard found no device with this certificate and no device profile of type \"X.509 certificate chain\" whose CA certificate is in the chain (the chain file must include that CA certificate itself), or the profile's CN regular expression does not match, or it does not allow creating new devices, or the certificate has expired; check the profile's provisioning settings on the server")
+    }
+
     public var agentError: AgentError {
         switch self {
         case .library(let operation, let error):

@@ -21,7 +21,7 @@ public struct MosquittoLinks: DeviceLinks {
         options.maxIncomingPayload = self.maxIncomingPayload
         options.maxInFlight = inFlight
         do {
-            return MosquittoLink(try MosquittoClient(options, logger: self.logger))
+            return MosquittoLink(try MosquittoClient(options, logger: self.logger), credentials: credentials)
         } catch {
             // `.credentialsUnusable` (a client id or user name libmosquitto cannot send) maps to a rejection: those
             // credentials never work, which is no reason to retry for ever.
@@ -33,8 +33,12 @@ public struct MosquittoLinks: DeviceLinks {
 /// One session over a `MosquittoClient`.
 final class MosquittoLink: DeviceLink {
     let client: MosquittoClient
+    let credentials: DeviceCredentials
 
-    init(_ client: MosquittoClient) { self.client = client }
+    init(_ client: MosquittoClient, credentials: DeviceCredentials) {
+        self.client = client
+        self.credentials = credentials
+    }
 
     func connect(events: @escaping @Sendable (LinkEvent) -> Void) async -> LinkConnectOutcome {
         self.client.deliverEvents { event in
@@ -49,7 +53,7 @@ final class MosquittoLink: DeviceLink {
             try await self.client.connect()
             return .connected
         } catch {
-            let agentError = error.agentError
+            let agentError = error.agentError(connectingWith: self.credentials)
             return agentError.code == .credentialsRejected ? .rejected(agentError.message) : .failed(agentError.message)
         }
     }

@@ -1,3 +1,4 @@
+import AgentHost
 import CProcessControl
 
 #if canImport(Glibc)
@@ -23,6 +24,41 @@ public enum ProcessHardening {
     @discardableResult
     public static func boundHeap() -> Bool {
         tb_malloc_bound() == 1
+    }
+
+    /// Gives back the pages of the program and its libraries that only the start touched (`tb-agent run`, once
+    /// started): configuration and TOML parsing, the command line, the hardware identity, the dynamic linker's
+    /// relocation tables. Every read-only mapping of a file is advised `MADV_PAGEOUT`: its clean pages that no other
+    /// process maps are dropped, and whatever the agent touches again is read back from the file. Nothing can be
+    /// lost: a page that differs from the file (a relocated read-only page) is anonymous memory, which
+    /// `MADV_PAGEOUT` can only move to swap, and writable mappings are not touched. About 2.5 MB of a 15 MB resident
+    /// set on x86_64. Returns the bytes advised (0 on a kernel older than 5.4, which refuses the advice).
+    @discardableResult
+    public static func releaseStartupPages(maps: String = "/proc/self/maps") -> Int {
+        guard case .success(let bytes) = POSIXFile.read(maps, limit: 4 << 20) else { return 0 }
+        var advised = 0
+        for range in Self.readOnlyFileMappings(String(decoding: bytes, as: UTF8.self)) {
+            guard let start = UnsafeMutableRawPointer(bitPattern: range.start) else { continue }
+            let length = Int(range.end - range.start)
+            if tb_madvise_pageout(start, length) == 0 { advised += length }
+        }
+        return advised
+    }
+
+    /// The mappings of a `/proc/PID/maps` text that are backed by a file and not writable.
+    public static func readOnlyFileMappings(_ maps: String) -> [(start: UInt, end: UInt)] {
+        var out: [(start: UInt, end: UInt)] = []
+        for line in maps.split(separator: "\n") {
+            // start-end perms offset dev inode [path], the path padded with spaces (and a path may hold some)
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 6, fields[4] != "0", fields[5].first == "/",
+                  fields[1].count == 4, fields[1].dropFirst().first == "-" else { continue }
+            let bounds = fields[0].split(separator: "-")
+            guard bounds.count == 2, let start = UInt(bounds[0], radix: 16), let end = UInt(bounds[1], radix: 16),
+                  end > start else { continue }
+            out.append((start, end))
+        }
+        return out
     }
 
     /// Whether the process may be dumped (or attached to by its user): false after `makeNonDumpable()`.

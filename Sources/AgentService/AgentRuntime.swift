@@ -29,6 +29,9 @@ public final class AgentRuntime: Service, CustomStringConvertible {
         /// Milliseconds since the epoch before which the wall clock is certainly wrong (the build time).
         public var clockFloor: Int64 = AgentBuild.timestampMilliseconds
         public var statusSocketPath: String? = nil
+        /// Called once, when everything the start needed is done (just before READY=1): `tb-agent run` gives back
+        /// the pages only the start touched (`ProcessHardening.releaseStartupPages`).
+        public var whenStarted: (@Sendable () -> Void)? = nil
         /// Client attributes published on every connect (agent version, board, network…).
         public var clientAttributes: [(String, JSONValue)] = []
         /// How often the agent's own figures and the sensors' health go out as telemetry.
@@ -322,6 +325,7 @@ struct Loop {
         self.startBackgroundWork()
         self.configureSampling()
         self.perform(self.machine.start(self.ports.store.inventory()))
+        self.runtime.options.whenStarted?()
         self.ports.notifier.ready(status: "starting as \(self.runtime.deviceName)")
         self.armTicker()
         self.publishStatus()

@@ -9,7 +9,7 @@ import Glibc
 /// verify failed". One extra handshake with OpenSSL against the same server, with the same CA file and host name,
 /// verifying nothing itself but reading the verification result afterwards (expired, wrong CA, wrong host name…).
 ///
-/// The only module that imports COpenSSL.
+/// AgentTLS is the only agent module that imports COpenSSL.
 public enum TLSDiagnosis {
     /// A sentence naming the cause and the fix, or nil when the handshake could not even be tried or succeeded.
     ///
@@ -52,10 +52,8 @@ public enum TLSDiagnosis {
                 ERR_clear_error()
                 return "the server closed the connection during the TLS handshake: this port probably speaks plain MQTT (use the TLS port, usually 8883, or remove [server.tls]), or the server wants a client certificate ([server.tls] cert_file and key_file)"
             }
-            var buffer = [CChar](repeating: 0, count: 256)
-            ERR_error_string_n(code, &buffer, buffer.count)
             ERR_clear_error()
-            let text = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            let text = OpenSSLText.error(code)
             if text.includes("wrong version number") || text.includes("packet length too long") {
                 return "the server did not answer TLS on port \(port): this port probably speaks plain MQTT; use the TLS port (8883) or remove [server.tls]"
             }

@@ -2,6 +2,7 @@
 #define TB_AGENT_CPROCESSCONTROL_SHIM_H
 #include <malloc.h>
 #include <spawn.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 
 /* glibc ≥ 2.34 (bookworm has 2.36) declares these only with _GNU_SOURCE, which Swift's Glibc module does not set. */
@@ -32,5 +33,15 @@ static inline int tb_prctl_get_dumpable(void) {
  * at the top of the heap returned above 128 KiB. mallopt returns 1 on success. */
 static inline int tb_malloc_bound(void) {
     return mallopt(M_ARENA_MAX, 2) & mallopt(M_MMAP_THRESHOLD, 64 * 1024) & mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+}
+
+/* MADV_PAGEOUT (Linux 5.4): the pages of [addr, addr+len) that only this process maps are reclaimed now; clean
+ * file pages are simply dropped (read back from the file if touched again), nothing is lost. glibc 2.36 declares
+ * the constant only with _GNU_SOURCE/_DEFAULT_SOURCE. Returns madvise's result (-1 with EINVAL on older kernels). */
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+static inline int tb_madvise_pageout(void *addr, size_t len) {
+    return madvise(addr, len, MADV_PAGEOUT);
 }
 #endif

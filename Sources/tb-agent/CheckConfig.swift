@@ -35,6 +35,18 @@ struct CheckConfig: AsyncCommand {
         for warning in ConfigurationAudit.warnings(config, file: self.global.config) {
             CommandOutput.error("warning: \(warning)")
         }
+        if let chain = config.provisioning.x509Chain {
+            // The chain's own problems (order, key, validity) and its CN against the board's name, when the name can
+            // be derived here (a machine checking a board's file may not have its hardware).
+            let name = try? HardwareIdentity.derive(config.device).name
+            switch ChainProvisioning.check(chain, deviceName: name) {
+            case .success(let checked):
+                print(ChainProvisioning.describe(checked, chain) + (name == nil ? " (the device name could not be derived here: not compared)" : ", device name \(name ?? "")"))
+            case .failure(let error):
+                CommandOutput.error("\(self.global.config): [provisioning]: \(error.message)")
+                throw ExitCode(ExitStatus.config)
+            }
+        }
         var summary = "\(config.server.host):\(config.server.port)"
         if config.server.tls != nil { summary += " (TLS)" }
         summary += ", \(config.sensors.count) sensor\(config.sensors.count == 1 ? "" : "s")"

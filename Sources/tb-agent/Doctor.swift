@@ -69,6 +69,14 @@ struct Doctor: AsyncCommand {
             report.line(.fail, "identity", "\(error.message) (`tb-agent identity --explain` shows every source tried)")
         }
 
+        // The certificate chain (method = "x509-chain"): order, key, validity, and the CN against the name.
+        if let chain = config.provisioning.x509Chain {
+            switch ChainProvisioning.check(chain, deviceName: deviceName == "?" ? nil : deviceName) {
+            case .success(let checked): report.line(.ok, "x509 chain", ChainProvisioning.describe(checked, chain))
+            case .failure(let error): report.line(.fail, "x509 chain", error.message)
+            }
+        }
+
         // 3. The state directory and the credentials.
         let stateDir = config.device.stateDir
         let probe = stateDir + "/.doctor-\(getpid())"

@@ -65,27 +65,14 @@ struct Provision: AsyncCommand {
         }
         defer { stateLock.release() }
 
-        var certificatePEM: String? = nil
-        let certificateFile = config.provisioning.certFile ?? config.server.tls?.certFile
-        if config.provisioning.credentialsType == .x509Certificate, let certificateFile {
-            do {
-                certificatePEM = String(decoding: try POSIXFile.read(certificateFile).get(), as: UTF8.self)
-            } catch {
-                CommandOutput.error(
-                    "tb-agent provision: cannot read the certificate \(certificateFile) ([provisioning] cert_file): \(error)")
-                throw ExitCode(ExitStatus.config)
-            }
-        }
-        let request = ProvisionRequest(deviceName: name, settings: config.provisioning, certificatePEM: certificatePEM)
-        try LinkCommand.run { () throws(AgentError) in try request.validate() }
-
-        let client = ProvisioningClient(server: config.server, timeout: config.provisioning.timeout, logger: logger)
         let credentials: DeviceCredentials
-        do {
-            credentials = try await client.provision(
-                request, certificateFile: certificateFile, keyFile: config.server.tls?.keyFile)
-        } catch {
-            throw LinkCommand.fail(error.agentError)
+        if let chain = config.provisioning.x509Chain {
+            // No provision request: the chain is the credentials; ThingsBoard creates the device when it connects.
+            let checked = try LinkCommand.run { () throws(AgentError) in try ChainProvisioning.check(chain, deviceName: name).get() }
+            print(ChainProvisioning.describe(checked, chain))
+            credentials = checked.credentials
+        } else {
+            credentials = try await self.request(config, name: name, logger: logger)
         }
         let record = StoredCredentials(
             server: endpoint, deviceName: name, credentials: credentials,
@@ -93,6 +80,7 @@ struct Provision: AsyncCommand {
         do {
             try store.save(record)
         } catch {
+            if config.provisioning.x509Chain != nil { throw LinkCommand.fail(error) }
             // ThingsBoard never hands these credentials out again: say what that means.
             throw LinkCommand.fail(
                 AgentError(
@@ -110,6 +98,31 @@ struct Provision: AsyncCommand {
             } catch {
                 throw LinkCommand.fail(error)
             }
+        }
+    }
+
+    /// A provision request with the device profile's key and secret; the server's credentials.
+    func request(_ config: AgentConfiguration, name: String, logger: Logger) async throws -> DeviceCredentials {
+        var certificatePEM: String? = nil
+        let certificateFile = config.provisioning.certFile ?? config.server.tls?.certFile
+        if config.provisioning.credentialsType == .x509Certificate, let certificateFile {
+            do {
+                certificatePEM = String(decoding: try POSIXFile.read(certificateFile).get(), as: UTF8.self)
+            } catch {
+                CommandOutput.error(
+                    "tb-agent provision: cannot read the certificate \(certificateFile) ([provisioning] cert_file): \(error)")
+                throw ExitCode(ExitStatus.config)
+            }
+        }
+        let request = ProvisionRequest(deviceName: name, settings: config.provisioning, certificatePEM: certificatePEM)
+        try LinkCommand.run { () throws(AgentError) in try request.validate() }
+
+        let client = ProvisioningClient(server: config.server, timeout: config.provisioning.timeout, logger: logger)
+        do {
+            return try await client.provision(
+                request, certificateFile: certificateFile, keyFile: config.server.tls?.keyFile)
+        } catch {
+            throw LinkCommand.fail(error.agentError)
         }
     }
 }

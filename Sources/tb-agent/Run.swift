@@ -9,6 +9,7 @@ import AgentPlatform
 import AgentService
 import Logging
 import ServiceLifecycle
+import AgentTLS
 import TBJSON
 import UnixSignals
 
@@ -61,6 +62,7 @@ struct Run: AsyncCommand {
 
         var options = AgentRuntime.Options()
         options.statusSocketPath = Self.statusSocketPath(config)
+        options.whenStarted = { ProcessHardening.releaseStartupPages() }
         options.machine.backoffCap = config.server.maxBackoff
         options.clientAttributes = Self.clientAttributes(identity: identity, config: config)
         let configPath = self.global.config
@@ -92,7 +94,14 @@ struct Run: AsyncCommand {
 
     /// The provisioning session `run` uses: the configured key, secret, credentials type and, for X.509, the
     /// certificate read now (a missing file is a configuration error at start, not a failure later).
-    static func provisioner(_ config: AgentConfiguration, deviceName: String, logger: Logger) throws -> ConfiguredProvisioner {
+    static func provisioner(_ config: AgentConfiguration, deviceName: String, logger: Logger) throws -> any Provisioning {
+        if let chain = config.provisioning.x509Chain {
+            // Checked now: a chain that cannot connect, or whose CN names another device, stops the start here.
+            let checked = try LinkCommand.run { () throws(AgentError) in try ChainProvisioning.check(chain, deviceName: deviceName).get() }
+            logger.info("X.509 chain provisioning: no provision request; ThingsBoard creates the device from the certificate's CN",
+                        metadata: ["chain": "\(chain.chainFile)", "cn": "\(checked.summary.commonName)", "validUntil": "\(checked.summary.notAfter)"])
+            return ChainProvisioner(settings: chain, deviceName: deviceName)
+        }
         let certificateFile = config.provisioning.certFile ?? config.server.tls?.certFile
         var certificatePEM: String? = nil
         if config.provisioning.credentialsType == .x509Certificate, let certificateFile {

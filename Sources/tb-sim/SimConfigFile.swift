@@ -74,7 +74,11 @@ enum SimConfigFile {
         try reader.checkKeys(root, "", allowed: ["server", "timings", "claiming", "rate_limits", "profiles", "devices", "ota",
                                                  "ota_packages"])
         if let server = try reader.table(root, "server") {
-            try reader.checkKeys(server, "server.", allowed: ["host", "mqtt_port", "control_port", "max_packet_size", "registry", "event_log"])
+            try reader.checkKeys(server, "server.", allowed: ["host", "mqtt_port", "control_port", "max_packet_size", "registry", "event_log",
+                                                             "mqtts_port", "tls_cert_file", "tls_key_file"])
+            if let port = try reader.port(server, "server.mqtts_port") { configuration.mqttsPort = port }
+            if let file = try reader.string(server, "server.tls_cert_file") { configuration.tlsCertificateFile = file }
+            if let file = try reader.string(server, "server.tls_key_file") { configuration.tlsKeyFile = file }
             if let host = try reader.string(server, "server.host") { configuration.host = host }
             if let port = try reader.port(server, "server.mqtt_port") { configuration.mqttPort = port }
             if let port = try reader.port(server, "server.control_port") { configuration.controlPort = port }
@@ -108,7 +112,7 @@ enum SimConfigFile {
         for (index, table) in try reader.tables(root, "profiles").enumerated() {
             let at = "profiles[\(index)]."
             try reader.checkKeys(table, at, allowed: ["name", "provision_key", "provision_secret", "strategy", "rate_limits",
-                                                     "thingsboard_version"])
+                                                     "thingsboard_version", "x509_ca", "x509_ca_file", "x509_cn_regex", "allow_create"])
             guard let name = try reader.string(table, at + "name") else { throw reader.problem(at + "name", "is required") }
             let strategyName = try reader.string(table, at + "strategy") ?? ProvisionStrategy.allowCreateNewDevices.rawValue
             guard let strategy = ProvisionStrategy(rawValue: strategyName) else {
@@ -131,10 +135,11 @@ enum SimConfigFile {
                                          at: reader.entry(table, "thingsboard_version")?.keyPosition)
                 }
             }
+            let x509 = try reader.x509(table, at, strategy: strategy)
             configuration.profiles.append(DeviceProfile(
                 name: name, provisionKey: try reader.string(table, at + "provision_key"),
                 provisionSecret: try reader.string(table, at + "provision_secret"), strategy: strategy,
-                rateLimits: rateLimits, thingsboardVersion: version))
+                rateLimits: rateLimits, thingsboardVersion: version, x509: x509))
         }
         for (index, table) in try reader.tables(root, "devices").enumerated() {
             let at = "devices[\(index)]."
@@ -270,6 +275,38 @@ enum SimConfigFile {
             }
             return RateLimits(messages: try limit("messages"), telemetryMessages: try limit("telemetry_messages"),
                               telemetryDataPoints: try limit("telemetry_data_points"))
+        }
+
+        /// An X509_CERTIFICATE_CHAIN profile's `x509_ca` (PEM) or `x509_ca_file`, `x509_cn_regex` and `allow_create`;
+        /// nil for other strategies (which may not set them).
+        func x509(_ table: TOMLTable, _ at: String, strategy: ProvisionStrategy) throws(SimulatorError) -> X509ChainSettings? {
+            let keys = ["x509_ca", "x509_ca_file", "x509_cn_regex", "allow_create"]
+            guard strategy == .x509CertificateChain else {
+                if let key = keys.first(where: { table.entry($0) != nil }) {
+                    throw self.problem(at + key, "applies only to strategy = \"X509_CERTIFICATE_CHAIN\"", at: table.entry(key)?.keyPosition)
+                }
+                return nil
+            }
+            var ca = try self.string(table, at + "x509_ca")
+            if let file = try self.string(table, at + "x509_ca_file") {
+                guard ca == nil else { throw self.problem(at + "x509_ca_file", "set x509_ca or x509_ca_file, not both") }
+                do {
+                    ca = try String(contentsOfFile: file, encoding: .utf8)
+                } catch {
+                    throw self.problem(at + "x509_ca_file", "cannot read \"\(file)\" (\(error.localizedDescription)); it must hold the CA certificate (PEM) that signs the devices' chains")
+                }
+            }
+            guard let ca else {
+                throw self.problem(at + "x509_ca_file", "missing: an X509_CERTIFICATE_CHAIN profile needs its CA certificate (x509_ca_file = \"ca.pem\" or x509_ca = \"-----BEGIN CERTIFICATE-----…\")")
+            }
+            let settings = X509ChainSettings(caCertificate: ca, cnRegex: try self.string(table, at + "x509_cn_regex") ?? "(.*)",
+                                             allowCreate: try self.bool(table, at + "allow_create") ?? false)
+            do {
+                try settings.validate()
+            } catch {
+                throw self.problem(at + "x509", error.description)
+            }
+            return settings
         }
 
         func string(_ table: TOMLTable, _ key: String) throws(SimulatorError) -> String? {

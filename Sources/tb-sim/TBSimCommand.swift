@@ -28,6 +28,15 @@ struct TBSimCommand: AsyncParsableCommand {
     @Option(name: .customLong("control-port"), help: "Control interface port; 0 picks a free one (default 0).")
     var controlPort: Int?
 
+    @Option(name: .customLong("mqtts-port"), help: "MQTT over TLS port, where X.509 certificate chains provision devices; 0 picks a free one (default: off).")
+    var mqttsPort: Int?
+
+    @Option(name: .customLong("tls-cert-file"), help: ArgumentHelp("The TLS listener's certificate (PEM).", valueName: "FILE"))
+    var tlsCertFile: String?
+
+    @Option(name: .customLong("tls-key-file"), help: ArgumentHelp("The TLS listener's private key (PEM, unencrypted).", valueName: "FILE"))
+    var tlsKeyFile: String?
+
     @Flag(name: .customLong("no-control"), help: "Run without the control interface.")
     var noControl = false
 
@@ -90,6 +99,7 @@ struct TBSimCommand: AsyncParsableCommand {
             ("host", .string(configuration.host)),
             ("mqttPort", .integer(Int64(simulator.mqttPort))),
             ("controlPort", simulator.controlPort.map { .integer(Int64($0)) } ?? .null),
+            ("mqttsPort", simulator.mqttsPort.map { .integer(Int64($0)) } ?? .null),
             ("pid", .integer(Int64(ProcessInfo.processInfo.processIdentifier))),
         ]).serialized
         print(ready)
@@ -137,6 +147,15 @@ struct TBSimCommand: AsyncParsableCommand {
         if let controlPort {
             guard (0...65535).contains(controlPort) else { throw SimulatorError("--control-port must be between 0 and 65535") }
             configuration.controlPort = controlPort
+        }
+        if let mqttsPort {
+            guard (0...65535).contains(mqttsPort) else { throw SimulatorError("--mqtts-port must be between 0 and 65535") }
+            configuration.mqttsPort = mqttsPort
+        }
+        if let tlsCertFile { configuration.tlsCertificateFile = tlsCertFile }
+        if let tlsKeyFile { configuration.tlsKeyFile = tlsKeyFile }
+        if configuration.mqttsPort != nil && (configuration.tlsCertificateFile == nil || configuration.tlsKeyFile == nil) {
+            throw SimulatorError("the TLS listener (--mqtts-port, [server] mqtts_port) needs the server certificate and key: --tls-cert-file and --tls-key-file ([server] tls_cert_file, tls_key_file)")
         }
         if self.noControl { configuration.controlPort = nil }
         if let registry { configuration.registryPath = registry }

@@ -1,4 +1,6 @@
+import AgentHost
 import AgentPlatform
+import Foundation
 import CProcessControl
 import Glibc
 import Testing
@@ -21,9 +23,81 @@ import Testing
         }
     }
 
+    /// `releaseStartupPages()` drops the resident pages of read-only file mappings (a mapping touched whole has
+    /// nearly none left afterwards, and reads the file's bytes again when touched), and loses nothing: a private mapping written
+    /// and then made read-only (what the dynamic linker does to relocated data) keeps what was written.
+    /// In a process of its own: it advises every mapping of the process.
+    @Test func startupPagesAreGivenBackAndNothingIsLost() async {
+        await #expect(processExitsWith: .success) {
+            let pages = 64
+            let size = pages * Int(getpagesize())
+            let path = "/tmp/tb-agent-pageout-\(getpid())"
+            let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
+            guard fd >= 0 else { exit(10) }
+            unlink(path)
+            let content = [UInt8](repeating: 0x5A, count: size)
+            guard content.withUnsafeBytes({ write(fd, $0.baseAddress, size) }) == size, fsync(fd) == 0 else { exit(11) }
+            guard let readOnly = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), readOnly != MAP_FAILED,
+                  let relocated = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), relocated != MAP_FAILED
+            else { exit(12) }
+            var sum = 0
+            for page in 0..<pages {
+                sum += Int(readOnly.load(fromByteOffset: page * size / pages, as: UInt8.self))
+                relocated.storeBytes(of: 0xA5, toByteOffset: page * size / pages, as: UInt8.self)
+            }
+            guard sum == 0x5A * pages, mprotect(relocated, size, PROT_READ) == 0 else { exit(13) }
+            guard residentKiB(of: readOnly) == size / 1024, residentKiB(of: relocated) == size / 1024 else { exit(14) }
+
+            guard ProcessHardening.releaseStartupPages() >= 2 * size else { exit(15) }
+
+            // All of it, but a page the kernel has not yet put on its LRU lists cannot be reclaimed.
+            guard let left = residentKiB(of: readOnly), left <= size / 1024 / 4 else { exit(16) }
+            for page in 0..<pages {
+                guard readOnly.load(fromByteOffset: page * size / pages, as: UInt8.self) == 0x5A,
+                      relocated.load(fromByteOffset: page * size / pages, as: UInt8.self) == 0xA5 else { exit(17) }
+            }
+            exit(0)
+        }
+    }
+
+    /// Only mappings of a file that the process cannot write are advised.
+    @Test func onlyReadOnlyFileMappingsAreChosen() {
+        let maps = """
+            55d0c0000000-55d0c0100000 r--p 00000000 fe:01 1234 /usr/bin/tb-agent
+            55d0c0100000-55d0c0900000 r-xp 00100000 fe:01 1234                       /usr/bin/tb-agent
+            55d0c0900000-55d0c0a00000 rw-p 00900000 fe:01 1234 /usr/bin/tb-agent
+            55d0c0a00000-55d0c0b00000 rw-p 00000000 00:00 0 [heap]
+            7f0000000000-7f0000001000 r--p 00000000 00:00 0
+            7f0000001000-7f0000002000 r--s 00000000 fe:01 99 /usr/lib/x86_64-linux-gnu/libc.so.6
+            7f0000002000-7f0000003000 r-xp 00000000 00:00 0 [vdso]
+            7f0000003000-7f0000004000 r--p 00000000 fe:01 77                  /path with spaces/lib.so (deleted)
+            not a line
+            """
+        let chosen = ProcessHardening.readOnlyFileMappings(maps)
+        #expect(chosen.map(\.start) == [0x55d0_c000_0000, 0x55d0_c010_0000, 0x7f00_0000_1000, 0x7f00_0000_3000])
+        #expect(chosen.map(\.end) == [0x55d0_c010_0000, 0x55d0_c090_0000, 0x7f00_0000_2000, 0x7f00_0000_4000])
+    }
+
     /// The dumpable flag is what keeps secrets out of core dumps and away from ptrace.
     @Test func makeNonDumpableClearsTheDumpableFlag() {
         #expect(ProcessHardening.makeNonDumpable())
         #expect(!ProcessHardening.isDumpable)
     }
+}
+
+/// The resident KiB of the mapping that starts at `address`, from /proc/self/smaps.
+private func residentKiB(of address: UnsafeMutableRawPointer) -> Int? {
+    // Not Foundation's String(contentsOfFile:): it reads a /proc file (size 0) only up to its first page.
+    guard case .success(let bytes) = POSIXFile.read("/proc/self/smaps", limit: 16 << 20) else { return nil }
+    let smaps = String(decoding: bytes, as: UTF8.self)
+    let start = String(UInt(bitPattern: address), radix: 16) + "-"
+    var inMapping = false
+    for line in smaps.split(separator: "\n") {
+        if let first = line.first, first.isHexDigit, line.contains("-"), line.split(separator: " ").count >= 5 {
+            inMapping = line.hasPrefix(start)
+        } else if inMapping, line.hasPrefix("Rss:") {
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
+        }
+    }
+    return nil
 }

@@ -20,6 +20,8 @@ import Glibc
 public final class TBSimProcess: @unchecked Sendable {
     public let mqttPort: Int
     public let controlPort: Int
+    /// The MQTT-over-TLS port, when started with `--mqtts-port` (`ChainPKI.simArguments`).
+    public let mqttsPort: Int?
     public let child: ChildProcess
     public let directory: URL
     public let eventLogURL: URL
@@ -53,6 +55,7 @@ public final class TBSimProcess: @unchecked Sendable {
         }
         self.mqttPort = mqtt
         self.controlPort = control
+        self.mqttsPort = number("mqttsPort")
         self.child = child
     }
 

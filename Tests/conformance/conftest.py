@@ -59,7 +59,7 @@ token = "bulk-board-token"
 class Sim:
     """A running tb-sim."""
 
-    def __init__(self, directory: pathlib.Path, extra_config: str = ""):
+    def __init__(self, directory: pathlib.Path, extra_config: str = "", arguments=()):
         self.directory = directory
         self.events_path = directory / "events.jsonl"
         config = directory / "tb-sim.toml"
@@ -70,7 +70,7 @@ class Sim:
         self.stderr = open(directory / "stderr.txt", "w")
         self.process = subprocess.Popen(
             [str(binary), "--config", str(config), "--ready-file", str(ready), "--event-log", str(self.events_path),
-             "--registry", str(directory / "registry.json")],
+             "--registry", str(directory / "registry.json"), *arguments],
             stdout=subprocess.DEVNULL, stderr=self.stderr)
         deadline = time.monotonic() + 20
         while not ready.exists():
@@ -83,6 +83,7 @@ class Sim:
         self.host = "127.0.0.1"
         self.mqtt_port = info["mqttPort"]
         self.control_port = info["controlPort"]
+        self.mqtts_port = info.get("mqttsPort")  # with --mqtts-port (the TLS listener)
 
     def stop(self):
         if self.process.poll() is None:
@@ -138,13 +139,14 @@ def sim(tmp_path):
 
 @pytest.fixture
 def make_sim(tmp_path):
-    """A factory: make_sim(extra_toml) starts a tb-sim whose configuration is CONFIG plus extra_toml."""
+    """A factory: make_sim(extra_toml, arguments) starts a tb-sim whose configuration is CONFIG plus extra_toml, with
+    more command-line flags."""
     started = []
 
-    def make(extra_config=""):
+    def make(extra_config="", arguments=()):
         directory = tmp_path / f"sim{len(started)}"
         directory.mkdir()
-        simulator = Sim(directory, extra_config)
+        simulator = Sim(directory, extra_config, arguments)
         started.append(simulator)
         return simulator
 

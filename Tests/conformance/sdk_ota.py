@@ -8,8 +8,9 @@ import json
 import sys
 import threading
 
-from sdk_common import connect
 from tb_device_mqtt import TBDeviceMqttClient, TBFirmwareState
+
+from sdk_support import wait_connected
 
 host, port, token, chunk_size = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 client = TBDeviceMqttClient(host, port=port, username=token, chunk_size=chunk_size)
@@ -29,7 +30,8 @@ def on_firmware_received(tb_client, firmware_data, version_to):
 
 
 client.set_on_firmware_received_callback(on_firmware_received)
-connect(client)
+client.connect()
+wait_connected(client)
 client.get_firmware_update()
 print(json.dumps({"requested": True}), flush=True)
 if not done.wait(60):

@@ -95,8 +95,39 @@ public enum CredentialsType: String, Sendable, Equatable, CaseIterable, Codable 
     case x509Certificate = "X509_CERTIFICATE"
 }
 
+/// `[provisioning] method`: how the board gets its device credentials.
+public enum ProvisioningMethod: String, Sendable, Equatable, CaseIterable {
+    /// The default: a provision request with the device profile's key and secret (`device_key`, `device_secret`).
+    case deviceKey = "device-key"
+    /// No provision request: the board connects over TLS with a certificate chain, and ThingsBoard creates the
+    /// device from the certificate's CN (a device profile of type X509_CERTIFICATE_CHAIN).
+    case x509Chain = "x509-chain"
+}
+
+/// `[provisioning] method = "x509-chain"`: the files the board connects with and the profile's CN expression.
+public struct X509ChainSettings: Sendable, Equatable {
+    /// `chain_file`: PEM certificates, the device's (leaf) first, then the intermediates up to the profile's CA.
+    public var chainFile: String
+    /// `key_file`: the leaf's private key (PEM, unencrypted), mode 0600 and owned by the agent's user.
+    public var keyFile: String
+    /// `cn_regex` (default `(.*)`): the device profile's "CN regular expression"; group 1 is the device name.
+    public var cnPattern: CommonNamePattern
+
+    public init(chainFile: String, keyFile: String, cnPattern: CommonNamePattern) {
+        self.chainFile = chainFile
+        self.keyFile = keyFile
+        self.cnPattern = cnPattern
+    }
+}
+
 /// `[provisioning]`
 public struct ProvisioningSettings: Sendable, Equatable {
+    /// `method = "x509-chain"`: the chain settings (device_key and the other request keys are then empty and unused).
+    public var x509Chain: X509ChainSettings?
+
+    /// `method`
+    public var method: ProvisioningMethod { self.x509Chain == nil ? .deviceKey : .x509Chain }
+
     /// `device_key`: the provision device key from the device profile.
     public var deviceKey: String
     /// `device_secret`, or read from `device_secret_file`.
@@ -119,8 +150,9 @@ public struct ProvisioningSettings: Sendable, Equatable {
     public init(
         deviceKey: String, deviceSecret: Secret, deviceSecretFile: String? = nil, credentialsType: CredentialsType? = nil,
         token: Secret? = nil, clientId: String? = nil, username: String? = nil, password: Secret? = nil,
-        certFile: String? = nil, timeout: Duration = .seconds(30)
+        certFile: String? = nil, timeout: Duration = .seconds(30), x509Chain: X509ChainSettings? = nil
     ) {
+        self.x509Chain = x509Chain
         self.deviceKey = deviceKey
         self.deviceSecret = deviceSecret
         self.deviceSecretFile = deviceSecretFile

@@ -420,9 +420,14 @@ struct ControlRouter {
             guard let string = text.stringValue else { throw SimulatorError("thingsboardVersion must be a string such as \"3.7\"") }
             version = try ThingsBoardVersion(string)
         }
+        var x509: X509ChainSettings? = nil
+        if let settings = json["x509"], !settings.isNull { x509 = try X509ChainSettings(json: settings) }
+        if strategy == .x509CertificateChain && x509 == nil {
+            throw SimulatorError("strategy X509_CERTIFICATE_CHAIN needs \"x509\": {\"caCertificate\": PEM, \"cnRegex\": \"(.*)\", \"allowCreate\": true}")
+        }
         return DeviceProfile(name: name, provisionKey: json["provisionKey"]?.stringValue,
                              provisionSecret: json["provisionSecret"]?.stringValue, strategy: strategy,
-                             rateLimits: rateLimits, thingsboardVersion: version)
+                             rateLimits: rateLimits, thingsboardVersion: version, x509: x509)
     }
 
     static func profileJSON(_ p: DeviceProfile) -> JSONValue {
@@ -433,6 +438,7 @@ struct ControlRouter {
             ("strategy", .string(p.strategy.rawValue)),
             ("rateLimits", p.rateLimits?.json ?? .null),
             ("thingsboardVersion", p.thingsboardVersion.map { .string($0.description) } ?? .null),
+            ("x509", p.x509?.json ?? .null),
         ])
     }
 

@@ -6,6 +6,73 @@ public enum ProvisionStrategy: String, Sendable, Hashable, CaseIterable {
     case allowCreateNewDevices = "ALLOW_CREATE_NEW_DEVICES"
     case checkPreProvisionedDevices = "CHECK_PRE_PROVISIONED_DEVICES"
     case disabled = "DISABLED"
+    /// No provision request: the device connects over TLS with a certificate chain whose CA the profile holds, and is
+    /// created (or found) from the leaf's common name.
+    case x509CertificateChain = "X509_CERTIFICATE_CHAIN"
+}
+
+/// ThingsBoard's `X509CertificateChainProvisionConfiguration`: the CA certificate (ThingsBoard keeps its PEM as the
+/// profile's provision secret and its SHA3 as the provision key), the regular expression whose group 1 of the leaf's
+/// CN is the device name, and whether an unknown name creates a device.
+public struct X509ChainSettings: Sendable, Hashable {
+    /// The CA certificate in PEM form (a root or an intermediate of the devices' chains).
+    public var caCertificate: String
+    /// `certificateRegExPattern`: Java's `find()`, group 1 is the device name.
+    public var cnRegex: String
+    /// `allowCreateNewDevicesByX509Certificate`.
+    public var allowCreate: Bool
+
+    public init(caCertificate: String, cnRegex: String, allowCreate: Bool) {
+        self.caCertificate = caCertificate
+        self.cnRegex = cnRegex
+        self.allowCreate = allowCreate
+    }
+
+    /// As the registry file and the control interface write it.
+    public var json: JSONValue {
+        .object([
+            ("caCertificate", .string(self.caCertificate)), ("cnRegex", .string(self.cnRegex)),
+            ("allowCreate", .bool(self.allowCreate)),
+        ])
+    }
+
+    /// From ``json``; the CA must be a PEM certificate and the regular expression must compile with a group 1.
+    public init(json: JSONValue) throws(SimulatorError) {
+        guard let ca = json["caCertificate"]?.stringValue, !ca.isEmpty else {
+            throw SimulatorError("x509 needs \"caCertificate\": the PEM of the CA that signs the devices' chains")
+        }
+        guard let regex = json["cnRegex"]?.stringValue, !regex.isEmpty else {
+            throw SimulatorError("x509 needs \"cnRegex\": a regular expression whose group 1 of the certificate's CN is the device name, such as \"(.*)\"")
+        }
+        self.init(caCertificate: ca, cnRegex: regex, allowCreate: json["allowCreate"]?.boolValue ?? false)
+        try self.validate()
+    }
+
+    /// Checks that the CA parses and the expression compiles with a capturing group.
+    public func validate() throws(SimulatorError) {
+        _ = try X509Certificate.parseAll(pem: self.caCertificate, what: "the profile's CA certificate")
+        _ = try self.compiledRegex()
+    }
+
+    func compiledRegex() throws(SimulatorError) -> Regex<AnyRegexOutput> {
+        let regex: Regex<AnyRegexOutput>
+        do {
+            regex = try Regex(self.cnRegex)
+        } catch {
+            throw SimulatorError("cn_regex \"\(self.cnRegex)\" is not a regular expression (\(error)); ThingsBoard's default is \"(.*)\"")
+        }
+        guard self.cnRegex.contains("(") else {
+            throw SimulatorError("cn_regex \"\(self.cnRegex)\" has no group: the device name is group 1, for example \"(.*)@example.com\"")
+        }
+        return regex
+    }
+
+    /// Group 1 of the first match in `commonName` (Java's `matcher.find()` then `group(1)`), nil when none.
+    func deviceName(fromCommonName commonName: String) -> String? {
+        guard let regex = try? self.compiledRegex(), let match = commonName.firstMatch(of: regex), match.output.count > 1,
+              let group = match.output[1].substring else { return nil }
+        return String(group)
+    }
 }
 
 /// A device profile: its name is the device type of the devices provisioned through it.
@@ -19,10 +86,13 @@ public struct DeviceProfile: Sendable, Hashable {
     /// The ThingsBoard version this profile's devices see; `nil` is the current one. Before 3.8, `getSessionLimits`
     /// is an ordinary client-side RPC.
     public var thingsboardVersion: ThingsBoardVersion?
+    /// The chain settings of an `X509_CERTIFICATE_CHAIN` profile.
+    public var x509: X509ChainSettings?
 
     public init(name: String, provisionKey: String? = nil, provisionSecret: String? = nil,
                 strategy: ProvisionStrategy = .allowCreateNewDevices, rateLimits: RateLimits? = nil,
-                thingsboardVersion: ThingsBoardVersion? = nil) {
+                thingsboardVersion: ThingsBoardVersion? = nil, x509: X509ChainSettings? = nil) {
+        self.x509 = x509
         self.name = name
         self.provisionKey = provisionKey
         self.provisionSecret = provisionSecret

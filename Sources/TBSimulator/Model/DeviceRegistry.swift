@@ -53,6 +53,11 @@ public struct DeviceRegistry: Sendable {
         self.devicesByName[device.name] = device
     }
 
+    /// Adds a device whose name and credentials were checked by the caller.
+    mutating func insert(_ device: SimDevice) {
+        self.devicesByName[device.name] = device
+    }
+
     /// Replaces a device's credentials (`nil` revokes them).
     public mutating func setCredentials(_ credentials: DeviceCredentials?, forDevice name: String) throws(SimulatorError) {
         guard self.devicesByName[name] != nil else { throw SimulatorError("no device named \"\(name)\"") }
@@ -143,6 +148,9 @@ public struct DeviceRegistry: Sendable {
                                    reason: "pre-provisioned device claimed")
         case .disabled:
             return .notFound("provisioning is disabled")
+        case .x509CertificateChain:
+            // ThingsBoard: "Invalid provision strategy type!" (such a profile is provisioned by the TLS handshake).
+            return .notFound("profile \"\(profile.name)\" provisions by X.509 certificate chain, not by request")
         }
     }
 

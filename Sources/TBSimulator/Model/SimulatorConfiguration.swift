@@ -4,6 +4,12 @@ public struct SimulatorConfiguration: Sendable {
     public var host: String = "127.0.0.1"
     /// MQTT port; 0 picks a free one (read it back from ``Simulator/mqttPort``).
     public var mqttPort: Int = 1883
+    /// MQTT over TLS port (ThingsBoard's 8883), where X.509 certificate chains provision devices; 0 picks a free one;
+    /// `nil` (the default) disables the TLS listener. Needs ``tlsCertificateFile`` and ``tlsKeyFile``.
+    public var mqttsPort: Int? = nil
+    /// The TLS listener's certificate (PEM, the server's chain) and its unencrypted private key.
+    public var tlsCertificateFile: String? = nil
+    public var tlsKeyFile: String? = nil
     /// Control interface port; 0 picks a free one. `nil` disables the control interface.
     public var controlPort: Int? = 0
     /// Largest accepted MQTT remaining length (ThingsBoard's `netty.max_payload_size`).

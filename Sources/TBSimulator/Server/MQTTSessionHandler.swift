@@ -84,6 +84,8 @@ final class MQTTSessionHandler: ChannelInboundHandler {
     private var otaChunkSizes: [String: Int32] = [:]
     private var otaPackageByRequest: [String: String] = [:]
     static let otaRequestsKept = 1024
+    /// On the TLS listener: the client's certificate, learnt from the handshake before the CONNECT arrives.
+    private var tlsIdentity: TLSClientIdentity?
 
     init(simulator: Simulator) {
         self.simulator = simulator
@@ -165,6 +167,14 @@ final class MQTTSessionHandler: ChannelInboundHandler {
         } else {
             self.closeBare(reason: "connection error: \(error)")
         }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let identity = event as? TLSClientIdentity {
+            self.tlsIdentity = identity
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -311,8 +321,26 @@ final class MQTTSessionHandler: ChannelInboundHandler {
             return
         }
         let password = connect.passwordText
-        let authenticated = self.simulator.registry.authenticate(
-            clientID: connect.clientID, username: connect.username, password: password)
+        let authenticated: SimDevice?
+        if let leaf = self.tlsIdentity?.leafPEM {
+            // ThingsBoard's processX509CertConnect: a client certificate takes priority over user name and password;
+            // an expired (or not yet valid) one gets NOT_AUTHORIZED; otherwise its credentials are looked up.
+            if self.tlsIdentity?.leafOutsideValidity == true {
+                let returnCode = connect.version.isV5 ? MQTTReasonCode.notAuthorized : Self.v3ReturnCode(MQTTReasonCode.notAuthorized)
+                fields.append(contentsOf: [("kind", .string("refused")), ("clientCertificate", .bool(true)),
+                                           ("reason", .string("the client certificate is expired or not yet valid")),
+                                           ("returnCode", .integer(Int64(returnCode)))])
+                self.simulator.eventLog.record("connect", fields)
+                self.send(.connack(sessionPresent: sessionPresent, returnCode: returnCode))
+                self.closeBare(reason: "CONNACK \(returnCode): the client certificate is expired or not yet valid")
+                return
+            }
+            fields.append(("clientCertificate", .bool(true)))
+            authenticated = self.simulator.registry.device(credentialsID: DeviceCredentials.x509Certificate(leaf).credentialsID)
+        } else {
+            authenticated = self.simulator.registry.authenticate(
+                clientID: connect.clientID, username: connect.username, password: password)
+        }
         if let refusal = self.simulator.takeConnectRefusal(device: authenticated?.credentials == nil ? nil : authenticated?.name) {
             // A blip set up through the control interface (refuse-connects).
             fields.append(contentsOf: [

@@ -42,9 +42,10 @@ enum RegistryFile {
             var rateLimits: RateLimits? = nil
             if let limits = profile["rateLimits"], !limits.isNull { rateLimits = try RateLimits(json: limits) }
             let version = try profile["thingsboardVersion"]?.stringValue.map { text throws(SimulatorError) in try ThingsBoardVersion(text) }
+            let x509 = try profile["x509"].flatMap { json throws(SimulatorError) in json.isNull ? nil : try X509ChainSettings(json: json) }
             try registry.upsertProfile(DeviceProfile(name: name, provisionKey: profile["provisionKey"]?.stringValue,
                                                      provisionSecret: profile["provisionSecret"]?.stringValue, strategy: strategy,
-                                                     rateLimits: rateLimits, thingsboardVersion: version))
+                                                     rateLimits: rateLimits, thingsboardVersion: version, x509: x509))
         }
         for item in json["devices"]?.arrayValue ?? [] {
             guard let name = item["name"]?.stringValue, let profile = item["profile"]?.stringValue else {
@@ -76,6 +77,7 @@ enum RegistryFile {
                     ("strategy", .string(p.strategy.rawValue)),
                     ("rateLimits", p.rateLimits?.json ?? .null),
                     ("thingsboardVersion", p.thingsboardVersion.map { .string($0.description) } ?? .null),
+                    ("x509", p.x509?.json ?? .null),
                 ])
             })),
             ("devices", .array(registry.devices.map { d in

@@ -136,11 +136,14 @@ public final class Simulator: @unchecked Sendable {
     var claims: ClaimBook
     var ota: OtaBook
     var mqttChannel: (any Channel)?
+    var mqttsChannel: (any Channel)?
     var stopping = false
     var controlChannel: (any Channel)?
 
     /// The bound MQTT port.
     public private(set) var mqttPort: Int = 0
+    /// The bound MQTT-over-TLS port, or `nil` when the TLS listener is off.
+    public private(set) var mqttsPort: Int?
     /// The bound control-interface port, or `nil` when disabled.
     public private(set) var controlPort: Int?
 
@@ -191,26 +194,14 @@ public final class Simulator: @unchecked Sendable {
         simulator.eventLog.record("started", [
             ("host", .string(configuration.host)), ("mqttPort", .integer(Int64(simulator.mqttPort))),
             ("controlPort", simulator.controlPort.map { .integer(Int64($0)) } ?? .null),
+            ("mqttsPort", simulator.mqttsPort.map { .integer(Int64($0)) } ?? .null),
             ("profiles", .integer(Int64(registry.profiles.count))), ("devices", .integer(Int64(registry.devices.count))),
         ])
         return simulator
     }
 
     func bind() async throws {
-        let maxPacketSize = self.configuration.maxPacketSize
-        let mqtt = try await ServerBootstrap(group: self.group)
-            .serverChannelOption(.backlog, value: 256)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(ByteToMessageHandler(MQTTDecoder(maxPacketSize: maxPacketSize)))
-                    try sync.addHandler(MessageToByteHandler(MQTTEncoder()))
-                    try sync.addHandler(MQTTSessionHandler(simulator: self))
-                }
-            }
-            .bind(host: self.configuration.host, port: self.configuration.mqttPort).get()
+        let mqtt = try await self.bindMQTT(port: self.configuration.mqttPort, tls: nil)
         self.mqttChannel = mqtt
         let continuation = self.stopped.continuation
         mqtt.closeFuture.whenComplete { _ in
@@ -218,11 +209,68 @@ public final class Simulator: @unchecked Sendable {
             if !self.stopping { continuation.finish() }
         }
         self.mqttPort = mqtt.localAddress?.port ?? self.configuration.mqttPort
+        if let port = self.configuration.mqttsPort {
+            // The MQTT-over-TLS listener: the same pipeline behind a TLSServerHandler, whose handshake runs
+            // ThingsBoard's X.509 chain logic.
+            guard let certificateFile = self.configuration.tlsCertificateFile, let keyFile = self.configuration.tlsKeyFile else {
+                throw SimulatorError("the TLS listener (mqtts_port) needs tls_cert_file and tls_key_file in [server] (--tls-cert-file, --tls-key-file)")
+            }
+            let channel = try await self.bindMQTT(port: port, tls: try TLSServerContext(certificateFile: certificateFile, keyFile: keyFile))
+            self.mqttsChannel = channel
+            self.mqttsPort = channel.localAddress?.port ?? port
+        }
         if let port = self.configuration.controlPort {
             let control = try await ControlServer.bind(simulator: self, host: self.configuration.host, port: port)
             self.controlChannel = control
             self.controlPort = control.localAddress?.port ?? port
         }
+    }
+
+    /// An MQTT listener: decoder, encoder and session handler, behind a TLS handler when `tls` is given.
+    func bindMQTT(port: Int, tls: TLSServerContext?) async throws -> any Channel {
+        let maxPacketSize = self.configuration.maxPacketSize
+        return try await ServerBootstrap(group: self.group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let tls {
+                        let remote = channel.remoteAddress.map { "\($0.ipAddress ?? "?"):\($0.port ?? 0)" } ?? "?"
+                        try sync.addHandler(TLSServerHandler(context: tls) { chain in self.tlsHandshakeDone(chain: chain, remote: remote) })
+                    }
+                    try sync.addHandler(ByteToMessageHandler(MQTTDecoder(maxPacketSize: maxPacketSize)))
+                    try sync.addHandler(MessageToByteHandler(MQTTEncoder()))
+                    try sync.addHandler(MQTTSessionHandler(simulator: self))
+                }
+            }
+            .bind(host: self.configuration.host, port: port).get()
+    }
+
+    /// After a TLS handshake (on the loop): ThingsBoard's trust manager refuses a chain in which a certificate does
+    /// not sign the one before it (the handshake fails: false closes the connection); otherwise the chain goes to
+    /// `validateOrCreateDeviceX509Certificate`, whose failures are only logged (the CONNECT that follows is refused).
+    func tlsHandshakeDone(chain: [X509Certificate], remote: String) -> Bool {
+        var fields: [(String, JSONValue)] = [("remote", .string(remote)), ("chainLength", .integer(Int64(chain.count))),
+                                             ("commonName", chain.first?.commonName.map(JSONValue.string) ?? .null)]
+        for index in chain.indices.dropFirst() where !chain[index - 1].isSigned(by: chain[index]) {
+            fields.append(contentsOf: [("outcome", .string("bad_chain")),
+                                       ("reason", .string("certificate \(index - 1) of the chain is not signed by certificate \(index)"))])
+            self.eventLog.record("x509_chain", fields)
+            return false
+        }
+        guard !chain.isEmpty else {
+            fields.append(contentsOf: [("outcome", .string("no_certificate"))])
+            self.eventLog.record("x509_chain", fields)
+            return true
+        }
+        let outcome = self.registry.validateOrCreate(chain: chain, now: self.nowMillis)
+        if outcome.kind == .created || outcome.kind == .updated { self.saveRegistry() }
+        fields.append(contentsOf: [("outcome", .string(outcome.kind.rawValue)), ("device", outcome.device.map(JSONValue.string) ?? .null),
+                                   ("profile", outcome.profile.map(JSONValue.string) ?? .null), ("reason", .string(outcome.reason))])
+        self.eventLog.record("x509_chain", fields)
+        return true
     }
 
     /// Closes the listeners and every connection, then stops the event loop.
@@ -232,6 +280,7 @@ public final class Simulator: @unchecked Sendable {
             for session in Array(self.sessions.values) { session.closeBare(reason: "simulator stopping") }
         }
         try? await self.mqttChannel?.close()
+        try? await self.mqttsChannel?.close()
         try? await self.controlChannel?.close()
         self.eventLog.record("stopped", [])
         try? await self.group.shutdownGracefully()

@@ -98,17 +98,19 @@ final class BoardCopy: Sendable {
     static let everySensor = ["door_closed", "rain_pulses", "temperature", "cpu_temperature", "air_temperature", "humidity"]
 
     /// Writes `config.toml` for a server on 127.0.0.1:`port`.
+    /// `provisioning` replaces the `[provisioning]` table's keys (the simulated profile's key and secret);
+    /// `serverTLS` is a `[server.tls]` table's keys.
     func writeConfig(port: Int, interval: String = "10s", sensors: String, reprovisionHold: String = "1s",
-                     maxBackoff: String = "2s", extra: String = "") throws {
+                     maxBackoff: String = "2s", provisioning: String? = nil, serverTLS: String? = nil, extra: String = "") throws {
         try """
         [server]
         host = "127.0.0.1"
         port = \(port)
         max_backoff = "\(maxBackoff)"
+        \(serverTLS.map { "[server.tls]\n" + $0 } ?? "")
 
         [provisioning]
-        device_key = "\(E2ESim.provisionKey)"
-        device_secret = "\(E2ESim.provisionSecret)"
+        \(provisioning ?? "device_key = \"\(E2ESim.provisionKey)\"\ndevice_secret = \"\(E2ESim.provisionSecret)\"")
 
         [device]
         name_template = "sim-{id}"
@@ -217,7 +219,8 @@ final class E2ESim: Sendable {
     let process: TBSimProcess
 
     /// `profileExtra`: TOML appended to the board's profile (its `[profiles.rate_limits]`).
-    static func start(profileExtra: String = "") async throws -> E2ESim {
+    /// `config`: more TOML after the board's profile (more `[[profiles]]`); `arguments`: more tb-sim flags.
+    static func start(profileExtra: String = "", config: String = "", arguments: [String] = []) async throws -> E2ESim {
         try await offPool {
             E2ESim(process: try TBSimProcess(config: """
                 [[profiles]]
@@ -225,13 +228,16 @@ final class E2ESim: Sendable {
                 provision_key = "\(E2ESim.provisionKey)"
                 provision_secret = "\(E2ESim.provisionSecret)"
                 \(profileExtra)
-                """))
+                \(config)
+                """, arguments: arguments))
         }
     }
 
     private init(process: TBSimProcess) { self.process = process }
 
     var mqttPort: Int { self.process.mqttPort }
+    /// The TLS listener's port, when started with `--mqtts-port`.
+    var mqttsPort: Int? { self.process.mqttsPort }
 
     func stop() async { _ = try? await offPool { self.process.child.stop() } }
 
