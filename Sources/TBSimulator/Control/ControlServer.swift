@@ -324,7 +324,7 @@ struct ControlRouter {
             guard let type = Self.otaType(route: route) else { return .now(.error(.notFound, "no route")) }
             try sim.assignOtaPackage(try Self.packageID(method: method, json: json), type: type, device: name)
             return .now(.ok(sim.ota.json(device: name, profile: device.profile)))
-        case (.GET, "fwStates"), (.GET, "ota"):
+        case (.GET, "fwStates"):
             return .now(.ok(sim.ota.json(device: name, profile: device.profile)))
         case (.POST, "claiming-allowed"):
             guard let allowed = json["allowed"]?.boolValue else {
