@@ -20,16 +20,6 @@ telemetry_data_points = "60:1,3000:60"
 name = "sdk-paced"
 profile = "paced"
 token = "sdk-paced-token"
-
-[[devices]]
-name = "paho-v5"
-profile = "paced"
-token = "paho-v5-token"
-
-[[devices]]
-name = "paho-v3"
-profile = "paced"
-token = "paho-v3-token"
 """
 
 
@@ -110,8 +100,31 @@ def burst(sim, token, protocol, count):
     return outcome
 
 
+# The burst's limit refills one message every 6 s: with "10:1" a loaded machine that took over 100 ms between the
+# first and the twentieth PUBLISH (tb-sim reading them in several pieces) earned an eleventh token, and the test
+# found 11 acknowledgements instead of 10 (seen twice in full conformance runs next to builds).
+BURST_LIMITS = """
+[[profiles]]
+name = "burst"
+strategy = "DISABLED"
+[profiles.rate_limits]
+messages = "100:60"
+telemetry_messages = "10:60"
+
+[[devices]]
+name = "paho-v5"
+profile = "burst"
+token = "paho-v5-token"
+
+[[devices]]
+name = "paho-v3"
+profile = "burst"
+token = "paho-v3-token"
+"""
+
+
 def test_paho_past_the_limit_is_disconnected(make_sim):
-    sim = make_sim(LIMITS)
+    sim = make_sim(BURST_LIMITS)
     # MQTT 5: ten PUBACKs (the bucket starts full), then a DISCONNECT and no PUBACK for the eleventh. paho 2.1.0
     # reads a DISCONNECT's reason code only when the remaining length is over 2, so it reports the server's
     # [0x83, 0] as a plain disconnect; the reason byte itself is asserted in the Swift tests (RateLimitSessionTests).
@@ -127,7 +140,7 @@ def test_paho_past_the_limit_is_disconnected(make_sim):
         dropped = sim.control("GET", f"/devices/{device}")[1]["droppedForRateLimits"]
         assert dropped == {"total": 1, "messages": 0, "telemetryMessages": 1, "telemetryDataPoints": 0}
         [event] = sim.events("rate_limited", device)
-        assert event["limit"] == "telemetryMessages" and event["configured"] == "10:1,300:60"
+        assert event["limit"] == "telemetryMessages" and event["configured"] == "10:60"
         [closed] = sim.events("disconnect", device)
         assert closed["reason"] == "rate limit telemetryMessages exceeded"
 
