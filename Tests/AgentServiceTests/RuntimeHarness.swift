@@ -193,7 +193,9 @@ final class RuntimeHarness: @unchecked Sendable {
     var state: String? { self.status["state"]?.stringValue }
 
     /// Waits (real time, bounded) until `condition` holds: the loop runs on the cooperative pool beside the test.
-    func until(_ what: String, timeout: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+    /// 30 s: on a loaded 2-core machine (the whole suite, builds and a VM beside it) the pool's two threads were
+    /// seen busy for over 10 s, and four runtime tests timed out together waiting to be online.
+    func until(_ what: String, timeout: Duration = .seconds(30), _ condition: () -> Bool) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         while !condition() {
