@@ -218,7 +218,9 @@ public struct OTADownload: Sendable {
         if title == self.settings.title && version == self.settings.version {
             // Already running it.
             switch self.stage {
-            case .idle: return []
+            case .idle, .failed(_, _, partial: nil):
+                self.stage = .idle
+                return []
             default: return self.abandon("the assigned package \(title) \(version) is the one running")
             }
         }
@@ -379,10 +381,9 @@ public struct OTADownload: Sendable {
         guard case .downloading(var d) = self.stage, let awaiting = d.awaiting, let due = awaiting.due, due <= now else { return [] }
         d.attempts += 1
         guard d.attempts < self.settings.maxAttempts else {
-            let reason = "no answer to the request for chunk \(awaiting.index) of \(d.package) after \(d.attempts) tries of \(self.settings.chunkTimeout) each; the download resumes at byte \(d.durable) on the next connection (check the server's load and the network)"
+            let reason = "no answer to the request for chunk \(awaiting.index) of \(d.package) after \(d.attempts) tries of \(self.settings.chunkTimeout) each; the download resumes at byte \(d.received) on the next connection (check the server's load and the network)"
             d.awaiting = nil
             d.attempts = 0
-            d.received = d.durable
             self.stage = .failed(d.package, reason, partial: d)
             return [.report(.object([("fw_state", .string("FAILED")), ("fw_error", .string(reason))]))]
         }
@@ -394,9 +395,8 @@ public struct OTADownload: Sendable {
     // MARK: helpers
 
     mutating func resume(_ partial: Download, now: Duration) -> [Action] {
+        // In this process the file holds every byte received (a restart trusts only the durable ones: `Restored`).
         var d = partial
-        // Only what is durable is trusted: bytes received since the last sync are asked for again.
-        if d.received != d.durable { d.received = d.durable }
         d.attempts = 0
         d.awaiting = nil
         d.reportedPercent = -1
@@ -458,7 +458,7 @@ public enum DataSize {
     public static func text(_ bytes: Int) -> String {
         if bytes < 1 << 10 { return "\(bytes) bytes" }
         if bytes < 1 << 20 { return "\(bytes >> 10) KiB" }
-        let tenths = bytes * 10 >> 20
+        let tenths = (bytes * 10) >> 20
         return tenths % 10 == 0 || tenths >= 1000 ? "\(tenths / 10) MiB" : "\(tenths / 10).\(tenths % 10) MiB"
     }
 }
