@@ -1222,7 +1222,7 @@ struct Loop {
         }
         var members: [(String, JSONValue)] = [
             ("state", .string(state)),
-            ("led", .string(self.machine.led.rawValue)),
+            ("led", .string((self.shownLED ?? self.machine.led).rawValue)),
             ("device", .string(self.runtime.deviceName)),
             ("server", .string("\(self.configuration.server.host):\(self.configuration.server.port)")),
             ("uptimeSeconds", .integer(self.now.components.seconds)),
