@@ -56,6 +56,15 @@ struct OTADownloadTests {
         return all
     }
 
+    /// Connected, the package assigned, chunk 0 asked for at 0 s (request id 2).
+    static func awaitingFirstChunk() -> OTADownload {
+        var machine = OTADownload(settings: Self.settings())
+        _ = machine.connected(now: .zero)
+        _ = machine.attributes(Self.attributes(), now: .zero)
+        machine.requestSent(now: .zero)
+        return machine
+    }
+
     @Test("all seven algorithms: a whole download goes DOWNLOADING, DOWNLOADED, VERIFIED with the bytes appended in order", arguments: ChecksumAlgorithm.allCases)
     func verifiesEveryAlgorithm(_ algorithm: ChecksumAlgorithm) {
         var machine = OTADownload(settings: Self.settings())
@@ -124,10 +133,7 @@ struct OTADownloadTests {
 
     @Test("chunks of another request id or index are ignored; a wrong length is asked for again, then FAILED")
     func wrongChunks() {
-        var machine = OTADownload(settings: Self.settings())
-        _ = machine.connected(now: .zero)
-        _ = machine.attributes(Self.attributes(), now: .zero)
-        machine.requestSent(now: .zero)
+        var machine = Self.awaitingFirstChunk()
         #expect(machine.chunk(topic: "v2/fw/response/1/chunk/0", payload: Array(Self.data[0..<32]), now: .zero).isEmpty)
         #expect(machine.chunk(topic: "v2/fw/response/2/chunk/1", payload: Array(Self.data[32..<64]), now: .zero).isEmpty)
         #expect(machine.chunk(topic: "v2/fw/response/2/chunk/x", payload: [1], now: .zero).isEmpty)
@@ -142,10 +148,7 @@ struct OTADownloadTests {
 
     @Test("timeouts: asked again after chunk_timeout, FAILED after the tries (kept for the next session, which resumes)")
     func timeouts() {
-        var machine = OTADownload(settings: Self.settings())
-        _ = machine.connected(now: .zero)
-        _ = machine.attributes(Self.attributes(), now: .zero)
-        machine.requestSent(now: .zero)
+        var machine = Self.awaitingFirstChunk()
         #expect(machine.deadline == .seconds(10))
         #expect(machine.tick(now: .seconds(9)).isEmpty)
         #expect(Self.requests(machine.tick(now: .seconds(10))) == ["v2/fw/request/2/chunk/0"])

@@ -101,15 +101,22 @@ struct OTADownloadEndToEndTests {
         }
     }
 
-    @Test("an outage mid-download: the next session asks with a new request id for the next missing chunk, never chunk 0 again")
-    func resumesAfterOutage() async throws {
+    /// tb-sim, an online agent and the package assigned; returns once `chunks` chunks were served.
+    static func midDownload(_ chunks: Int, _ body: (E2ESim, BoardCopy, AgentProcess, inout [AgentProcess]) async throws -> Void) async throws {
         let sim = try await Self.start()
         let board = try Self.board(sim)
         var agents: [AgentProcess] = []
         try await withProcesses({ agents }, sim) {
             let (agent, _) = try await ReprovisionTests.online(board, sim, &agents)
             try await Self.assign(sim)
-            try #require(await eventually(.seconds(30)) { Self.chunks(sim).count >= 30 }, "too slow; agent log:\n\(agent.log.suffix(3000))")
+            try #require(await eventually(.seconds(40)) { Self.chunks(sim).count >= chunks }, "too slow; agent log:\n\(agent.log.suffix(3000))")
+            try await body(sim, board, agent, &agents)
+        }
+    }
+
+    @Test("an outage mid-download: the next session asks with a new request id for the next missing chunk, never chunk 0 again")
+    func resumesAfterOutage() async throws {
+        try await Self.midDownload(30) { sim, _, agent, _ in
             _ = try await sim.control("POST", "/outage", #"{"seconds":3}"#)
             let before = Self.chunks(sim)
             try await Self.verified(sim, agent)
@@ -126,14 +133,8 @@ struct OTADownloadEndToEndTests {
 
     @Test("kill -9 mid-download: the restarted agent resumes from the durable part, never from chunk 0")
     func resumesAfterRestart() async throws {
-        let sim = try await Self.start()
-        let board = try Self.board(sim)
-        var agents: [AgentProcess] = []
-        try await withProcesses({ agents }, sim) {
-            let (agent, _) = try await ReprovisionTests.online(board, sim, &agents)
-            try await Self.assign(sim)
-            // Past the first sync (128 KiB: 64 chunks).
-            try #require(await eventually(.seconds(40)) { Self.chunks(sim).count >= 80 }, "too slow; agent log:\n\(agent.log.suffix(3000))")
+        // Past the first sync (128 KiB: 64 chunks).
+        try await Self.midDownload(80) { sim, board, agent, agents in
             await agent.kill9()
             let before = Self.chunks(sim)
             let restarted = try await AgentProcess.start(board)
