@@ -77,6 +77,9 @@ struct OTADownloadEndToEndTests {
             let during = sim.readings(of: "cpu_temperature").count { $0.id.ts > first && $0.id.ts < last }
             #expect(during >= 2, "telemetry stopped during the download (\(last - first) ms)")
             try #require(await eventuallyAsync(.seconds(10)) { (try? await agent.status())?["ota"]?["state"]?.stringValue == "verified" })
+            let config = board.configURL.path
+            let human = try await offPool { try TestSupport.tbAgent(["status", "--config", config]) }
+            #expect(human.stdout.contains("firmware:    tb-agent 0.1.0; tb-agent 9.9.9 downloaded and verified"), "\(human.stdout)")
         }
     }
 
@@ -145,6 +148,32 @@ struct OTADownloadEndToEndTests {
             #expect(resumedAt >= 64 && resumedAt <= (before.last?.index ?? 0) + 1, "resumed at chunk \(resumedAt)")
             #expect(!later.contains { $0.index == 0 })
             #expect(restarted.log.contains("resuming the download"))
+        }
+    }
+
+    @Test("a full disk mid-download (files limited to 64 KiB) is FAILED with the reason, the partial file removed, the agent still publishing")
+    func fullDisk() async throws {
+        let sim = try await Self.start()
+        let board = try Self.board(sim)
+        var agents: [AgentProcess] = []
+        try await withProcesses({ agents }, sim) {
+            // Provisioned first with no limit (the credentials), then run with every file capped at 64 KiB.
+            let provisioned = try TestSupport.tbAgent(["provision", "--config", board.configURL.path])
+            try #require(provisioned.status == 0, "\(provisioned.stderr)")
+            let agent = try await AgentProcess.start(board, fileSizeLimit: 128)
+            agents.append(agent)
+            try #require(await eventually(.seconds(30)) { !sim.readings().isEmpty }, "no telemetry; agent log:\n\(agent.log)")
+            try await Self.assign(sim)
+            let failed = await eventuallyAsync(.seconds(60)) { (try? await Self.states(sim))?.last == "FAILED" }
+            let states = try await Self.states(sim)
+            try #require(failed, "no FAILED: \(states); agent log:\n\(agent.log.suffix(3000))")
+            let history = try await sim.control("GET", "/devices/\(simulatedDeviceName)/fwStates").body["firmware"]?["history"]?.arrayValue ?? []
+            let error = history.compactMap { $0["values"]?["fw_error"]?.stringValue }.last ?? ""
+            #expect(error.hasPrefix("the disk is full"), "fw_error: \(error)")
+            #expect(!FileManager.default.fileExists(atPath: board.stateDirectory.appendingPathComponent("ota/package.part").path))
+            let before = sim.readings(of: "cpu_temperature").count
+            try #require(await eventually(.seconds(15)) { sim.readings(of: "cpu_temperature").count > before + 2 }, "telemetry stopped")
+            #expect(agent.isRunning)
         }
     }
 }
