@@ -695,7 +695,7 @@ struct Loop {
                 self.deadlines[.machine(timer)] = nil
             case .setLED(let state):
                 self.machineLED = state
-                self.showLED()
+                self.showLED(always: true)
             case .log(let level, let text):
                 switch level {
                 case .info: self.logger.info("\(text)")
@@ -1381,10 +1381,11 @@ struct Loop {
     }
 
     /// The machine's LED state, shown as `updating` while a firmware download runs online.
-    mutating func showLED() {
+    /// `always`: the machine asked (shown even when unchanged, as before OTA); otherwise only a change is shown.
+    mutating func showLED(always: Bool = false) {
         var state = self.machineLED
         if state == .online, case .downloading = self.ota?.phase, self.linkUp { state = .updating }
-        guard state != self.shownLED else { return }
+        guard always || state != self.shownLED else { return }
         self.shownLED = state
         self.ports.board?.show(state)
         self.ports.notifier.status("\(state.rawValue) as \(self.runtime.deviceName)")
