@@ -105,7 +105,7 @@ let package = Package(
         .target(
             name: "AgentPlatform",
             dependencies: [
-                "AgentCore", "AgentHost", "TBJSON", "CProcessControl",
+                "AgentCore", "AgentHost", "TBChecksum", "TBJSON", "CProcessControl",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -131,7 +131,7 @@ let package = Package(
         .target(
             name: "AgentService",
             dependencies: [
-                "AgentCore", "AgentPlatform", "TBJSON",
+                "AgentCore", "AgentPlatform", "TBChecksum", "TBJSON",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

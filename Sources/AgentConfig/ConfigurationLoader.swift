@@ -33,6 +33,7 @@ public enum ConfigurationLoader {
             boardProfile: parsed.boardProfile)
         configuration.spool = parsed.spool
         configuration.claiming = parsed.claiming
+        configuration.ota = parsed.ota
         return configuration
     }
 
@@ -131,9 +132,10 @@ final class ConfigurationParser {
     var led: LEDSettings?
     var boardProfile: BoardProfile?
     var claiming: ClaimingSettings?
+    var ota = OTASettings()
 
     static let topLevelKeys = [
-        "server", "provisioning", "device", "telemetry", "spool", "gpio", "sensors", "button", "led", "claiming",
+        "server", "provisioning", "device", "telemetry", "spool", "gpio", "sensors", "button", "led", "claiming", "ota",
     ]
 
     init(text: String, path: String, requireConnection: Bool) {
@@ -157,6 +159,7 @@ final class ConfigurationParser {
         var led: LEDSettings?
         var boardProfile: BoardProfile?
         var claiming: ClaimingSettings?
+        var ota: OTASettings
     }
 
     func run() -> Result {
@@ -170,7 +173,7 @@ final class ConfigurationParser {
         return Result(
             problems: ordered, server: self.server, provisioning: self.provisioning, device: self.device,
             telemetry: self.telemetry, spool: self.spool, gpio: self.gpio, sensors: self.sensors, button: self.button, led: self.led,
-            boardProfile: self.boardProfile, claiming: self.claiming)
+            boardProfile: self.boardProfile, claiming: self.claiming, ota: self.ota)
     }
 
     func validate() {
@@ -212,6 +215,7 @@ final class ConfigurationParser {
         if let button = reader.table("button", expected: "a table [button]") { self.readButton(button) }
         if let led = reader.table("led", expected: "a table [led]") { self.readLED(led) }
         if let claiming = reader.table("claiming", expected: "a table [claiming]") { self.readClaiming(claiming) }
+        if let ota = reader.table("ota", expected: "a table [ota]") { self.readOTA(ota) }
         self.checkLinesUsedOnce()
         if let server = self.server, let provisioning = self.provisioning {
             self.checkCredentials(server, provisioning, reader)
@@ -462,6 +466,24 @@ final class ConfigurationParser {
             return "\"\(path)\" holds the device's private key but belongs to another user (uid \(status.st_uid)), not to the agent's (uid \(user)): `chown \(user) \(path)` and `chmod 600 \(path)`"
         }
         return nil
+    }
+
+    func readOTA(_ r: TableReader) {
+        r.rejectUnknownKeys(["enabled", "title", "chunk_size"], section: "[ota]")
+        if let enabled = r.bool("enabled") { self.ota.enabled = enabled }
+        if let title = r.nonEmptyString("title", expected: "the OTA package title this agent runs (a string, like \"tb-agent\")") {
+            self.ota.title = title
+        }
+        let range = OTASettings.chunkSizeRange
+        if r.has("chunk_size"), let size = r.byteSize("chunk_size", range: 1...Int.max) {
+            if range.contains(size) {
+                self.ota.chunkSize = size
+            } else {
+                r.report(
+                    "chunk_size",
+                    "\(size) bytes is out of range; expected \(range.lowerBound >> 10)KiB to \(range.upperBound >> 10)KiB: ThingsBoard closes the session on a chunk request above its 64 KiB payload limit, and the agent drops larger incoming messages")
+            }
+        }
     }
 
     func readClaiming(_ r: TableReader) {

@@ -52,6 +52,13 @@ public final class AgentRuntime: Service, CustomStringConvertible {
         /// The server's limits (issue 12): the share of each window used, `getSessionLimits`' time box, the live and
         /// replay shares, the unknown-limit learner. Its `inFlightWindow` and `recordsPerPublish` are the two above.
         public var flowControl = TelemetryFlowControl.Settings()
+        /// Where `ota/` (the firmware download) lives: the state directory; nil: no OTA (the `[ota]` table aside).
+        public var otaStateDirectory: String? = nil
+        /// The version this agent runs (`current_fw_version`).
+        public var agentVersion: String = "0.0.0"
+        /// How the download waits and syncs (`OTADownload.Settings`: timeout, tries, sync cadence); title and chunk
+        /// size come from `[ota]`.
+        public var otaTuning: (@Sendable (inout OTADownload.Settings) -> Void)? = nil
         public init() {}
     }
 
@@ -164,6 +171,8 @@ enum Deadline: Hashable, Sendable {
     case sessionLimits
     /// Telemetry waits for tokens or a back-off: pump again then.
     case pump
+    /// A firmware chunk's timeout (`OTADownload.deadline`).
+    case ota
 }
 
 /// Tasks the loop owns, one per slot: starting a slot's task cancels the one before; the loop cancels and awaits
@@ -287,6 +296,15 @@ struct Loop {
     var limitedLogged: [LimitedLog: (at: Duration, suppressed: Int)] = [:]
 
     let spool: Spool
+    // Firmware updates (`OTADownload`; nil when disabled)
+    var ota: OTADownload? = nil
+    let otaFile: OTAPartialFile?
+    var otaNotes: [String] = []
+    /// The chunk request the download asked for, not handed to the link yet (the server's limits).
+    var pendingChunk: (topic: String, payload: [UInt8])? = nil
+    /// The LED state the machine asked for last (shown as `updating` while a download runs online).
+    var machineLED: LEDState = .off
+    var shownLED: LEDState? = nil
 
     init(runtime: AgentRuntime) {
         self.runtime = runtime
@@ -304,6 +322,18 @@ struct Loop {
         self.flow = TelemetryFlowControl(
             rateLimits: runtime.configuration.server.rateLimits, settings: flowSettings, now: runtime.ports.clock.now())
         self.linkWindow = self.flow.inFlightWindow
+        let otaSettings = runtime.configuration.ota
+        if otaSettings.enabled, let directory = runtime.options.otaStateDirectory {
+            let file = OTAPartialFile(stateDirectory: directory)
+            let (restored, notes) = file.restore()
+            var settings = OTADownload.Settings(title: otaSettings.title, version: runtime.options.agentVersion, chunkSize: otaSettings.chunkSize)
+            runtime.options.otaTuning?(&settings)
+            self.otaFile = file
+            self.otaNotes = notes
+            self.ota = OTADownload(settings: settings, restored: restored)
+        } else {
+            self.otaFile = nil
+        }
     }
 
     var now: Duration { self.clock.now() }
@@ -321,7 +351,7 @@ struct Loop {
                 self.lastError = error.description
             }
         }
-        for note in self.spool.recoveryNotes { self.logger.warning("\(note)") }
+        for note in self.spool.recoveryNotes + self.otaNotes { self.logger.warning("\(note)") }
         self.startBackgroundWork()
         self.configureSampling()
         self.perform(self.machine.start(self.ports.store.inventory()))
@@ -478,6 +508,7 @@ struct Loop {
         self.inFlight = 0
         self.resetCursors()
         self.slots.cancel(.announce)
+        self.otaDisconnected()
         self.lastError = reason
         self.perform(self.machine.disconnected(reason: reason, now: self.now))
     }
@@ -529,6 +560,8 @@ struct Loop {
             self.pump()
         case .pump:
             self.pump()
+        case .ota:
+            if let actions = self.ota?.tick(now: now) { self.carryOutOTA(actions) }
         }
     }
 
@@ -661,8 +694,8 @@ struct Loop {
             case .cancelTimer(let timer):
                 self.deadlines[.machine(timer)] = nil
             case .setLED(let state):
-                self.ports.board?.show(state)
-                self.ports.notifier.status("\(state.rawValue) as \(self.runtime.deviceName)")
+                self.machineLED = state
+                self.showLED(always: true)
             case .log(let level, let text):
                 switch level {
                 case .info: self.logger.info("\(text)")
@@ -687,6 +720,7 @@ struct Loop {
         self.inFlight = 0
         self.flow.retired()
         self.resetCursors()
+        self.otaDisconnected()
         guard let link = self.link else { return }
         self.link = nil
         self.slots.chain(.retire) { await link.disconnect() }
@@ -763,7 +797,8 @@ struct Loop {
         var attributes: [(String, JSONValue)] = self.runtime.options.clientAttributes
         attributes.append(("sensors", .array(sensorNames.map { .string($0) })))
         let attributesPayload = JSONValue.object(attributes).serializedBytes
-        let request: JSONValue = ["sharedKeys": .string(RemoteControl.IntervalOverrides.keys(sensors: sensorNames).joined(separator: ","))]
+        let otaKeys = self.ota == nil ? [] : OTATopics.sharedKeys
+        let request: JSONValue = ["sharedKeys": .string((RemoteControl.IntervalOverrides.keys(sensors: sensorNames) + otaKeys).joined(separator: ","))]
         // The two SUBSCRIBEs of charged topics cost a message token each; the client attributes and the attribute
         // request go through the limits once subscribed (`sendAnnouncements`).
         for _ in 0..<2 { self.flow.sentOther(dataPoints: 0, now: now) }
@@ -773,13 +808,15 @@ struct Loop {
         ]
         self.announcementsReady = false
         let logger = self.logger
+        let otaFilters = self.ota == nil ? [] : [OTATopics.responseFilter, OTATopics.errorTopic]
+        if let actions = self.ota?.connected(now: now) { self.carryOutOTA(actions) }
         self.slots.start(.announce) {
             do throws(AgentError) {
                 // ThingsBoard keeps no session: subscribe again on every connect.
                 let filters = [
                     RemoteControl.attributesTopic, RemoteControl.rpcRequestFilter, RemoteControl.attributesResponseFilter,
                     SessionLimitsProtocol.responseFilter,
-                ]
+                ] + otaFilters
                 let granted = try await link.subscribe(filters)
                 for (filter, ok) in zip(filters, granted) where !ok {
                     logger.warning("the server refused the subscription", metadata: ["mqtt.filter": "\(filter)"])
@@ -803,11 +840,22 @@ struct Loop {
             self.pump()
             return
         }
+        if topic.hasPrefix(OTATopics.responsePrefix) {
+            let now = self.now
+            if let actions = self.ota?.chunk(topic: topic, payload: payload, now: now) { self.carryOutOTA(actions) }
+            return
+        }
+        if topic == OTATopics.errorTopic {
+            if let actions = self.ota?.serverError(payload) { self.carryOutOTA(actions) }
+            return
+        }
         if topic == RemoteControl.attributesTopic || topic.hasPrefix(RemoteControl.attributesResponsePrefix) {
             guard let update = try? JSONValue.parse(payload, lenient: true) else {
                 self.logger.warning("ignored a shared-attribute message that is not JSON", metadata: ["mqtt.topic": "\(topic)"])
                 return
             }
+            let now = self.now
+            if let actions = self.ota?.attributes(update, now: now) { self.carryOutOTA(actions) }
             let problems = self.overrides.apply(update, sensors: Set(self.configuration.sensors.map(\.name)))
             if !problems.isEmpty { self.logLimited(.attributes, problems) }
             self.configureSampling()
@@ -991,6 +1039,7 @@ struct Loop {
         self.windowFull = false
         self.deadlines[.pump] = nil
         guard self.sendAnnouncements(link) else { return }
+        self.sendChunkRequest(link)
         let limit = self.runtime.options.recordsPerPublish
         while true {
             let window = self.flow.inFlightWindow
@@ -1173,7 +1222,7 @@ struct Loop {
         }
         var members: [(String, JSONValue)] = [
             ("state", .string(state)),
-            ("led", .string(self.machine.led.rawValue)),
+            ("led", .string((self.shownLED ?? self.machine.led).rawValue)),
             ("device", .string(self.runtime.deviceName)),
             ("server", .string("\(self.configuration.server.host):\(self.configuration.server.port)")),
             ("uptimeSeconds", .integer(self.now.components.seconds)),
@@ -1200,6 +1249,7 @@ struct Loop {
         if let problem = self.spool.problem {
             members.append(("storage", .string("\(problem.message); readings are kept in memory and still sent (\(spool.inMemory) now)")))
         }
+        if let ota = self.ota { members.append(("ota", Self.otaStatus(ota))) }
         members.append(("sensors", self.ports.board?.health() ?? .object([])))
         return .object(members)
     }
@@ -1259,6 +1309,107 @@ struct Loop {
         if let logged = self.storageLogged[error.message], now - logged < .seconds(600) { return }
         self.storageLogged[error.message] = now
         self.logger.error("\(error.description)")
+    }
+
+    // MARK: firmware updates
+
+    /// Carries out the download's actions in order; a file that cannot be written ends the download (FAILED, the
+    /// partial file removed) and the actions after it are dropped.
+    mutating func carryOutOTA(_ actions: [OTADownload.Action]) {
+        guard self.ota != nil, let file = self.otaFile else { return }
+        var todo = actions[...]
+        while let action = todo.popFirst() {
+            do throws(AgentError) {
+                switch action {
+                case .report(let values):
+                    self.record(values.objectMembers ?? [], at: self.now)
+                case .begin(let package):
+                    try file.begin(package)
+                case .request(let topic, let payload):
+                    self.pendingChunk = (topic, payload)
+                    if self.linkUp, let link = self.link { self.sendChunkRequest(link) }
+                case .append(let bytes):
+                    try file.append(bytes)
+                case .sync(let durable):
+                    try file.sync(durable: durable)
+                case .markVerified:
+                    try file.markVerified()
+                case .discard:
+                    file.discard()
+                case .log(.info, let text):
+                    self.logger.info("\(text)")
+                case .log(.warning, let text):
+                    self.logger.warning("\(text)")
+                }
+            } catch {
+                self.pendingChunk = nil
+                todo = (self.ota?.storageFailed(error.message) ?? [])[...]
+            }
+        }
+        self.deadlines[.ota] = self.ota?.deadline
+        self.showLED()
+    }
+
+    /// Hands the pending chunk request to the link as the server's limits allow (a message like any other).
+    mutating func sendChunkRequest(_ link: any DeviceLink) {
+        guard let request = self.pendingChunk, self.machine.state == .online, self.linkUp else { return }
+        let now = self.now
+        let bytes = TelemetryCost.remainingLength(topic: request.topic, payloadBytes: request.payload.count)
+        switch self.flow.decision(forOther: 0, bytes: bytes, now: now) {
+        case .now:
+            do {
+                try link.publish(request.topic, payload: request.payload, done: nil)
+            } catch {
+                return  // the session is ending: the next one asks again
+            }
+            self.flow.sentOther(dataPoints: 0, now: now)
+            self.pendingChunk = nil
+            self.ota?.requestSent(now: now)
+            self.deadlines[.ota] = self.ota?.deadline
+        case .wait(let delay):
+            self.deadlines[.pump] = min(self.deadlines[.pump] ?? (now + delay), now + delay)
+        case .never(let why):
+            self.pendingChunk = nil
+            self.logger.warning("could not request a firmware chunk: \(why)")
+        }
+    }
+
+    mutating func otaDisconnected() {
+        self.pendingChunk = nil
+        self.ota?.disconnected()
+        self.deadlines[.ota] = nil
+    }
+
+    /// The machine's LED state, shown as `updating` while a firmware download runs online.
+    /// `always`: the machine asked (shown even when unchanged, as before OTA); otherwise only a change is shown.
+    mutating func showLED(always: Bool = false) {
+        var state = self.machineLED
+        if state == .online, case .downloading = self.ota?.phase, self.linkUp { state = .updating }
+        guard always || state != self.shownLED else { return }
+        self.shownLED = state
+        self.ports.board?.show(state)
+        self.ports.notifier.status("\(state.rawValue) as \(self.runtime.deviceName)")
+    }
+
+    static func otaStatus(_ ota: OTADownload) -> JSONValue {
+        var members: [(String, JSONValue)] = [("current", .string("\(ota.settings.title) \(ota.settings.version)"))]
+        switch ota.phase {
+        case .idle:
+            members.append(("state", .string("idle")))
+        case .downloading(let package, let bytes):
+            members += [
+                ("state", .string("downloading")), ("package", .string("\(package.title) \(package.version)")),
+                ("bytes", .integer(Int64(bytes))), ("size", .integer(Int64(package.size))),
+                ("progress", .integer(Int64(bytes * 100 / max(1, package.size)))),
+            ]
+        case .verified(let package):
+            members += [("state", .string("verified")), ("package", .string("\(package.title) \(package.version)"))]
+        case .failed(let package, let reason):
+            members.append(("state", .string("failed")))
+            if let package { members.append(("package", .string("\(package.title) \(package.version)"))) }
+            members.append(("error", .string(reason)))
+        }
+        return .object(members)
     }
 
     // MARK: shutdown

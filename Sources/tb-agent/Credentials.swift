@@ -41,6 +41,7 @@ struct Status: AsyncCommand {
             if let storage = running["storage"]?.stringValue ?? storage { print("storage:     \(storage)") }
             print("spool:       \(running["spoolDepth"]?.int64Value ?? 0) readings waiting, \(running["dropped"]?.int64Value ?? 0) dropped")
             print("uptime:      \(running["uptimeSeconds"]?.int64Value ?? 0) s, \(running["reconnects"]?.int64Value ?? 0) reconnects")
+            if let ota = running["ota"] { print("firmware:    \(Self.firmwareLine(ota))") }
         } else {
             // A read-only state directory also stops a running agent from creating its socket there.
             print("agent:       not running (no answer on \(Run.statusSocketPath(config)))\(storage == nil ? "" : "; an agent running now could not create its status socket there: see its log")")
@@ -60,6 +61,22 @@ struct Status: AsyncCommand {
         case .none(let reason, _):
             print("not provisioned: \(reason)")
             throw ExitCode(LinkCommand.notProvisioned)
+        }
+    }
+}
+
+extension Status {
+    /// The status document's `ota` section in one line: what runs, and the download's state.
+    static func firmwareLine(_ ota: JSONValue) -> String {
+        let current = ota["current"]?.stringValue ?? "?"
+        let package = ota["package"]?.stringValue ?? "?"
+        switch ota["state"]?.stringValue {
+        case "downloading":
+            let bytes = ota["bytes"]?.int64Value ?? 0, size = ota["size"]?.int64Value ?? 0
+            return "\(current); downloading \(package): \(ota["progress"]?.int64Value ?? 0) % (\(bytes) of \(size) bytes)"
+        case "verified": return "\(current); \(package) downloaded and verified (applying it is not implemented yet)"
+        case "failed": return "\(current); update \(package) FAILED: \(ota["error"]?.stringValue ?? "?")"
+        default: return current
         }
     }
 }

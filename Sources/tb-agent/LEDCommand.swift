@@ -64,6 +64,7 @@ struct LEDCommand: AsyncCommand {
         case .releaseNow: return "rapid flicker, 10 Hz: release the button now to re-provision"
         case .identify: return "three quick flashes, then a pause: identify this board"
         case .claiming: return "a long flash and a short one: a claim request was sent, a person can claim the device"
+        case .updating: return "three flashes, each longer, then a pause: online and downloading a firmware update"
         }
     }
 

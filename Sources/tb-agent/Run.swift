@@ -65,6 +65,8 @@ struct Run: AsyncCommand {
         options.whenStarted = { ProcessHardening.releaseStartupPages() }
         options.machine.backoffCap = config.server.maxBackoff
         options.clientAttributes = Self.clientAttributes(identity: identity, config: config)
+        options.otaStateDirectory = config.device.stateDir
+        options.agentVersion = AgentVersion.string
         let configPath = self.global.config
         let ports = AgentRuntime.Ports(
             links: MosquittoLinks(server: config.server, logger: logger), store: store, provisioner: provisioner,

@@ -22,6 +22,8 @@ public enum LEDState: String, Sendable, CaseIterable, Equatable {
     case identify
     /// A claim request was sent with the button: a long flash and a short one, for the claim window.
     case claiming
+    /// Online and downloading a firmware update: flashes that grow longer, then a pause.
+    case updating
 
     /// The pattern this state shows.
     public var pattern: LEDPattern {
@@ -50,6 +52,12 @@ public enum LEDState: String, Sendable, CaseIterable, Equatable {
             return LEDPattern(cycle: [
                 .init(on: true, duration: .milliseconds(1000)), .init(on: false, duration: .milliseconds(250)),
                 .init(on: true, duration: .milliseconds(150)), .init(on: false, duration: .milliseconds(600)),
+            ])
+        case .updating:
+            return LEDPattern(cycle: [
+                .init(on: true, duration: .milliseconds(100)), .init(on: false, duration: .milliseconds(150)),
+                .init(on: true, duration: .milliseconds(300)), .init(on: false, duration: .milliseconds(150)),
+                .init(on: true, duration: .milliseconds(600)), .init(on: false, duration: .milliseconds(700)),
             ])
         }
     }

@@ -18,6 +18,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var boardProfile: BoardProfile?
     /// `[claiming]`: nil without the table (no claims: `tb-agent claim` and the button gesture explain how to set it).
     public var claiming: ClaimingSettings?
+    /// `[ota]`: firmware updates through ThingsBoard's OTA packages (defaults without the table).
+    public var ota: OTASettings = .init()
 
     public init(
         server: ServerSettings, provisioning: ProvisioningSettings, device: DeviceSettings = .init(),

@@ -320,10 +320,18 @@ final class AgentProcess: Sendable {
     let child: ChildProcess
     let board: BoardCopy
 
-    static func start(_ board: BoardCopy, environment: [String: String] = [:]) async throws -> AgentProcess {
+    /// `fileSizeLimit`: no file may grow past this many 512-byte blocks (RLIMIT_FSIZE, SIGXFSZ ignored): writes past
+    /// it fail with EFBIG as on a full disk (the fault suite's stand-in when it cannot mount a small tmpfs).
+    static func start(_ board: BoardCopy, environment: [String: String] = [:], fileSizeLimit: Int? = nil) async throws -> AgentProcess {
+        let arguments = ["run", "--config", board.configURL.path, "--log-level", "debug"]
         let child = try await offPool {
-            try ChildProcess(TestSupport.binary("tb-agent"), ["run", "--config", board.configURL.path, "--log-level", "debug"],
-                             environment: environment)
+            guard let fileSizeLimit else {
+                return try ChildProcess(TestSupport.binary("tb-agent"), arguments, environment: environment)
+            }
+            return try ChildProcess(
+                URL(fileURLWithPath: "/bin/sh"),
+                ["-c", "trap '' XFSZ; ulimit -f \(fileSizeLimit) && exec \"$0\" \"$@\"", TestSupport.binary("tb-agent").path] + arguments,
+                environment: environment)
         }
         return AgentProcess(child: child, board: board)
     }

@@ -1,0 +1,106 @@
+import TBChecksum
+import TBJSON
+
+/// `[ota]`: firmware updates through ThingsBoard's OTA packages (issue 13). So far the agent downloads, resumes and
+/// verifies a package; applying it is a later step.
+public struct OTASettings: Sendable, Equatable {
+    /// `enabled` (default true): false leaves the `fw_*` attributes alone (no subscription, no report).
+    public var enabled: Bool
+    /// `title` (default "tb-agent"): the package title this agent runs (`current_fw_title`); a package with another
+    /// title is for other firmware and is refused with FAILED.
+    public var title: String
+    /// `chunk_size` (bytes, default 16 KiB, 1 KiB to 60 KiB): the size of each chunk requested. Below ThingsBoard's
+    /// 64 KiB payload limit (a larger request closes the session) and the agent's own limit for incoming messages.
+    public var chunkSize: Int
+
+    public static let defaultChunkSize = 16 << 10
+    public static let chunkSizeRange = (1 << 10)...(60 << 10)
+
+    public init(enabled: Bool = true, title: String = "tb-agent", chunkSize: Int = OTASettings.defaultChunkSize) {
+        self.enabled = enabled
+        self.title = title
+        self.chunkSize = chunkSize
+    }
+}
+
+/// A firmware package as the server announces it in the shared attributes `fw_title`, `fw_version`, `fw_size`,
+/// `fw_checksum_algorithm`, `fw_checksum`. Two announcements are the same package when all five agree: that is
+/// what a partial download is resumed for.
+public struct OTAPackage: Sendable, Equatable, CustomStringConvertible {
+    public var title: String
+    public var version: String
+    public var size: Int
+    public var algorithm: ChecksumAlgorithm
+    /// Lower-case hex, as ThingsBoard writes it.
+    public var checksum: String
+
+    public init(title: String, version: String, size: Int, algorithm: ChecksumAlgorithm, checksum: String) {
+        self.title = title
+        self.version = version
+        self.size = size
+        self.algorithm = algorithm
+        self.checksum = OTAPackage.lowercased(checksum)
+    }
+
+    public var description: String { "\(self.title) \(self.version) (\(self.size) bytes, \(self.algorithm.rawValue))" }
+
+    /// The metadata kept beside the partial file (`state_dir/ota/package.json`).
+    public func json(durableBytes: Int, verified: Bool) -> JSONValue {
+        .object([
+            ("title", .string(self.title)), ("version", .string(self.version)), ("size", .integer(Int64(self.size))),
+            ("checksumAlgorithm", .string(self.algorithm.rawValue)), ("checksum", .string(self.checksum)),
+            ("durableBytes", .integer(Int64(durableBytes))), ("verified", .bool(verified)),
+        ])
+    }
+
+    /// Reads `json(durableBytes:verified:)` back; nil when it is not that.
+    public static func parse(_ json: JSONValue) -> (package: OTAPackage, durableBytes: Int, verified: Bool)? {
+        guard let title = json["title"]?.stringValue, let version = json["version"]?.stringValue,
+            let size = json["size"]?.int64Value, size > 0, size <= Int64(OTADownload.maximumPackageSize),
+            let algorithm = json["checksumAlgorithm"]?.stringValue.flatMap(ChecksumAlgorithm.init(name:)),
+            let checksum = json["checksum"]?.stringValue,
+            let durable = json["durableBytes"]?.int64Value, durable >= 0, durable <= size
+        else { return nil }
+        let package = OTAPackage(title: title, version: version, size: Int(size), algorithm: algorithm, checksum: checksum)
+        return (package, Int(durable), json["verified"]?.boolValue ?? false)
+    }
+
+    static func lowercased(_ text: String) -> String {
+        var out = ""
+        for scalar in text.unicodeScalars {
+            out.unicodeScalars.append((0x41...0x5A).contains(scalar.value) ? Unicode.Scalar(UInt8(scalar.value + 0x20)) : scalar)
+        }
+        return out
+    }
+}
+
+/// ThingsBoard's OTA topics (thingsboard-ota-limits-claiming.md §1).
+public enum OTATopics {
+    public static let responseFilter = "v2/fw/response/+/chunk/+"
+    public static let responsePrefix = "v2/fw/response/"
+    public static let errorTopic = "v2/fw/error"
+    /// The shared keys requested on connect.
+    public static let sharedKeys = ["fw_title", "fw_version", "fw_size", "fw_checksum", "fw_checksum_algorithm", "fw_url"]
+
+    public static func request(requestID: Int, index: Int) -> String { "v2/fw/request/\(requestID)/chunk/\(index)" }
+
+    /// The request id and chunk index of `v2/fw/response/{id}/chunk/{n}`; nil for any other topic.
+    public static func parseResponse(_ topic: String) -> (requestID: Int, index: Int)? {
+        guard topic.hasPrefix(self.responsePrefix) else { return nil }
+        let parts = topic.utf8.dropFirst(self.responsePrefix.utf8.count).split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        guard parts.count == 3, String(decoding: parts[1], as: UTF8.self) == "chunk",
+            let id = Self.decimal(parts[0]), let index = Self.decimal(parts[2])
+        else { return nil }
+        return (id, index)
+    }
+
+    static func decimal(_ bytes: Substring.UTF8View.SubSequence) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 9 else { return nil }
+        var value = 0
+        for byte in bytes {
+            guard (0x30...0x39).contains(byte) else { return nil }
+            value = value * 10 + Int(byte - 0x30)
+        }
+        return value
+    }
+}
