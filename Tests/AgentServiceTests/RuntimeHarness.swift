@@ -215,6 +215,20 @@ final class RuntimeHarness: @unchecked Sendable {
         }
     }
 
+    /// Advances the manual clock step by step until `condition` holds, at most `limit` of manual time. For waits
+    /// the budget paces (a drain under rate limits): a loop that lags behind the steps on a busy machine loses the
+    /// tokens that overflow the bucket meanwhile, so a fixed advance can end before the drain does.
+    func advanceUntil(_ what: String, limit: Duration = .seconds(300), step: Duration = .milliseconds(250),
+                      _ condition: () -> Bool) async throws {
+        var advanced = Duration.zero
+        while !condition() {
+            guard advanced < limit else { throw TestSupportError("not \(what) after \(limit) of the manual clock") }
+            self.clock.advance(by: step)
+            advanced += step
+            try await Task.sleep(for: .milliseconds(3))
+        }
+    }
+
     func rpc(_ id: Int, _ method: String, params: String = "null") {
         self.broker.send(topic: "v1/devices/me/rpc/request/\(id)", payload: Array(#"{"method":"\#(method)","params":\#(params)}"#.utf8))
     }

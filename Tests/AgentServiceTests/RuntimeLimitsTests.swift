@@ -98,8 +98,7 @@ import Testing
             try await Task.sleep(for: .milliseconds(20))
             #expect(sent() <= 8 * (second + 1), "more than the bucket allows after \(second) s: \(sent())")
         }
-        try await h.advance(by: .seconds(30), step: .milliseconds(250))
-        try await h.until("drained") { (h.status["spoolDepth"]?.int64Value ?? 1) == 0 }
+        try await h.advanceUntil("drained") { (h.status["spoolDepth"]?.int64Value ?? 1) == 0 }
         #expect(self.batches(h).allSatisfy { $0.points <= 8 })
         #expect(self.batches(h).contains { $0.points == 8 })  // 64 records a PUBLISH otherwise
         #expect(h.status["rateLimited"]?.int64Value == 0)
@@ -127,8 +126,7 @@ import Testing
         #expect(h.telemetry().isEmpty, "telemetry went before the time box under configured limits")
         try await h.advance(by: .seconds(2), step: .milliseconds(250))
         try await h.until("sent") { h.telemetry().count >= 4 }
-        try await h.advance(by: .seconds(5), step: .milliseconds(250))
-        try await h.until("drained") { (h.status["spoolDepth"]?.int64Value ?? 1) == 0 }
+        try await h.advanceUntil("drained") { (h.status["spoolDepth"]?.int64Value ?? 1) == 0 }
         #expect(self.batches(h).allSatisfy { $0.points <= 4 })  // 80 % of 5
         #expect(h.status["sessionLimits"]?.stringValue?.contains("data points 5:1") == true)
         try await self.expectEveryReading(h)
@@ -155,8 +153,7 @@ import Testing
         #expect(h.broker.attempts.count == attempts, "reconnected during the back-off")
         try await self.untilOnline(h)
         #expect(h.broker.attempts.count > attempts)
-        try await h.advance(by: .seconds(2), step: .milliseconds(250))
-        try await h.until("drained") { (h.status["spoolDepth"]?.int64Value ?? 1) == 0 }
+        try await h.advanceUntil("drained") { (h.status["spoolDepth"]?.int64Value ?? 1) == 0 }
         let after = self.batches(h).filter { $0.session > session }
         #expect(!after.isEmpty)
         #expect(after.allSatisfy { $0.points <= largest / 2 }, "the batch was not halved: \(after.map(\.points)) after \(largest)")
@@ -182,8 +179,7 @@ extension RuntimeLimitsTests {
         #expect(held <= 3, "\(held) telemetry PUBLISHes out with the server's window of 2")
         h.broker.holdAcks(false)
         h.broker.grantAcks()
-        try await h.advance(by: .seconds(1), step: .milliseconds(250))
-        try await h.until("drained") { (h.status["spoolDepth"]?.int64Value ?? 1) == 0 }
+        try await h.advanceUntil("drained") { (h.status["spoolDepth"]?.int64Value ?? 1) == 0 }
         try await self.expectEveryReading(h)
         await h.stop()
     }
