@@ -60,7 +60,8 @@ struct Claim: AsyncCommand {
             }
             throw ExitCode(LinkCommand.notProvisioned)
         }
-        if StatusSocketServer.query(path: Run.statusSocketPath(config)) != nil {
+        let agentRunning = StatusSocketServer.query(path: Run.statusSocketPath(config)) != nil
+        if agentRunning {
             LinkCommand.warn([
                 "the agent is running: ThingsBoard keeps one session per device, so this connection replaces the "
                     + "agent's for a moment and the agent reconnects; three short presses of the button send the "
@@ -68,11 +69,22 @@ struct Claim: AsyncCommand {
             ])
         }
         let request = ClaimRequest(claiming, duration: self.duration)
-        do {
-            try await DeviceConnection.sendClaimRequest(
-                request, stored: stored, server: config.server, connectTimeout: config.provisioning.timeout, logger: logger)
-        } catch {
-            throw LinkCommand.fail(error)
+        // Beside a running agent the two sessions take turns: the agent, replaced, reconnects and may replace this
+        // one before the PUBACK (ThingsBoard keeps one session per device). A connection lost that way is tried
+        // again, twice at most, a second apart; the agent's back-off grows with each turn.
+        var attempt = 1
+        while true {
+            do {
+                try await DeviceConnection.sendClaimRequest(
+                    request, stored: stored, server: config.server, connectTimeout: config.provisioning.timeout, logger: logger)
+                break
+            } catch where agentRunning && attempt < 3 && error.code == .brokerUnavailable {
+                LinkCommand.warn(["the connection closed before the server acknowledged the claim request (the running agent took its session back); trying again"])
+                attempt += 1
+                try? await Task.sleep(for: .seconds(1))
+            } catch {
+                throw LinkCommand.fail(error)
+            }
         }
         print(request.instructions(deviceName: stored.deviceName))
     }
