@@ -3,7 +3,7 @@
 # initramfs) with its state directory on a virtual ext4 disk mounted `defaults,noatime` as Raspberry Pi OS mounts
 # its root, against tb-sim on this machine's loopback (qemu user networking: the guest reaches 127.0.0.1 through
 # 10.0.2.2; nothing leaves loopback). qemu is killed with SIGKILL at random moments while the agent provisions,
-# spools readings during an outage, replays and trims the spool: the guest's page cache is lost, as in a power
+# spools readings during an outage, replays and trims the spool and saves a pulse counter: the guest's page cache is lost, as in a power
 # cut. Each time the image is checked with e2fsck -f -p and read with debugfs, and a fresh VM boots on it. The
 # checks and the figures are described in scripts/lib/powercut.py.
 #
@@ -143,6 +143,14 @@ simulated_dir = "/board/gpio"
 name = "cpu_temperature"
 kind = "thermal"
 zone = "thermal_zone0"
+
+# Pulses from /init's toggler: its total is saved crash-safely each interval (state_dir/counters/).
+[[sensors]]
+name = "pulses"
+kind = "counter"
+line = "GPIO23"
+bias = "pull-down"
+debounce = "2ms"
 EOF
 cp "$root/scripts/lib/powercut-init.sh" "$ir/init"
 chmod +x "$ir/init"

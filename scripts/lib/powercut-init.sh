@@ -61,6 +61,11 @@ sed -e "s/@PORT@/$PC_PORT/" -e "s/@TOKEN@/$PC_TOKEN/" -e "s/@SYNC@/$PC_SYNC/" /e
     > /etc/tb-agent/config.toml
 C=/etc/tb-agent/config.toml
 
+# Pulses on the counter's line (GPIO23 of the simulated board), about ten a second, replaced as the harness does.
+(while :; do
+    for level in 1 0; do echo $level > /board/gpio/GPIO23.tmp; mv /board/gpio/GPIO23.tmp /board/gpio/GPIO23; usleep 50000; done
+done) &
+
 out=$(tb-agent status --config $C 2>&1)
 echo "PC STATUS $? $(echo "$out" | tr '\n' '|' | cut -c1-400)"
 

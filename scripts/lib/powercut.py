@@ -47,6 +47,7 @@ from harness import Binaries, TBSim, Workspace, scan_records, sim_config, wait_u
 
 KEY, SECRET = "PC-KEY", "pc-secret"
 INTERVAL_MS = 200        # [telemetry] interval in the guest's config
+COUNTER = "pulses"       # the guest's pulse counter sensor
 SAMPLING_SLACK_MS = 1500  # between a sample's timestamp and its append to the spool, under TCG emulation
 
 
@@ -183,8 +184,18 @@ def credentials_token(state):
         return None, f"credentials.json is unreadable: {e}"
 
 
-def spool_readings(state):
-    """({ts: value} of every record in the spool's segments, {ts} of the unacknowledged ones, acked watermark)."""
+def counter_on_disk(state):
+    """The pulse counter's saved total (state_dir/counters/pulses.count), or None."""
+    try:
+        with open(os.path.join(state, "counters", f"{COUNTER}.count")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def spool_readings(state, totals=None):
+    """({ts: value} of every record in the spool's segments, {ts} of the unacknowledged ones, acked watermark);
+    `totals` gets {ts: pulse total} of the records that carry one."""
     directory = os.path.join(state, "spool")
     everything, unacked, acked = {}, set(), 0
     if not os.path.isdir(directory):
@@ -201,6 +212,8 @@ def spool_readings(state):
             data = f.read()
         for _, _, sequence, payload in scan_records(data):
             for entry in json.loads(payload):
+                if totals is not None and COUNTER in entry["values"]:
+                    totals[entry["ts"]] = entry["values"][COUNTER]
                 value = entry["values"].get("cpu_temperature")
                 if value is None:
                     continue
@@ -227,6 +240,9 @@ class Run:
         self.fsck_repairs = 0
         self.journal_replays = 0
         self.tail_checks = 0
+        self.counter_saved = None    # the pulse total on disk after the last cut
+        self.counter_backwards = []  # per cut: how far the next boot started below the saved total
+        self.counter_lag = []        # per cut: newest known total minus the saved one
         self.spool_repairs = 0
         self.online_ms = []
         self.token = None        # what the store holds
@@ -247,6 +263,33 @@ class Run:
             if "cpu_temperature" in values:
                 out.setdefault(ts, []).append(values["cpu_temperature"])
         return out
+
+    def delivered_totals(self):
+        """{ts: pulse total} of every reading of the counter tb-sim received."""
+        return {ts: values[COUNTER] for _, _, ts, values in (self.sim.telemetry(self.device) if self.device else [])
+                if COUNTER in values}
+
+    def check_counter(self, n, state, totals, run_start):
+        """Counters never go backwards by more than one save interval: the total saved on disk is at least the
+        newest total known (on disk in the spool or delivered) minus one interval's pulses, and the next boot
+        starts from the saved total."""
+        boot = sorted((ts, total) for ts, total in totals.items() if run_start is not None and ts >= run_start)
+        saved = counter_on_disk(state)
+        if boot and self.counter_saved is not None:
+            first = boot[0][1]
+            self.counter_backwards.append(max(0, self.counter_saved - first))
+            if first < self.counter_saved:
+                self.violation(n, f"the pulse counter started this boot at {first}, below the {self.counter_saved} "
+                                  f"saved on disk after the previous cut")
+        if boot and saved is not None:
+            step = max([b[1] - a[1] for a, b in zip(boot, boot[1:])] + [1])
+            newest = boot[-1][1]
+            self.counter_lag.append(max(0, newest - saved))
+            if saved < newest - step:
+                self.violation(n, f"the pulse counter saved on disk is {saved}, but a total of {newest} had been "
+                                  f"spooled or delivered (one interval is at most {step} pulses)")
+        if saved is not None:
+            self.counter_saved = saved
 
     def online_since(self, offset):
         """The host ms of the first accepted device CONNECT in tb-sim's log after `offset`, or None."""
@@ -355,11 +398,13 @@ class Run:
         if stored and new is not None and token != new:
             self.violation(n, f"the agent had stored {new} (`provision` finished or logged it) but the store holds {token}")
         kind = "none" if token is None else "new" if token == new and new != old else "old"
-        self.states[kind] += 1
+        if phase != "final":
+            self.states[kind] += 1
         self.token = token
 
         # Readings: nothing the spool held on disk may vanish without reaching tb-sim.
-        everything, unacked, acked = spool_readings(state)
+        totals = self.delivered_totals()
+        everything, unacked, acked = spool_readings(state, totals)
         delivered = self.delivered()
         lost = sorted(ts for ts in self.unacked if ts not in delivered and ts not in everything)
         if lost:
@@ -389,13 +434,15 @@ class Run:
                 gaps = [(a, b) for a, b in zip(known, known[1:]) if b - a > 3000]
                 if gaps:
                     self.violation(n, f"gaps of more than 3 s among the readings before the synced bound: {gaps[:3]}")
+        self.check_counter(n, state, totals, int(start[1].split()[2]) if start else None)
         if phase == "provision" and start is not None:
             exit_line = vm.find("PC AGENT-EXIT provision")
             if exit_line:
                 self.provision_ms = max(2000, exit_line[0] - start[0])
         self.last_cut = cut_at
         print(f"  cut {n} ({phase}): credentials {kind} ({token}); spool {len(unacked)} unacknowledged on disk, "
-              f"watermark {acked}; e2fsck exit {code}; guest clock - host clock >= {offset} ms", flush=True)
+              f"watermark {acked}; pulse counter on disk {self.counter_saved}; e2fsck exit {code}; guest clock - host clock "
+              f">= {offset} ms", flush=True)
         # After a re-provisioning cut that kept the old credentials, tb-sim no longer knows them (the device was
         # deleted): provision again.
         return phase == "provision" and token != new
@@ -416,7 +463,9 @@ class Run:
             if missing:
                 self.violation(n, f"{len(missing)} readings that were on disk after a cut never reached tb-sim "
                                   f"(first ts {missing[:3]})")
-        vm.cut()
+        # The last cut is checked like the others (credentials, the counter restarted from its saved total), but
+        # not counted among the cuts.
+        self.after_cut(n, vm, "final", self.token, self.token, cut_at=vm.cut())
 
     def order_checks(self):
         sessions = {}
@@ -452,6 +501,9 @@ class Run:
             "duplicates_delivered": total - distinct, "fsck_repairs": self.fsck_repairs,
             "journal_replays": self.journal_replays, "synced_tail_checks": self.tail_checks,
             "spool_repairs": self.spool_repairs,
+            "counter_checks": len(self.counter_lag) + len(self.counter_backwards),
+            "counter_saved_behind_newest_max": max(self.counter_lag, default=None),
+            "counter_restart_below_saved_max": max(self.counter_backwards, default=None),
             "online_after_cut_s": {"median": round(statistics.median(online) / 1000, 1) if online else None,
                                    "max": round(online[-1] / 1000, 1) if online else None, "count": len(online)},
             "sync_interval": self.args.sync, "violations": len(self.violations),
