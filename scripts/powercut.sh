@@ -3,13 +3,17 @@
 # initramfs) with its state directory on a virtual ext4 disk mounted `defaults,noatime` as Raspberry Pi OS mounts
 # its root, against tb-sim on this machine's loopback (qemu user networking: the guest reaches 127.0.0.1 through
 # 10.0.2.2; nothing leaves loopback). qemu is killed with SIGKILL at random moments while the agent provisions,
-# spools readings during an outage, replays and trims the spool and saves a pulse counter: the guest's page cache is lost, as in a power
-# cut. Each time the image is checked with e2fsck -f -p and read with debugfs, and a fresh VM boots on it. The
-# checks and the figures are described in scripts/lib/powercut.py.
+# spools readings during an outage, replays and trims the spool and saves a pulse counter: the guest's page cache
+# is lost, as in a power cut. Each time the image is checked with e2fsck -f -p and read with debugfs, and a fresh
+# VM boots on it. Then the stronger form for the credential store: every write recorded with the kernel's
+# dm-log-writes target while the agent provisions, replayed here to every flush point. The checks and the figures
+# are described in scripts/lib/powercut.py.
 #
-#   scripts/powercut.sh                 short form (8 cuts, a few minutes; in scripts/test.sh)
-#   scripts/powercut.sh --long          release form (200 cuts)
-#   scripts/powercut.sh --cuts N        N cuts
+#   scripts/powercut.sh                 short form (8 cuts and 8 recorded provisionings, a few minutes; in
+#                                       scripts/test.sh)
+#   scripts/powercut.sh --long          release form (200 cuts, 30 recorded provisionings)
+#   scripts/powercut.sh --cuts N        N cuts (0: only the dm-log-writes replay)
+#   scripts/powercut.sh --rounds N      N provisionings recorded with dm-log-writes and replayed
 #   scripts/powercut.sh --seed S        repeat a run's random choices (the seed is printed)
 #   scripts/powercut.sh --sync 0s       the spool's sync_interval in the guest (default 1s, the agent's default)
 #
@@ -29,11 +33,13 @@ log() { printf '== powercut: %s (%ss)\n' "$*" "$(( $(date +%s) - started ))" >&2
 die() { printf 'powercut: FAILED: %s\n' "$*" >&2; exit 1; }
 
 cuts=8
+rounds=8
 extra=()
 while [ $# -gt 0 ]; do
     case $1 in
-        --long) cuts=200; work="$root/.build/powercut-long"; shift ;;
+        --long) cuts=200; rounds=30; work="$root/.build/powercut-long"; shift ;;
         --cuts) cuts=${2:?--cuts needs a number}; shift 2 ;;
+        --rounds) rounds=${2:?--rounds needs a number}; shift 2 ;;
         --seed|--sync) extra+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
         *) die "unknown argument '$1' (scripts/powercut.sh [--long | --cuts N] [--seed S] [--sync 1s])" ;;
     esac
@@ -44,9 +50,9 @@ mkdir -p "$cache/debs" "$work"
 . "$root/scripts/lib/deps.sh"
 
 # 1. Host tools: qemu (TCG: KVM hangs on these machines), e2fsprogs for mkfs, e2fsck and debugfs on the image.
-ensure_apt_packages qemu-system-x86 e2fsprogs $TB_BUILD_PACKAGES
-for tool in qemu-system-x86_64 mkfs.ext4 e2fsck debugfs; do
-    command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install qemu-system-x86 e2fsprogs)"
+ensure_apt_packages qemu-system-x86 e2fsprogs dmsetup $TB_BUILD_PACKAGES
+for tool in qemu-system-x86_64 mkfs.ext4 e2fsck debugfs dmsetup; do
+    command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install qemu-system-x86 e2fsprogs dmsetup)"
 done
 
 # 2. The kernel (the one Debian's linux-image-amd64 depends on) and busybox, unpacked once.
@@ -91,15 +97,21 @@ ir="$work/initramfs"
 rm -rf "$ir"
 mkdir -p "$ir"/{bin,dev,proc,sys,tmp,etc/tb-agent,lib/modules,board}
 cp "$k/bin/busybox" "$ir/bin/busybox"
-cp "$agent" "$ir/bin/tb-agent"
-strip "$ir/bin/tb-agent" 2>/dev/null || true
-grep -q 'not found' <<< "$(ldd "$agent")" && die "ldd $agent: a library is missing"
-for lib in $(ldd "$agent" | awk '/=>/ { print $3 } !/=>/ && /^\t\// { print $1 }'); do
-    mkdir -p "$ir$(dirname "$lib")"
-    cp -L "$lib" "$ir$lib"
-done
+# A binary and the libraries ldd lists, at the same paths.
+install_binary() {  # SOURCE NAME-IN-/bin
+    cp "$1" "$ir/bin/$2"
+    strip "$ir/bin/$2" 2>/dev/null || true
+    grep -q 'not found' <<< "$(ldd "$1")" && die "ldd $1: a library is missing"
+    for lib in $(ldd "$1" | awk '/=>/ { print $3 } !/=>/ && /^\t\// { print $1 }'); do
+        mkdir -p "$ir$(dirname "$lib")"
+        cp -L "$lib" "$ir$lib"
+    done
+}
+install_binary "$agent" tb-agent
+install_binary "$(command -v dmsetup)" dmsetup
 cp -r "$root/board/simulated/sysroot" "$root/board/simulated/gpio" "$ir/board/"
-modules=$(python3 "$root/scripts/lib/powercut.py" modules "$moddir" crc32c_generic crc16 ext4 virtio_pci virtio_blk virtio_net) \
+modules=$(python3 "$root/scripts/lib/powercut.py" modules "$moddir" crc32c_generic crc16 ext4 virtio_pci virtio_blk virtio_net \
+    dm_mod dm_log_writes) \
     || die "cannot resolve the kernel modules in $moddir"
 for m in $modules; do
     case $m in
@@ -163,9 +175,19 @@ truncate -s 64M "$image"
 mkfs.ext4 -q -F -b 4096 "$image" || die "mkfs.ext4 $image failed"
 
 # 6. The cuts.
-log "$cuts power cuts (qemu TCG, kernel $flavour; console in $work/console.log)"
-: > "$work/console.log"
-python3 "$root/scripts/lib/powercut.py" run --cuts "$cuts" --kernel "$vmlinuz" --initrd "$work/initrd.gz" \
-    --image "$image" --bin-dir "$bins" --work "$work" "${extra[@]}" \
-    || die "violations above (console of every boot: $work/console.log; the disk image: $image)"
-log "done: $cuts cuts, no violation"
+if [ "$cuts" -gt 0 ]; then
+    log "$cuts power cuts (qemu TCG, kernel $flavour; console in $work/console.log)"
+    : > "$work/console.log"
+    python3 "$root/scripts/lib/powercut.py" run --cuts "$cuts" --kernel "$vmlinuz" --initrd "$work/initrd.gz" \
+        --image "$image" --bin-dir "$bins" --work "$work" "${extra[@]}" \
+        || die "violations above (console of every boot: $work/console.log; the disk image: $image)"
+fi
+
+# 7. The stronger form for the credential store: every write recorded with dm-log-writes while the agent
+#    provisions, replayed on this machine to every flush point.
+log "dm-log-writes: $rounds provisionings recorded, the store checked at every flush point"
+: > "$work/lw-console.log"
+python3 "$root/scripts/lib/powercut.py" logwrites --rounds "$rounds" --kernel "$vmlinuz" --initrd "$work/initrd.gz" \
+    --bin-dir "$bins" --work "$work" \
+    || die "dm-log-writes replay: violations above (console: $work/lw-console.log; log: $work/lw-log.img)"
+log "done: $cuts cuts and $rounds recorded provisionings, no violation"

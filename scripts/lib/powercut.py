@@ -3,6 +3,10 @@
   powercut.py modules MODULES_DIR NAME...   the .ko files NAME needs, dependencies first (from each module's
                                             .modinfo `depends=`), as paths relative to MODULES_DIR
   powercut.py run --cuts N ...              the cuts themselves (arguments: see main())
+  powercut.py logwrites --rounds N ...      the stronger form for the credential store: every write the disk
+                                            gets while the agent provisions N times is recorded with the kernel's
+                                            dm-log-writes target, then replayed here to every flush point, where
+                                            the store must hold the old or the new credentials
 
 A cut: tb-sim runs on the host's loopback, a qemu VM (Debian's kernel, scripts/lib/powercut-init.sh as /init)
 boots on an ext4 disk image holding the agent's state directory, the agent provisions or publishes, and qemu is
@@ -27,6 +31,7 @@ it. Checks (each failure is a violation, listed at the end):
 """
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -34,6 +39,7 @@ import re
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -90,12 +96,13 @@ def module_order(directory, names):
 class VM:
     """qemu on the disk image, its serial console read line by line with the host time each line arrived."""
 
-    def __init__(self, args, params, log_path):
+    def __init__(self, args, params, log_path, disks=None):
         cmdline = "console=ttyS0 quiet panic=-1 " + " ".join(f"pc.{k}={v}" for k, v in params.items())
         argv = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1", "-nographic",
                 "-no-reboot", "-kernel", args.kernel, "-initrd", args.initrd, "-append", cmdline,
-                "-drive", f"file={args.image},format=raw,if=virtio",
                 "-netdev", "user,id=n0,ipv6=off", "-device", "virtio-net-pci,netdev=n0"]
+        for disk in disks or [args.image]:
+            argv += ["-drive", f"file={disk},format=raw,if=virtio"]
         self.lines = []  # (host ms, text)
         self.log = open(log_path, "a")
         self.log.write(f"=== {' '.join(argv)}\n")
@@ -167,10 +174,8 @@ def dump_state(image, target):
     return True
 
 
-def credentials_token(state):
-    """(token of credentials.json or None, problem or None)."""
-    import hashlib
-    path = os.path.join(state, "credentials.json")
+def credential_file(path):
+    """(token or None when the file is absent, problem or None) of one generation of the credential store."""
     if not os.path.exists(path):
         return None, None
     try:
@@ -178,10 +183,19 @@ def credentials_token(state):
             document = json.loads(f.read())
         payload = json.dumps(document["payload"], separators=(",", ":"), ensure_ascii=False)
         if hashlib.sha256(payload.encode()).hexdigest() != document["sha256"]:
-            return None, "credentials.json fails its checksum"
+            return None, f"{os.path.basename(path)} fails its checksum"
         return document["payload"]["credentials"]["token"], None
     except (ValueError, KeyError, TypeError) as e:
-        return None, f"credentials.json is unreadable: {e}"
+        return None, f"{os.path.basename(path)} is unreadable: {e}"
+
+
+def credentials_token(state):
+    """(token of credentials.json or None, problem or None). The store's design: credentials.json is never
+    damaged (the agent would fall back to the previous generation, but that is a failure of the crash-safe
+    write), and the previous generation, when there is one, is intact too."""
+    token, problem = credential_file(os.path.join(state, "credentials.json"))
+    _, previous_problem = credential_file(os.path.join(state, "credentials.previous.json"))
+    return token, problem or previous_problem
 
 
 def counter_on_disk(state):
@@ -221,6 +235,133 @@ def spool_readings(state, totals=None):
                 if sequence > acked:
                     unacked.add(entry["ts"])
     return everything, unacked, acked
+
+
+# MARK: dm-log-writes (Documentation/admin-guide/device-mapper/log-writes.rst)
+
+LOG_FLUSH, LOG_FUA, LOG_DISCARD, LOG_MARK = 1, 2, 4, 8
+LOG_MAGIC = 0x6A736677736872
+
+
+def log_entries(log_path):
+    """The entries of a dm-log-writes log, in order: (flags, sector, sectors, data offset in the log, mark text).
+    The log: a super block (magic, version, entry count, sector size) in its first sector; from the second
+    sector on, each entry is one sector (sector, nr_sectors, flags, data_len, then a mark's text) followed by
+    its data (nr_sectors sectors, none for a discard). Sectors are the device's logical block size."""
+    with open(log_path, "rb") as f:
+        magic, version, count, sectorsize = struct.unpack("<QQQI", f.read(28))
+        if magic != LOG_MAGIC or version != 1:
+            raise SystemExit(f"powercut: {log_path} is not a dm-log-writes log (magic {magic:#x}, version {version})")
+        position = sectorsize
+        for _ in range(count):
+            f.seek(position)
+            header = f.read(sectorsize)
+            sector, sectors, flags, data_len = struct.unpack_from("<QQQQ", header)
+            mark = header[32:32 + data_len].split(b"\0")[0].decode() if flags & LOG_MARK else None
+            position += sectorsize
+            data = position
+            if not flags & LOG_DISCARD:
+                position += sectors * sectorsize
+            yield flags, sector * sectorsize, sectors * sectorsize, data, mark
+
+
+def replay_to_flush_points(log_path, base_image, work, check):
+    """Applies the log to a copy of `base_image` and calls check(image copy, marks so far) at every flush or FUA
+    point where something was written since the last one. Returns (entries, writes, flush points checked)."""
+    replay = os.path.join(work, "replay.img")
+    probe = os.path.join(work, "probe.img")
+    shutil.copyfile(base_image, replay)
+    marks, entries, writes, points, dirty = [], 0, 0, 0, False
+    with open(log_path, "rb") as log, open(replay, "r+b") as disk:
+        for flags, offset, length, data, mark in log_entries(log_path):
+            entries += 1
+            if mark is not None:
+                marks.append(mark)
+            elif flags & LOG_DISCARD:
+                disk.seek(offset)
+                disk.write(b"\0" * length)
+                dirty = True
+            elif length:
+                log.seek(data)
+                disk.seek(offset)
+                disk.write(log.read(length))
+                writes += 1
+                dirty = True
+            if flags & (LOG_FLUSH | LOG_FUA) and dirty:
+                disk.flush()
+                shutil.copyfile(replay, probe)
+                check(probe, list(marks))
+                points += 1
+                dirty = False
+    return entries, writes, points
+
+
+def log_writes_run(args):
+    """Records every write while the agent provisions `--rounds` times and checks the credential store at every
+    flush point of the recording."""
+    workspace = Workspace("powercut-logwrites")
+    failed = True
+    try:
+        binaries = Binaries(args.bin_dir)
+        sim = TBSim(workspace, binaries, sim_config(key=KEY, secret=SECRET))
+        base = os.path.join(args.work, "lw-base.img")
+        image = os.path.join(args.work, "lw-disk.img")
+        log = os.path.join(args.work, "lw-log.img")
+        for path, size in ((base, 32 << 20), (log, 256 << 20)):
+            with open(path, "wb") as f:
+                f.truncate(size)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-b", "4096", base], check=True)
+        shutil.copyfile(base, image)
+        console = os.path.join(args.work, "lw-console.log")
+        args.image = image
+        vm = VM(args, {"port": sim.mqtt_port, "ctrl": sim.control_port, "mode": "logwrites", "rounds": args.rounds,
+                       "token": "unused", "sync": "1s"}, console, disks=[image, log])
+        finished = wait_until(lambda: vm.popen.poll() is not None or vm.find("PC FAIL"), args.rounds * 60 + 60, 0.2)
+        failure = vm.find("PC FAIL")
+        if not finished or failure:
+            vm.cut()
+        if not finished:
+            raise SystemExit(f"powercut: the dm-log-writes VM did not finish: see {console}")
+        if failure or not vm.find("PC LW-DONE"):
+            raise SystemExit(f"powercut: the dm-log-writes VM failed: {failure[1] if failure else 'no PC LW-DONE'}; "
+                             f"see {console}")
+        states = {}
+        violations = []
+        fsck_codes = {}
+
+        def check(probe, marks):
+            done = [int(m.split("-")[1]) for m in marks if m.startswith("stored-")]
+            last = max(done, default=0)
+            code, _ = fsck(probe)
+            fsck_codes[code] = fsck_codes.get(code, 0) + 1
+            if code not in (0, 1):
+                violations.append(f"after mark {marks[-1] if marks else '(none)'}: e2fsck -f -p exited {code}")
+            dump = os.path.join(args.work, "lw-dump")
+            dump_state(probe, dump)
+            token, problem = credentials_token(os.path.join(dump, "state"))
+            where = f"flush point after {len(marks)} mark(s) (last: {marks[-1] if marks else 'none'})"
+            if problem:
+                violations.append(f"{where}: {problem}")
+            allowed = {f"tok-lw-{last}", f"tok-lw-{last + 1}"} if last < args.rounds else {f"tok-lw-{last}"}
+            if token is None and last > 0:
+                violations.append(f"{where}: no credentials (tok-lw-{last} was stored)")
+            elif token is not None and token not in allowed:
+                violations.append(f"{where}: the store holds {token}, expected one of {sorted(allowed)}")
+            kind = "none" if token is None else "new" if token == f"tok-lw-{last + 1}" else "old"
+            states[kind] = states.get(kind, 0) + 1
+
+        entries, writes, points = replay_to_flush_points(log, base, args.work, check)
+        summary = {"rounds": args.rounds, "log_entries": entries, "writes": writes, "flush_points_checked": points,
+                   "credentials": states, "e2fsck_exit_codes": fsck_codes, "violations": len(violations)}
+        print("POWERCUT-LOGWRITES " + json.dumps(summary), flush=True)
+        for v in violations[:20]:
+            print(f"VIOLATION {v}", flush=True)
+        if points < args.rounds * 2:
+            raise SystemExit(f"powercut: only {points} flush points in the log of {args.rounds} provisionings")
+        failed = bool(violations)
+        return 0 if not violations else 1
+    finally:
+        workspace.close(failed)
 
 
 # MARK: the run
@@ -529,11 +670,12 @@ def main():
         print("\n".join(module_order(sys.argv[2], sys.argv[3:])))
         return 0
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["run"])
-    parser.add_argument("--cuts", type=int, required=True)
+    parser.add_argument("command", choices=["run", "logwrites"])
+    parser.add_argument("--cuts", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=8, help="logwrites: how many provisionings are recorded")
     parser.add_argument("--kernel", required=True)
     parser.add_argument("--initrd", required=True)
-    parser.add_argument("--image", required=True)
+    parser.add_argument("--image", help="run: the disk image the cuts use")
     parser.add_argument("--bin-dir", required=True, help="holds tb-sim (the agent runs in the VM)")
     parser.add_argument("--work", required=True)
     parser.add_argument("--seed", type=int, default=None)
@@ -541,6 +683,8 @@ def main():
     parser.add_argument("--boot-timeout", type=float, default=60)
     parser.add_argument("--online-timeout", type=float, default=60)
     args = parser.parse_args()
+    if args.command == "logwrites":
+        return log_writes_run(args)
     if args.seed is None:
         args.seed = time.time_ns() % 1_000_000
     print(f"  seed {args.seed} (--seed to repeat)", flush=True)
