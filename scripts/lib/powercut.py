@@ -391,6 +391,7 @@ class Run:
         self.on_disk = {}        # ts → value of every reading ever found in the spool after a cut
         self.unacked = set()     # the spool's unacknowledged readings after the last cut
         self.provision_ms = 8000
+        self.turn = -1           # which phase is next (forced provisionings aside)
         self.last_cut = None
 
     def violation(self, cut, text):
@@ -462,8 +463,11 @@ class Run:
         return True
 
     def one_cut(self, n, need_provision):
-        phase = "provision" if need_provision else self.rng.choices(
-            ["provision", "outage", "replay"], weights=[0.3, 0.35, 0.35])[0]
+        # The phases in turn (so that a short run has each), the moments at random; a re-provisioning cut that
+        # kept the old credentials is followed by a provisioning (tb-sim deleted the device they belong to).
+        if not need_provision:
+            self.turn += 1
+        phase = "provision" if need_provision else ["outage", "replay", "provision"][self.turn % 3]
         self.phases[phase] += 1
         new_token = f"tok-{n}" if phase == "provision" else self.token
         if phase == "provision" and self.device:
@@ -477,6 +481,9 @@ class Run:
         if phase == "provision":
             start = vm.wait_line("PC AGENT-START ", 30)
             time.sleep(self.rng.uniform(0, self.provision_ms * 1.3) / 1000)
+            online = self.online_since(offset)
+            if online is not None and self.last_cut is not None:
+                self.online_ms.append(online - self.last_cut)  # came online (after provisioning) before the cut
         else:
             if not self.come_online(vm, n, offset):
                 vm.cut()
