@@ -2,7 +2,7 @@
 # Power cuts on a real kernel (issue 14): the release tb-agent runs in a qemu VM (Debian's own kernel, a busybox
 # initramfs) with its state directory on a virtual ext4 disk mounted `defaults,noatime` as Raspberry Pi OS mounts
 # its root, against tb-sim on this machine's loopback (qemu user networking: the guest reaches 127.0.0.1 through
-# 10.0.2.2; nothing leaves loopback). qemu is killed with SIGKILL at random moments while the agent provisions,
+# 10.0.2.2, and the agent is configured for nothing else; no traffic leaves loopback). qemu is killed with SIGKILL at random moments while the agent provisions,
 # spools readings during an outage, replays and trims the spool and saves a pulse counter: the guest's page cache
 # is lost, as in a power cut. Each time the image is checked with e2fsck -f -p and read with debugfs, and a fresh
 # VM boots on it. Then the stronger form for the credential store: every write recorded with the kernel's

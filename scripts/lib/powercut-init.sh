@@ -1,19 +1,19 @@
 #!/bin/busybox sh
 # /init of the power-cut test's initramfs (scripts/powercut.sh): runs under busybox inside qemu, mounts the
 # virtual disk (/dev/vda, ext4, `defaults,noatime` as Raspberry Pi OS mounts its root) on /data, brings up the
-# user-mode network (10.0.2.15; the host's loopback services are at 10.0.2.2) and runs tb-agent with its state
-# directory on that disk, against tb-sim on the host. It never shuts down: the host ends it with SIGKILL to qemu
-# (a power cut), at a moment of its choosing.
+# user-mode network (10.0.2.15; the host's loopback, where tb-sim listens, is 10.0.2.2) and runs tb-agent with its
+# state directory on that disk, against tb-sim on the host. It never shuts down: the host ends it with SIGKILL to
+# qemu (a power cut), at a moment of its choosing.
 #
 # Parameters on the kernel command line: pc.port=MQTT port of tb-sim, pc.token=the token to provision with,
 # pc.mode=run|provision|logwrites (provision: `tb-agent provision --force` first; logwrites: see below),
-# pc.sync=the spool's sync_interval, pc.ctrl=tb-sim's control port and pc.rounds=how many provisionings (logwrites).
+# pc.sync=the spool's sync_interval, pc.rounds=how many provisionings (logwrites).
 # Console lines for the host, each prefixed `PC `:
 #   PC CLOCK <ms>             the guest's wall clock (every 0.5 s), to bound it from the host's
 #   PC FAIL <what> <detail>   something the test needs did not work (the host stops and shows it)
 #   PC STATUS <exit> <line>   `tb-agent status` on the disk as found after the cut (before the agent runs)
 #   PC AGENT-START <ms> <command>, PC AGENT-EXIT <command> <exit>
-#   PC LW-PROVISIONED <round> <exit> <output>, PC LW-DONE (logwrites)
+#   PC LW-DELETE <round> <device>, PC LW-PROVISIONED <round> <exit> <output>, PC LW-DONE (logwrites)
 # Everything else on the console is the agent's own log.
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -30,14 +30,13 @@ fail() {
     exec sleep 100000
 }
 
-PC_PORT=1883 PC_TOKEN=tok PC_MODE=run PC_SYNC=1s PC_CTRL=8080 PC_ROUNDS=8
+PC_PORT=1883 PC_TOKEN=tok PC_MODE=run PC_SYNC=1s PC_ROUNDS=8
 for word in $(cat /proc/cmdline); do
     case $word in
         pc.port=*) PC_PORT=${word#*=} ;;
         pc.token=*) PC_TOKEN=${word#*=} ;;
         pc.mode=*) PC_MODE=${word#*=} ;;
         pc.sync=*) PC_SYNC=${word#*=} ;;
-        pc.ctrl=*) PC_CTRL=${word#*=} ;;
         pc.rounds=*) PC_ROUNDS=${word#*=} ;;
     esac
 done
@@ -66,8 +65,8 @@ mkdir -p /data
 
 if [ "$PC_MODE" = logwrites ]; then
     # Every write to the disk recorded by dm-log-writes on /dev/vdb while the agent provisions PC_ROUNDS times,
-    # each with a new token (the device deleted on tb-sim first, through its control port); after each the log
-    # gets a mark `stored-N`. The host replays the log to every flush point and checks the store there.
+    # each with a new token (the device deleted on tb-sim first: asked of the host on the console, which answers
+    # `deleted N` on the serial line); after each the log gets a mark `stored-N`. The host replays the log to every flush point and checks the store there.
     i=0
     while [ ! -b /dev/vdb ]; do
         i=$((i + 1))
@@ -86,11 +85,13 @@ if [ "$PC_MODE" = logwrites ]; then
     name=$(tb-agent identity --config $C | head -1)
     i=1
     while [ $i -le "$PC_ROUNDS" ]; do
-        printf 'DELETE /devices/%s HTTP/1.0\r\nHost: tb-sim\r\n\r\n' "$name" | nc -w 5 10.0.2.2 "$PC_CTRL" > /dev/null
+        echo "PC LW-DELETE $i $name"
+        read -r reply
+        [ "$reply" = "deleted $i" ] || fail serial "expected 'deleted $i' from the host, got '$reply'"
         sed -e "s/@PORT@/$PC_PORT/" -e "s/@TOKEN@/tok-lw-$i/" -e "s/@SYNC@/$PC_SYNC/" /etc/tb-agent/config.toml.in > $C
         tb-agent provision --force --config $C > /tmp/provision.out 2>&1
         status=$?
-        echo "PC LW-PROVISIONED $i $status $(tr '\n' '|' < /tmp/provision.out | cut -c1-300)"
+        echo "PC LW-PROVISIONED $i $status $(tr '\n' '|' < /tmp/provision.out | cut -c1-1500)"
         [ $status -eq 0 ] || fail provision "round $i: exit $status"
         dmsetup message lw 0 mark "stored-$i" || fail dmsetup "mark stored-$i"
         i=$((i + 1))

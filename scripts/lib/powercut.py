@@ -97,17 +97,20 @@ class VM:
     """qemu on the disk image, its serial console read line by line with the host time each line arrived."""
 
     def __init__(self, args, params, log_path, disks=None):
+        """The guest reaches the host's loopback at 10.0.2.2 (qemu's user network); the agent is configured for
+        tb-sim there and nothing else. The serial line is the guest's stdin too (`answer`)."""
         cmdline = "console=ttyS0 quiet panic=-1 " + " ".join(f"pc.{k}={v}" for k, v in params.items())
         argv = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", "512", "-smp", "1", "-nographic",
                 "-no-reboot", "-kernel", args.kernel, "-initrd", args.initrd, "-append", cmdline,
-                "-netdev", "user,id=n0,ipv6=off", "-device", "virtio-net-pci,netdev=n0"]
+                "-netdev", "user,id=n0,ipv6=off",
+                "-device", "virtio-net-pci,netdev=n0"]
         for disk in disks or [args.image]:
             argv += ["-drive", f"file={disk},format=raw,if=virtio"]
         self.lines = []  # (host ms, text)
         self.log = open(log_path, "a")
         self.log.write(f"=== {' '.join(argv)}\n")
         self.started = now_ms()
-        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
@@ -130,6 +133,11 @@ class VM:
         if failure:
             raise SystemExit(f"powercut: the VM reported a failure: {failure[1]}")
         return self.find(prefix)
+
+    def answer(self, text):
+        """A line on the guest's serial console (its init reads it with `read`)."""
+        self.popen.stdin.write(text.encode() + b"\n")
+        self.popen.stdin.flush()
 
     def cut(self):
         """SIGKILL: the guest's page cache is gone, as in a power cut. Returns the host time of the kill."""
@@ -314,9 +322,20 @@ def log_writes_run(args):
         shutil.copyfile(base, image)
         console = os.path.join(args.work, "lw-console.log")
         args.image = image
-        vm = VM(args, {"port": sim.mqtt_port, "ctrl": sim.control_port, "mode": "logwrites", "rounds": args.rounds,
-                       "token": "unused", "sync": "1s"}, console, disks=[image, log])
-        finished = wait_until(lambda: vm.popen.poll() is not None or vm.find("PC FAIL"), args.rounds * 60 + 60, 0.2)
+        vm = VM(args, {"port": sim.mqtt_port, "mode": "logwrites", "rounds": args.rounds, "token": "unused",
+                       "sync": "1s"}, console, disks=[image, log])
+        deadline = time.monotonic() + args.rounds * 60 + 60
+        for i in range(1, args.rounds + 1):
+            # Before each provisioning the guest asks for its device to be deleted (so that tb-sim provisions it
+            # again with the new token) and waits for the answer.
+            asked = wait_until(lambda: vm.find(f"PC LW-DELETE {i} ") or vm.popen.poll() is not None
+                               or vm.find("PC FAIL"), max(1, deadline - time.monotonic()), 0.1)
+            if not asked or not vm.find(f"PC LW-DELETE {i} "):
+                break
+            sim.control("DELETE", f"/devices/{vm.find(f'PC LW-DELETE {i} ')[1].split()[3]}")
+            vm.answer(f"deleted {i}")
+        finished = wait_until(lambda: vm.popen.poll() is not None or vm.find("PC FAIL"),
+                              max(1, deadline - time.monotonic()), 0.2)
         failure = vm.find("PC FAIL")
         if not finished or failure:
             vm.cut()
