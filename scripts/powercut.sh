@@ -16,6 +16,7 @@
 #   scripts/powercut.sh --rounds N      N provisionings recorded with dm-log-writes and replayed
 #   scripts/powercut.sh --seed S        repeat a run's random choices (the seed is printed)
 #   scripts/powercut.sh --sync 0s       the spool's sync_interval in the guest (default 1s, the agent's default)
+#   POWERCUT_AGENT=PATH scripts/powercut.sh   another tb-agent binary in the VM (default: the release build)
 #
 # Installs what is missing (qemu, e2fsprogs); downloads (Debian's kernel image and busybox-static, about 70 MB)
 # are cached in .build/vm/ as scripts/vm-test.sh does; the console of every boot is in .build/powercut/console.log
@@ -85,6 +86,13 @@ if ! nice -n 19 swift build --product tb-sim > "$work/swift-build-sim.log" 2>&1;
     die "swift build --product tb-sim failed"
 fi
 agent="$root/.build-release/release/tb-agent"
+if [ -n "${POWERCUT_AGENT:-}" ]; then
+    # Another build of the agent (a release binary built elsewhere, or a deliberately broken one to see the
+    # checks catch it).
+    agent=$POWERCUT_AGENT
+    [ -x "$agent" ] || die "POWERCUT_AGENT=$agent is not an executable"
+    log "using $agent"
+fi
 bins="$work/bin"
 mkdir -p "$bins"
 ln -sf "$agent" "$bins/tb-agent"

@@ -275,7 +275,8 @@ def log_entries(log_path):
 
 def replay_to_flush_points(log_path, base_image, work, check):
     """Applies the log to a copy of `base_image` and calls check(image copy, marks so far) at every flush or FUA
-    point where something was written since the last one. Returns (entries, writes, flush points checked)."""
+    point where something was written since the last one, and at every mark. Returns (entries, writes, points
+    checked)."""
     replay = os.path.join(work, "replay.img")
     probe = os.path.join(work, "probe.img")
     shutil.copyfile(base_image, replay)
@@ -295,7 +296,10 @@ def replay_to_flush_points(log_path, base_image, work, check):
                 disk.write(log.read(length))
                 writes += 1
                 dirty = True
-            if flags & (LOG_FLUSH | LOG_FUA) and dirty:
+            # A mark is checked too, dirty or not: the writes logged before it are the ones that were on the disk
+            # when the guest made it (dm-log-writes logs a write once it is flushed), so `stored-N` right after
+            # `provision` exited must find the new credentials without waiting for a later journal commit.
+            if (flags & (LOG_FLUSH | LOG_FUA) and dirty) or mark is not None:
                 disk.flush()
                 shutil.copyfile(replay, probe)
                 check(probe, list(marks))
