@@ -9,7 +9,7 @@
 # dm-log-writes target while the agent provisions, replayed here to every flush point. The checks and the figures
 # are described in scripts/lib/powercut.py.
 #
-#   scripts/powercut.sh                 short form (8 cuts and 8 recorded provisionings, a few minutes; in
+#   scripts/powercut.sh                 short form (8 cuts and 8 recorded provisionings, about 3 minutes; in
 #                                       scripts/test.sh)
 #   scripts/powercut.sh --long          release form (200 cuts, 30 recorded provisionings)
 #   scripts/powercut.sh --cuts N        N cuts (0: only the dm-log-writes replay)
