@@ -44,42 +44,10 @@ expected_checks=$(sed -n 's/^# CHECKS: //p' "$root/scripts/lib/vm-init.sh")
 ensure_apt_packages qemu-system-x86 gcc make libc6-dev $TB_BUILD_PACKAGES
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
 
-# 2. Which kernel: the one Debian's linux-image-amd64 depends on now (e.g. linux-image-6.1.0-56-amd64).
-# awk reads to the end (no `exit` at the first match): under pipefail, apt-cache's next write would get SIGPIPE.
-image_package() {
-    apt-cache depends linux-image-amd64 2>/dev/null \
-        | awk '/Depends: linux-image-[0-9]/ && image == "" { image = $2 } END { print image }'
-}
-image=$(image_package)
-if [ -z "$image" ]; then
-    log "refreshing the apt package lists"
-    sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq >&2
-    image=$(image_package)
-fi
-[ -n "$image" ] || die "cannot tell which kernel linux-image-amd64 depends on (apt-cache depends linux-image-amd64)"
-flavour=${image#linux-image-}          # 6.1.0-56-amd64
-abi=${flavour%-amd64}                  # 6.1.0-56
-series=$(echo "$abi" | cut -d. -f1-2)  # 6.1
-log "kernel $flavour"
-
-# 3. Downloads (about 225 MB the first time), cached by package version.
-fetch() {  # package → path of its .deb in the cache
-    local package=$1 version file
-    version=$(apt-cache policy "$package" 2>/dev/null | awk '/Candidate:/ { print $2 }')
-    [ -n "$version" ] && [ "$version" != "(none)" ] || return 1
-    file=$(ls "$cache/debs/${package}_${version/:/%3a}_"*.deb 2>/dev/null | head -1 || true)
-    if [ -z "$file" ]; then
-        log "downloading $package $version"
-        # apt warns that root downloads unsandboxed into a folder _apt cannot write: expected here.
-        (cd "$cache/debs" && apt-get download "$package=$version" 2>&1) > "$cache/download.log" || {
-            cat "$cache/download.log" >&2
-            return 1
-        }
-        file=$(ls "$cache/debs/${package}_${version/:/%3a}_"*.deb 2>/dev/null | head -1 || true)
-    fi
-    [ -n "$file" ] && echo "$file"
-}
+# 2. Which kernel (the one Debian's linux-image-amd64 depends on now), and downloads (about 225 MB the first
+#    time), cached by package version: scripts/lib/vm-kernel.sh.
+# shellcheck source=scripts/lib/vm-kernel.sh
+. "$root/scripts/lib/vm-kernel.sh"
 image_deb=$(fetch "linux-image-$flavour-unsigned" || fetch "linux-image-$flavour") || die "cannot download linux-image-$flavour"
 source_deb=$(fetch "linux-source-$series") || die "cannot download linux-source-$series"
 headers_deb=$(fetch "linux-headers-$flavour") || die "cannot download linux-headers-$flavour"
