@@ -85,6 +85,7 @@ swift_version=6
 build_core() {
     build_module TBJSON Sources/TBJSON
     build_module TextSearch Sources/TextSearch
+    build_module TBChecksum Sources/TBChecksum
     build_module AgentCore Sources/AgentCore
 }
 
@@ -118,7 +119,7 @@ target_file() {
 
 build_target() {
     local t=$1
-    local objects=("$out/obj/TBJSON.o" "$out/obj/TextSearch.o")
+    local objects=("$out/obj/TBJSON.o" "$out/obj/TextSearch.o" "$out/obj/TBChecksum.o")
     local link=()
     case "$t" in
         mqtt) build_nio ;;
