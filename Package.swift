@@ -69,6 +69,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         // prctl(2) for AgentPlatform's ProcessHardening (Swift cannot call a variadic C function).
         .systemLibrary(name: "CProcessControl"),
+        // The version string, in bytes a build step may rewrite (`tb-agent --version`, `current_fw_version`).
+        .target(name: "CAgentVersion"),
         // Explains TLS failures (expired, wrong CA, wrong host name) and checks the X.509 chain a board connects
         // with: the only agent module importing COpenSSL. (tb-sim's TBSimulator imports it too, for its TLS
         // listener: OpenSSL with memory BIOs in a NIO handler instead of swift-nio-ssl's BoringSSL build; it shares
@@ -112,7 +114,7 @@ let package = Package(
         ),
         .target(
             name: "AgentMQTT",
-            dependencies: ["AgentCore", "AgentTLS", "CMosquitto", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["AgentCore", "AgentHost", "AgentTLS", "CMosquitto", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "AgentGPIO",
@@ -131,7 +133,7 @@ let package = Package(
         .target(
             name: "AgentService",
             dependencies: [
-                "AgentCore", "AgentPlatform", "TBChecksum", "TBJSON",
+                "AgentCore", "AgentHost", "AgentPlatform", "TBChecksum", "TBJSON",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -148,7 +150,7 @@ let package = Package(
             name: "tb-agent",
             dependencies: [
                 "AgentCore", "AgentConfig", "AgentHost", "AgentPlatform", "AgentMQTT", "AgentGPIO", "AgentSimulated", "AgentService",
-                "AgentBoard", "AgentCommandLine", "AgentTLS", "TBJSON", "TBTOML", "TextSearch",
+                "AgentBoard", "AgentCommandLine", "AgentTLS", "TBJSON", "TBTOML", "TextSearch", "CAgentVersion",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),

@@ -218,6 +218,9 @@ make_package() {
     run_bin "$pkg/usr/bin/tb-agent" --version >/dev/null || die "the stripped binary does not run"
 
     install -m 0644 board/tb-agent.service "$pkg$unit_dir/tb-agent.service"
+    # Firmware updates: the path unit watches for the agent's ticket and starts the root step (apply-update).
+    install -m 0644 board/tb-agent-update.path "$pkg$unit_dir/tb-agent-update.path"
+    install -m 0644 board/tb-agent-update.service "$pkg$unit_dir/tb-agent-update.service"
     install -m 0644 board/99-tb-agent-leds.rules "$pkg$udev_dir/99-tb-agent-leds.rules"
     install -m 0644 board/deb/sysusers.conf "$pkg/usr/lib/sysusers.d/tb-agent.conf"
     # 0640: it may hold the provision secret. dpkg-deb --root-owner-group makes it root:root; postinst gives it the

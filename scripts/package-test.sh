@@ -525,6 +525,60 @@ s = FakeServer(); print(s.port, flush=True); time.sleep(600)' "$root/Tests/fault
         bash -c "chroot '$chroot_dir' id -nG tb-agent | grep -qw gpio"
     timings+=("[$name] upgrade: $(since "$t0") s")
 
+    # --- a firmware update: the root step installs, keeps the previous binary, rolls back ---------------------------
+    # What tb-agent-update.service does when the agent leaves a ticket: `tb-agent apply-update` as root in the
+    # installed system, on a copy of the installed binary stamped with another version (the agent's checks and the
+    # download are the end-to-end tests' business). The restart command stands for systemctl: it confirms (or not).
+    log "$name: firmware update: apply-update installs, confirms, and rolls back"
+    t0=$(date +%s)
+    check "[$name] the update units are installed" \
+        test -f "$chroot_dir$(dirname "${unit:-/lib/systemd/system/tb-agent.service}")/tb-agent-update.path" -a \
+             -f "$chroot_dir$(dirname "${unit:-/lib/systemd/system/tb-agent.service}")/tb-agent-update.service"
+    check "[$name] tb-agent-update.path is enabled (paths.target.wants)" \
+        test -L "$chroot_dir/etc/systemd/system/paths.target.wants/tb-agent-update.path"
+    ota_update() {  # ota_update CONFIRM(true|false): leaves a ticket for a stamped binary, runs apply-update
+        local confirm=$1 new_version="${v2%%+*}.ota" ota=$chroot_dir/var/lib/tb-agent/ota sum size restart
+        python3 "$root/scripts/lib/stamp-version.py" "$chroot_dir/usr/bin/tb-agent" "$work/tb-agent.ota" "$new_version"
+        install -d -m 0700 "$ota"
+        install -m 0600 "$work/tb-agent.ota" "$ota/package.part"
+        sum=$(sha256sum < "$ota/package.part" | cut -d' ' -f1)
+        size=$(stat -c %s "$ota/package.part")
+        printf '{"package":{"title":"tb-agent","version":"%s","size":%s,"checksumAlgorithm":"SHA256","checksum":"%s","durableBytes":%s,"verified":true},"from":"%s"}' \
+            "$new_version" "$size" "$sum" "$size" "${v2%%+*}" > "$ota/ready"
+        in_root chown -R tb-agent:tb-agent /var/lib/tb-agent/ota
+        restart='["true"]'
+        printf '#!/bin/sh\nprintf %s > /var/lib/tb-agent/ota/confirmed\n' "'{\"version\":\"$new_version\"}'" > "$chroot_dir/tmp/confirm.sh"
+        $confirm && restart='["sh", "/tmp/confirm.sh"]'
+        { cat "$chroot_dir/etc/tb-agent/config.toml"
+          printf '\n[ota]\nconfirm_after = "1s"\nwindow = "3s"\nrestart_command = %s\n' "$restart"
+        } > "$chroot_dir/tmp/ota.toml"
+        set +e
+        out=$(in_root tb-agent apply-update --config /tmp/ota.toml 2>&1)
+        status=$?
+        set -e
+    }
+    local before
+    before=$(sha256sum < "$chroot_dir/usr/bin/tb-agent")
+    ota_update false
+    if [ "$status" = 1 ] && grep -q "rolled back to tb-agent" <<< "$out"; then ok "[$name] apply-update without a confirmation rolls back (exit 1)"
+    else fail "[$name] apply-update without a confirmation rolls back (exit 1)" "exit $status: $out"; fi
+    check "[$name] the rollback put the previous binary back, byte for byte" \
+        bash -c "[ \"\$(sha256sum < '$chroot_dir/usr/bin/tb-agent')\" = '$before' ]"
+    expect_mode /usr/bin/tb-agent "755 root:root"
+    check "[$name] the rollback's outcome is FAILED, for the agent's user to read" \
+        bash -c "grep -q '\"state\":\"FAILED\"' '$chroot_dir/var/lib/tb-agent/ota/outcome' && [ \"\$(stat -c %U '$chroot_dir/var/lib/tb-agent/ota/outcome')\" = tb-agent ]"
+    ota_update true
+    if [ "$status" = 0 ] && grep -q "the update is final" <<< "$out"; then ok "[$name] apply-update with a confirmation installs the update (exit 0)"
+    else fail "[$name] apply-update with a confirmation installs the update (exit 0)" "exit $status: $out"; fi
+    out=$(as_agent tb-agent --version 2>&1 || true)
+    check "[$name] the installed binary is the new version (${out%%$'\n'*})" test "${out%%$'\n'*}" = "${v2%%+*}.ota"
+    expect_mode /usr/bin/tb-agent "755 root:root"
+    check "[$name] the previous binary is removed once the update is final" test ! -e "$chroot_dir/var/backups/tb-agent/tb-agent.previous"
+    expect_mode /var/backups/tb-agent "700 root:root"
+    check "[$name] no ticket, trial or part is left" \
+        bash -c "! ls '$chroot_dir'/var/lib/tb-agent/ota/{ready,trial,confirmed,package.part} 2>/dev/null"
+    timings+=("[$name] firmware update (apply-update): $(since "$t0") s")
+
     # --- remove, then purge ------------------------------------------------------------------------------------
     log "$name: removing and purging"
     t0=$(date +%s)
@@ -549,6 +603,9 @@ s = FakeServer(); print(s.port, flush=True); time.sleep(600)' "$root/Tests/fault
     check "[$name] purge: the gpio group stays (other software uses it)" in_root getent group gpio
     check "[$name] purge: the unit is no longer enabled" \
         test ! -e "$chroot_dir/etc/systemd/system/multi-user.target.wants/tb-agent.service"
+    check "[$name] purge: the update path unit is no longer enabled" \
+        test ! -e "$chroot_dir/etc/systemd/system/paths.target.wants/tb-agent-update.path"
+    check "[$name] purge: /var/backups/tb-agent is gone" test ! -e "$chroot_dir/var/backups/tb-agent"
     timings+=("[$name] remove and purge: $(since "$t0") s")
 
     release_chroot

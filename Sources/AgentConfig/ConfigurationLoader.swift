@@ -469,7 +469,39 @@ final class ConfigurationParser {
     }
 
     func readOTA(_ r: TableReader) {
-        r.rejectUnknownKeys(["enabled", "title", "chunk_size"], section: "[ota]")
+        r.rejectUnknownKeys(["enabled", "title", "chunk_size", "confirm_after", "window", "restart_command", "backup_directory"], section: "[ota]")
+        if let confirm = r.duration("confirm_after", range: .seconds(1) ... .seconds(3600)) { self.ota.confirmAfter = confirm }
+        if let window = r.duration("window", range: .seconds(2) ... .seconds(86400)) {
+            if window > self.ota.confirmAfter {
+                self.ota.window = window
+            } else {
+                r.report("window", "\(DurationText.format(window)) is not longer than confirm_after (\(DurationText.format(self.ota.confirmAfter))): a new version could never confirm in time and every update would be rolled back; make the window longer")
+            }
+        } else if !r.has("window"), self.ota.window <= self.ota.confirmAfter {
+            r.report("confirm_after", "\(DurationText.format(self.ota.confirmAfter)) is not shorter than the window (\(DurationText.format(self.ota.window))): set window longer than confirm_after")
+        }
+        if let node = r.table["restart_command"] {
+            var words: [String]? = nil
+            if case .array(let items) = node {
+                words = []
+                for item in items {
+                    guard case .string(let word) = item, !word.isEmpty else { words = nil; break }
+                    words?.append(word)
+                }
+            }
+            if let words, !words.isEmpty {
+                self.ota.restartCommand = words
+            } else {
+                r.report("restart_command", "expected a command as an array of strings, like [\"systemctl\", \"restart\", \"tb-agent.service\"], found \(node.found)")
+            }
+        }
+        if let directory = r.nonEmptyString("backup_directory", expected: "an absolute path (a directory of root's)") {
+            if directory.hasPrefix("/") {
+                self.ota.backupDirectory = directory
+            } else {
+                r.report("backup_directory", "\"\(directory)\" is not absolute; give a path starting with /")
+            }
+        }
         if let enabled = r.bool("enabled") { self.ota.enabled = enabled }
         if let title = r.nonEmptyString("title", expected: "the OTA package title this agent runs (a string, like \"tb-agent\")") {
             self.ota.title = title

@@ -1,4 +1,5 @@
 import AgentCore
+import AgentHost
 import AgentTLS
 import CMosquitto
 import Logging

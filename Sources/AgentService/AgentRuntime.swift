@@ -1,4 +1,5 @@
 import AgentCore
+import AgentHost
 import AgentPlatform
 import Logging
 import ServiceLifecycle
@@ -154,6 +155,8 @@ enum RuntimeEvent: Sendable {
     /// The ticker's deadline passed.
     case tick
     case reload
+    /// The verified firmware package was checked off the loop: nil, it may be installed; otherwise why not.
+    case otaInspected(problem: String?)
 }
 
 /// What the loop waits for, each at most once: the deadline table's keys.
@@ -173,6 +176,10 @@ enum Deadline: Hashable, Sendable {
     case pump
     /// A firmware chunk's timeout (`OTADownload.deadline`).
     case ota
+    /// This version is on trial after an update and has stayed online for `[ota] confirm_after`.
+    case otaConfirm
+    /// Look for the root step's outcome (after the confirmation).
+    case otaOutcome
 }
 
 /// Tasks the loop owns, one per slot: starting a slot's task cancels the one before; the loop cancels and awaits
@@ -180,6 +187,8 @@ enum Deadline: Hashable, Sendable {
 struct TaskSlots {
     enum Slot: Hashable {
         case ticker, connect, announce, provision, signals
+        /// Checking a verified firmware package (`FirmwareInspector`, a child process on a thread of its own).
+        case otaInspect
         /// Closing an old session (DISCONNECT waits for the server, bounded).
         case retire
     }
@@ -299,6 +308,10 @@ struct Loop {
     // Firmware updates (`OTADownload`; nil when disabled)
     var ota: OTADownload? = nil
     let otaFile: OTAPartialFile?
+    /// What the agent and the root step exchange in `state_dir/ota/` (nil when OTA is off).
+    let updateFiles: UpdateFiles?
+    /// This version was installed by an update and has not confirmed it yet.
+    var trial: UpdateTicket? = nil
     var otaNotes: [String] = []
     /// The chunk request the download asked for, not handed to the link yet (the server's limits).
     var pendingChunk: (topic: String, payload: [UInt8])? = nil
@@ -328,11 +341,19 @@ struct Loop {
             let (restored, notes) = file.restore()
             var settings = OTADownload.Settings(title: otaSettings.title, version: runtime.options.agentVersion, chunkSize: otaSettings.chunkSize)
             runtime.options.otaTuning?(&settings)
+            let files = UpdateFiles(stateDirectory: directory)
+            let handedOver = restored.map { files.ready()?.package == $0.package } ?? false
             self.otaFile = file
+            self.updateFiles = files
             self.otaNotes = notes
-            self.ota = OTADownload(settings: settings, restored: restored)
+            self.ota = OTADownload(settings: settings, restored: restored, handedOver: handedOver, outcome: files.outcome())
+            if let trial = files.trial(), trial.package.version == settings.version, files.confirmed() != settings.version {
+                self.trial = trial
+                self.otaNotes.append("this is \(trial.package) on trial after an update from \(trial.from): it confirms the update once it has stayed online for \(DurationText.format(otaSettings.confirmAfter))")
+            }
         } else {
             self.otaFile = nil
+            self.updateFiles = nil
         }
     }
 
@@ -352,6 +373,7 @@ struct Loop {
             }
         }
         for note in self.spool.recoveryNotes + self.otaNotes { self.logger.warning("\(note)") }
+        if case .updating = self.ota?.phase { self.setDeadline(.otaOutcome, after: .seconds(2)) }
         self.startBackgroundWork()
         self.configureSampling()
         self.perform(self.machine.start(self.ports.store.inventory()))
@@ -488,6 +510,9 @@ struct Loop {
             self.fireDueDeadlines()
         case .reload:
             self.reloadConfiguration()
+        case .otaInspected(let problem):
+            self.slots.finished(.otaInspect)
+            if let actions = self.ota?.inspected(problem: problem) { self.carryOutOTA(actions) }
         }
     }
 
@@ -562,6 +587,25 @@ struct Loop {
             self.pump()
         case .ota:
             if let actions = self.ota?.tick(now: now) { self.carryOutOTA(actions) }
+        case .otaConfirm:
+            guard let trial = self.trial, let files = self.updateFiles else { return }
+            do throws(AgentError) {
+                try files.confirm(version: trial.package.version)
+                self.logger.notice("\(trial.package) stayed online for \(DurationText.format(self.configuration.ota.confirmAfter)): the update is confirmed; the root step makes it final")
+                self.trial = nil
+                self.setDeadline(.otaOutcome, after: .seconds(1))
+            } catch {
+                self.storageProblem(error)
+                self.setDeadline(.otaConfirm, after: .seconds(10))
+            }
+        case .otaOutcome:
+            guard let files = self.updateFiles else { return }
+            if let outcome = files.outcome() {
+                if let actions = self.ota?.outcome(outcome) { self.carryOutOTA(actions) }
+            } else if HostProcess.exists(files.trialPath) || HostProcess.exists(files.readyPath) {
+                // The root step is at work (installing, or waiting for the confirmation).
+                self.setDeadline(.otaOutcome, after: .seconds(2))
+            }
         }
     }
 
@@ -810,6 +854,7 @@ struct Loop {
         let logger = self.logger
         let otaFilters = self.ota == nil ? [] : [OTATopics.responseFilter, OTATopics.errorTopic]
         if let actions = self.ota?.connected(now: now) { self.carryOutOTA(actions) }
+        if self.trial != nil { self.setDeadline(.otaConfirm, after: self.configuration.ota.confirmAfter) }
         self.slots.start(.announce) {
             do throws(AgentError) {
                 // ThingsBoard keeps no session: subscribe again on every connect.
@@ -1324,6 +1369,8 @@ struct Loop {
                 case .report(let values):
                     self.record(values.objectMembers ?? [], at: self.now)
                 case .begin(let package):
+                    // A new package: what was decided about another one no longer holds.
+                    if let files = self.updateFiles { files.remove([files.outcomePath, files.readyPath]) }
                     try file.begin(package)
                 case .request(let topic, let payload):
                     self.pendingChunk = (topic, payload)
@@ -1336,6 +1383,18 @@ struct Loop {
                     try file.markVerified()
                 case .discard:
                     file.discard()
+                case .inspect(let package):
+                    let queue = self.queue
+                    let path = file.directory + "/package.part"
+                    self.slots.start(.otaInspect) {
+                        let problem = await OffPool.run { FirmwareInspector.problem(package: package, path: path) }
+                        queue.append(.otaInspected(problem: problem))
+                    }
+                case .handOver(let ticket):
+                    try self.updateFiles?.writeReady(ticket)
+                    self.setDeadline(.otaOutcome, after: .seconds(2))
+                case .forgetOutcome:
+                    if let files = self.updateFiles { files.remove([files.outcomePath]) }
                 case .log(.info, let text):
                     self.logger.info("\(text)")
                 case .log(.warning, let text):
@@ -1378,13 +1437,19 @@ struct Loop {
         self.pendingChunk = nil
         self.ota?.disconnected()
         self.deadlines[.ota] = nil
+        self.deadlines[.otaConfirm] = nil
     }
 
     /// The machine's LED state, shown as `updating` while a firmware download runs online.
     /// `always`: the machine asked (shown even when unchanged, as before OTA); otherwise only a change is shown.
     mutating func showLED(always: Bool = false) {
         var state = self.machineLED
-        if state == .online, case .downloading = self.ota?.phase, self.linkUp { state = .updating }
+        if state == .online, self.linkUp {
+            switch self.ota?.phase {
+            case .downloading, .verified, .updating: state = .updating
+            default: break
+            }
+        }
         guard always || state != self.shownLED else { return }
         self.shownLED = state
         self.ports.board?.show(state)
@@ -1404,6 +1469,8 @@ struct Loop {
             ]
         case .verified(let package):
             members += [("state", .string("verified")), ("package", .string("\(package.title) \(package.version)"))]
+        case .updating(let package):
+            members += [("state", .string("updating")), ("package", .string("\(package.title) \(package.version)"))]
         case .failed(let package, let reason):
             members.append(("state", .string("failed")))
             if let package { members.append(("package", .string("\(package.title) \(package.version)"))) }

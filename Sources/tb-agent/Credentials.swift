@@ -74,7 +74,8 @@ extension Status {
         case "downloading":
             let bytes = ota["bytes"]?.int64Value ?? 0, size = ota["size"]?.int64Value ?? 0
             return "\(current); downloading \(package): \(ota["progress"]?.int64Value ?? 0) % (\(bytes) of \(size) bytes)"
-        case "verified": return "\(current); \(package) downloaded and verified (applying it is not implemented yet)"
+        case "verified": return "\(current); \(package) downloaded and verified, being checked"
+        case "updating": return "\(current); \(package) handed to the root step (tb-agent apply-update) to install"
         case "failed": return "\(current); update \(package) FAILED: \(ota["error"]?.stringValue ?? "?")"
         default: return current
         }

@@ -1,3 +1,4 @@
+import CAgentVersion
 import AgentCommandLine
 import AgentGPIO
 import AgentPlatform
@@ -19,6 +20,7 @@ enum TBAgentCommand {
                 Provision.node,
                 Status.node,
                 Claim.node,
+                ApplyUpdate.node,
                 Reset.node,
                 ConnectTest.node,
                 GPIOCommand.node,
@@ -39,6 +41,7 @@ enum TBAgentCommand {
 
 /// `tb-agent --version` prints this on its first line (packaging reads it there), then the libgpiod API the
 /// binary was built for ("libgpiod 2.2.1 (v2 API)").
+/// The version lives in `CAgentVersion` (bytes a build step may rewrite: a test's second build of another version).
 enum AgentVersion {
-    static let string = "0.1.0"
+    static let string = String(cString: tb_agent_version())
 }

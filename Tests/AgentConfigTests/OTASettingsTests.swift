@@ -13,12 +13,20 @@ import Testing
 
     @Test func allKeys() throws {
         let text = Self.base + "[ota]\nenabled = false\ntitle = \"weather-station\"\nchunk_size = \"32KiB\"\n"
+            + "confirm_after = \"30s\"\nwindow = \"10m\"\nrestart_command = [\"/usr/local/bin/restart-agent\", \"now\"]\n"
+            + "backup_directory = \"/srv/backup\"\n"
         let config = try ConfigurationLoader.parse(text, path: "/etc/tb-agent/config.toml")
-        #expect(config.ota == OTASettings(enabled: false, title: "weather-station", chunkSize: 32 << 10))
+        #expect(config.ota == OTASettings(
+            enabled: false, title: "weather-station", chunkSize: 32 << 10, confirmAfter: .seconds(30), window: .seconds(600),
+            restartCommand: ["/usr/local/bin/restart-agent", "now"], backupDirectory: "/srv/backup"))
     }
 
     @Test("a chunk size above 60 KiB, below 1 KiB, an empty title and an unknown key are positioned problems",
-          arguments: ["chunk_size = \"64KiB\"", "chunk_size = 512", "title = \"\"", "chunksize = 1024"])
+          arguments: [
+            "chunk_size = \"64KiB\"", "chunk_size = 512", "title = \"\"", "chunksize = 1024", "window = \"30s\"",
+            "confirm_after = \"10m\"", "restart_command = \"systemctl restart tb-agent\"", "restart_command = []",
+            "restart_command = [\"systemctl\", 1]", "backup_directory = \"backup\"",
+          ])
     func refused(_ line: String) {
         let text = Self.base + "[ota]\n" + line + "\n"
         do {
@@ -27,6 +35,9 @@ import Testing
         } catch {
             let problem = error.problems.first
             #expect(problem?.line == text.split(separator: "\n", omittingEmptySubsequences: false).count - 1, "\(error.problems)")
+            if line.hasPrefix("window") { #expect(problem?.message.contains("is not longer than confirm_after") == true, "\(error.problems)") }
+            if line.hasPrefix("confirm_after") { #expect(problem?.message.contains("is not shorter than the window") == true, "\(error.problems)") }
+            if line.hasPrefix("restart_command") { #expect(problem?.message.contains("expected a command as an array of strings") == true, "\(error.problems)") }
             if line.hasPrefix("chunk_size") { #expect(problem?.message.contains("\(line.hasSuffix("512") ? 512 : 65536) bytes is out of range") == true, "\(error.problems)") }
         }
     }

@@ -7,7 +7,7 @@ import Testing
 /// statuses. The fixtures are what the ArgumentParser-based binary printed before tb-agent got its own parser.
 @Suite struct CommandLineContractTests {
     static let commands: [[String]] = [
-        [], ["run"], ["doctor"], ["identity"], ["check-config"], ["setup"], ["provision"], ["status"], ["claim"], ["reset"],
+        [], ["run"], ["doctor"], ["identity"], ["check-config"], ["setup"], ["provision"], ["status"], ["claim"], ["apply-update"], ["reset"],
         ["connect-test"], ["gpio"], ["gpio", "read"], ["gpio", "watch"], ["gpio", "set"], ["gpio", "list"], ["sensors"],
         ["led"], ["button"], ["bench-publish"], ["toml-decode"],
     ]

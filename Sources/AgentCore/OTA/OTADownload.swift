@@ -16,6 +16,11 @@ import TBJSON
 ///   is ignored (another id or index) or asked for again (a wrong length), a bounded number of times. Every
 ///   `Settings.syncEvery` bytes the file is made durable (`.sync`): what a restart resumes from.
 /// - The whole package: DOWNLOADED, the checksum compared, VERIFIED (`.markVerified`) or FAILED (`.discard`).
+/// - A verified package is checked (`.inspect`: the runtime reads its header and runs its `--version` off the loop,
+///   then says `inspected(problem:)`): a tb-agent for this board of the version announced is handed to the root
+///   step (`.handOver`, the `ready` ticket) and reported UPDATING; anything else is FAILED.
+/// - What the root step decided (`UpdateOutcome`, at start or when it appears: `outcome(_:)`) is reported: UPDATED,
+///   or FAILED with why it rolled back. A package that failed is not downloaded again while it stays assigned.
 /// - The same package after a disconnect or a restart resumes at the first byte not durable: chunk
 ///   `bytes / chunkSize`, the bytes of it already held skipped (so a changed `chunk_size` resumes too).
 public struct OTADownload: Sendable {
@@ -64,6 +69,12 @@ public struct OTADownload: Sendable {
         case markVerified
         /// Remove the partial file and its metadata.
         case discard
+        /// Check the verified package off the loop (`FirmwareImage`), then `inspected(problem:)`.
+        case inspect(OTAPackage)
+        /// Write the `ready` ticket for the root step (crash-safe). On failure: `storageFailed`.
+        case handOver(UpdateTicket)
+        /// The UPDATED outcome was reported: remove it.
+        case forgetOutcome
         case log(LogLevel, String)
     }
 
@@ -74,6 +85,8 @@ public struct OTADownload: Sendable {
         case idle
         case downloading(OTAPackage, bytes: Int)
         case verified(OTAPackage)
+        /// Handed to the root step, which installs it and restarts the agent.
+        case updating(OTAPackage)
         case failed(OTAPackage?, String)
     }
 
@@ -108,6 +121,7 @@ public struct OTADownload: Sendable {
         case idle
         case downloading(Download)
         case verified(OTAPackage)
+        case updating(OTAPackage)
         /// `resumable`: the partial file is kept and the next session resumes it (a timeout); otherwise the same
         /// package is not tried again until the process restarts.
         case failed(OTAPackage?, String, partial: Download?)
@@ -122,10 +136,21 @@ public struct OTADownload: Sendable {
     var requestID = 0
     /// Chunks ignored (another request id or index).
     public private(set) var ignoredChunks = 0
+    /// A verified package is being checked (`.inspect` given, `inspected` not yet).
+    var inspecting = false
+    /// An UPDATED outcome to report on the next connect.
+    var pendingUpdated: UpdateOutcome? = nil
 
-    public init(settings: Settings, restored: Restored? = nil) {
+    /// `restored`: the partial file found at start; `handedOver`: its `ready` ticket (or the root step's trial) is
+    /// there; `outcome`: what the root step decided.
+    public init(settings: Settings, restored: Restored? = nil, handedOver: Bool = false, outcome: UpdateOutcome? = nil) {
         self.settings = settings
+        if let outcome { self.take(outcome) }
         guard let restored else { return }
+        if handedOver && restored.verified {
+            self.stage = .updating(restored.package)
+            return
+        }
         if restored.verified && restored.durableBytes == restored.package.size {
             self.stage = .verified(restored.package)
         } else {
@@ -140,6 +165,7 @@ public struct OTADownload: Sendable {
         case .idle: return .idle
         case .downloading(let d): return .downloading(d.package, bytes: d.received)
         case .verified(let p): return .verified(p)
+        case .updating(let p): return .updating(p)
         case .failed(let p, let reason, let partial):
             if reason.isEmpty, let partial { return .downloading(partial.package, bytes: partial.received) }
             return .failed(p, reason)
@@ -164,11 +190,66 @@ public struct OTADownload: Sendable {
         case .idle: break
         case .downloading(let d): report += Self.downloading(d)
         case .verified: report.append(("fw_state", .string("VERIFIED")))
+        case .updating: report.append(("fw_state", .string("UPDATING")))
         case .failed(_, let reason, _) where !reason.isEmpty:
             report += [("fw_state", .string("FAILED")), ("fw_error", .string(reason))]
         case .failed: break
         }
-        return [.report(.object(report))]
+        var actions: [Action] = []
+        if let outcome = self.pendingUpdated {
+            report += [("fw_state", .string("UPDATED")), ("fw_progress", .integer(100))]
+            self.pendingUpdated = nil
+            actions = [.report(.object(report)), .forgetOutcome]
+        } else {
+            actions = [.report(.object(report))]
+        }
+        if case .verified(let package) = self.stage, !self.inspecting {
+            // Verified before a restart, not yet handed over: check it again.
+            self.inspecting = true
+            actions.append(.inspect(package))
+        }
+        return actions
+    }
+
+    /// What the root step decided, seen while running (the new version confirmed it stayed online).
+    public mutating func outcome(_ outcome: UpdateOutcome) -> [Action] {
+        self.take(outcome)
+        guard self.online else { return [] }
+        switch outcome.state {
+        case .updated:
+            guard self.pendingUpdated != nil else { return [.forgetOutcome] }
+            self.pendingUpdated = nil
+            return [.report(.object([("fw_state", .string("UPDATED")), ("fw_progress", .integer(100))])), .forgetOutcome]
+        case .failed:
+            return [.report(.object([("fw_state", .string("FAILED")), ("fw_error", .string(outcome.error ?? "the update failed"))]))]
+        }
+    }
+
+    mutating func take(_ outcome: UpdateOutcome) {
+        switch outcome.state {
+        case .updated:
+            // Reported once, by the version it installed (an outcome left for another version is stale).
+            if outcome.package.version == self.settings.version && outcome.package.title == self.settings.title {
+                self.pendingUpdated = outcome
+            }
+            self.stage = .idle
+        case .failed:
+            // Kept (the file stays) so that the package is not downloaded again while it is assigned.
+            self.stage = .failed(outcome.package, outcome.error ?? "the update failed", partial: nil)
+        }
+    }
+
+    /// The verified package's checks are done: nil, it is handed to the root step; otherwise why not.
+    public mutating func inspected(problem: String?) -> [Action] {
+        self.inspecting = false
+        guard case .verified(let package) = self.stage else { return [] }
+        if let problem { return self.fail(package, problem, discard: true) }
+        self.stage = .updating(package)
+        return [
+            .handOver(UpdateTicket(package: package, from: self.settings.version)),
+            .report(.object([("fw_state", .string("UPDATING"))])),
+            .log(.info, "firmware package \(package) is a tb-agent for this board: handed to the root step (tb-agent apply-update) to install; the previous version is kept until the new one has stayed online"),
+        ]
     }
 
     public mutating func disconnected() {
@@ -235,6 +316,8 @@ public struct OTADownload: Sendable {
             return []  // under way
         case .verified(let p) where p == package:
             return []
+        case .updating:
+            return []  // the root step has it: another assignment waits for the outcome
         case .failed(let p, let reason, let partial) where p == package:
             guard let partial, self.online else { return [] }
             _ = reason
@@ -288,6 +371,7 @@ public struct OTADownload: Sendable {
         case .downloading(let d): package = d.package
         case .failed(let p, _, _): package = p
         case .verified(let p): package = p
+        case .updating(let p): package = p
         case .idle: package = nil
         }
         return self.fail(package, reason, discard: true)
@@ -348,10 +432,12 @@ public struct OTADownload: Sendable {
             return actions + self.fail(d.package, "checksum mismatch: the \(d.package.algorithm.rawValue) of the \(d.package.size) bytes downloaded is \(digest), but fw_checksum is \(d.package.checksum); the package or its checksum in ThingsBoard is wrong: upload the package again (let ThingsBoard compute the checksum) and assign it", discard: true)
         }
         self.stage = .verified(d.package)
+        self.inspecting = true
         return actions + [
             .markVerified,
             .report(.object([("fw_state", .string("VERIFIED"))])),
-            .log(.info, "firmware package \(d.package) downloaded and verified (\(d.package.algorithm.rawValue) \(digest)); applying it is not implemented yet"),
+            .log(.info, "firmware package \(d.package) downloaded and verified (\(d.package.algorithm.rawValue) \(digest)); checking that it is a tb-agent for this board"),
+            .inspect(d.package),
         ]
     }
 

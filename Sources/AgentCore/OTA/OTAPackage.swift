@@ -1,8 +1,10 @@
 import TBChecksum
 import TBJSON
 
-/// `[ota]`: firmware updates through ThingsBoard's OTA packages (issue 13). So far the agent downloads, resumes and
-/// verifies a package; applying it is a later step.
+/// `[ota]`: firmware updates through ThingsBoard's OTA packages (issue 13): the agent downloads, resumes and
+/// verifies a package, checks that it is a tb-agent for this board, and hands it to the root step
+/// (`tb-agent apply-update`), which installs it, keeps the previous version and rolls back when the new one does not
+/// stay online.
 public struct OTASettings: Sendable, Equatable {
     /// `enabled` (default true): false leaves the `fw_*` attributes alone (no subscription, no report).
     public var enabled: Bool
@@ -12,14 +14,33 @@ public struct OTASettings: Sendable, Equatable {
     /// `chunk_size` (bytes, default 16 KiB, 1 KiB to 60 KiB): the size of each chunk requested. Below ThingsBoard's
     /// 64 KiB payload limit (a larger request closes the session) and the agent's own limit for incoming messages.
     public var chunkSize: Int
+    /// `confirm_after` (default 60 s): how long a new version must stay online before it confirms the update.
+    public var confirmAfter: Duration
+    /// `window` (default 5 min): how long the root step waits for that confirmation before it rolls back.
+    public var window: Duration
+    /// `restart_command` (default `["systemctl", "restart", "tb-agent.service"]`): what the root step runs to start
+    /// the installed version (and the previous one after a rollback).
+    public var restartCommand: [String]
+    /// `backup_directory` (default /var/backups/tb-agent): where the root step keeps the previous version until the
+    /// update is final; root's, outside the state directory that the agent's user may write.
+    public var backupDirectory: String
 
     public static let defaultChunkSize = 16 << 10
     public static let chunkSizeRange = (1 << 10)...(60 << 10)
+    public static let defaultRestartCommand = ["systemctl", "restart", "tb-agent.service"]
 
-    public init(enabled: Bool = true, title: String = "tb-agent", chunkSize: Int = OTASettings.defaultChunkSize) {
+    public init(
+        enabled: Bool = true, title: String = "tb-agent", chunkSize: Int = OTASettings.defaultChunkSize,
+        confirmAfter: Duration = .seconds(60), window: Duration = .seconds(300),
+        restartCommand: [String] = OTASettings.defaultRestartCommand, backupDirectory: String = "/var/backups/tb-agent"
+    ) {
         self.enabled = enabled
         self.title = title
         self.chunkSize = chunkSize
+        self.confirmAfter = confirmAfter
+        self.window = window
+        self.restartCommand = restartCommand
+        self.backupDirectory = backupDirectory
     }
 }
 

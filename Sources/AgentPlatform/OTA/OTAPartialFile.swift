@@ -57,7 +57,11 @@ public final class OTAPartialFile {
             offset += n
         }
         _ = lseek(fd, off_t(durable), SEEK_SET)
-        self.fd = fd
+        if verified && durable == package.size {
+            close(fd)  // complete: it is run to check it, which a descriptor open for writing forbids (ETXTBSY)
+        } else {
+            self.fd = fd
+        }
         self.package = package
         return (OTADownload.Restored(package: package, durableBytes: durable, checksum: checksum, verified: verified), [])
     }
@@ -106,6 +110,10 @@ public final class OTAPartialFile {
 
     public func markVerified() throws(AgentError) {
         try self.writeMetadata(durable: self.package?.size ?? 0, verified: true)
+        // Complete: no more writes. Closed, since a program open for writing cannot be run (ETXTBSY), and the
+        // package is run to check it.
+        if self.fd >= 0 { close(self.fd) }
+        self.fd = -1
     }
 
     /// Removes the part and its metadata (a failed or abandoned download; frees the space at once).

@@ -2,16 +2,16 @@
 import Glibc
 #endif
 
-/// Runs a blocking call (a TLS handshake to explain a failure) on a thread of its own and awaits its result: never
+/// Runs a blocking call (a TLS handshake to explain a failure, a child process) on a thread of its own and awaits its result: never
 /// on Swift's cooperative pool, which has one thread per core (two on the boards this targets).
-enum OffPool {
+public enum OffPool {
     private final class Job: @unchecked Sendable {
         let body: () -> Void
         init(_ body: @escaping () -> Void) { self.body = body }
     }
 
     /// Falls back to running `body` here when no thread can be started (it still completes).
-    static func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    public static func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
             let job = Job { continuation.resume(returning: body()) }
             let context = Unmanaged.passRetained(job).toOpaque()

@@ -1,0 +1,86 @@
+import AgentCore
+import AgentHost
+import Glibc
+import TBJSON
+
+/// The files of `state_dir/ota/` that the agent and the root step (`tb-agent apply-update`) exchange
+/// (`UpdateTicket`, `UpdateOutcome`), each replaced crash-safely and never followed through a link.
+public struct UpdateFiles: Sendable {
+    public let directory: String
+    public var readyPath: String { self.directory + "/ready" }
+    public var trialPath: String { self.directory + "/trial" }
+    public var confirmedPath: String { self.directory + "/confirmed" }
+    public var outcomePath: String { self.directory + "/outcome" }
+    public var packagePath: String { self.directory + "/package.part" }
+    public var metadataPath: String { self.directory + "/package.json" }
+
+    public init(stateDirectory: String) { self.directory = stateDirectory + "/ota" }
+
+    static func json(_ path: String) -> JSONValue? {
+        guard let bytes = try? AtomicFile.read(path) else { return nil }
+        return try? JSONValue.parse(bytes)
+    }
+
+    public func ready() -> UpdateTicket? { Self.json(self.readyPath).flatMap(UpdateTicket.init(json:)) }
+    public func trial() -> UpdateTicket? { Self.json(self.trialPath).flatMap(UpdateTicket.init(json:)) }
+    public func outcome() -> UpdateOutcome? { Self.json(self.outcomePath).flatMap(UpdateOutcome.init(json:)) }
+    /// The version the confirmation names.
+    public func confirmed() -> String? { Self.json(self.confirmedPath)?["version"]?.stringValue }
+
+    public func writeReady(_ ticket: UpdateTicket) throws(AgentError) {
+        try self.write(ticket.json, to: self.readyPath, what: "the update's ready ticket")
+    }
+
+    public func writeTrial(_ ticket: UpdateTicket) throws(AgentError) {
+        try self.write(ticket.json, to: self.trialPath, what: "the update's trial record")
+    }
+
+    public func writeOutcome(_ outcome: UpdateOutcome) throws(AgentError) {
+        try self.write(outcome.json, to: self.outcomePath, what: "the update's outcome")
+    }
+
+    public func confirm(version: String) throws(AgentError) {
+        try self.write(.object([("version", .string(version))]), to: self.confirmedPath, what: "the update's confirmation")
+    }
+
+    func write(_ json: JSONValue, to path: String, what: String) throws(AgentError) {
+        if mkdir(self.directory, 0o700) != 0 && errno != EEXIST {
+            throw AgentError(.storageFailure, "cannot create \(self.directory) for \(what): \(AtomicFile.IOError.text(errno)); check the state directory's permissions")
+        }
+        do {
+            try AtomicFile.write(json.serializedBytes, to: path)
+        } catch let error as AtomicFile.IOError {
+            throw AgentError(.storageFailure, "cannot write \(what) \(path): \(error)")
+        } catch {
+            throw AgentError(.storageFailure, "cannot write \(what) \(path): \(error)")
+        }
+    }
+
+    /// Removes the named files (a missing one is fine) and makes that durable.
+    public func remove(_ paths: [String]) {
+        for path in paths { _ = unlink(path) }
+        try? AtomicFile.syncDirectory(self.directory)
+    }
+}
+
+/// Checks a verified package before it is handed over (`FirmwareImage`): its ELF header, then `--version` in a
+/// child process (10 s at most, no environment but PATH). Blocking: the runtime runs it off the loop.
+public enum FirmwareInspector {
+    public static func problem(package: OTAPackage, path: String, timeoutMilliseconds: Int = 20_000) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return "cannot open the downloaded package \(path): \(AtomicFile.IOError.text(errno))" }
+        var header = [UInt8](repeating: 0, count: FirmwareImage.headerLength)
+        let n = header.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        // Executable by its owner only: it is run once, as the agent's user, to ask its version.
+        let made = fchmod(fd, 0o700)
+        close(fd)
+        if let problem = FirmwareImage.headerProblem(Array(header.prefix(max(0, n))), package: package) { return problem }
+        guard made == 0 else { return "cannot make the downloaded package \(path) executable to check it: \(AtomicFile.IOError.text(errno))" }
+        do {
+            let outcome = try Subprocess.run(path, arguments: ["--version"], timeoutMilliseconds: timeoutMilliseconds)
+            return FirmwareImage.versionProblem(output: outcome.output, exited: outcome.summary, succeeded: outcome.succeeded, package: package)
+        } catch {
+            return "\(package) could not be started to check it (\(error)); the state directory's file system may not allow running programs (noexec)"
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import AgentCore
+import AgentHost
+import AgentPlatform
+import Foundation
+import TBChecksum
+import TBJSON
+import Testing
+
+/// The root step in-process, on folders of the test's: what it installs, keeps, restores and leaves for the agent.
+@Suite struct UpdateInstallerTests {
+    struct Setup {
+        let root: URL
+        var state: URL { self.root.appendingPathComponent("state") }
+        var ota: URL { self.state.appendingPathComponent("ota") }
+        var target: URL { self.root.appendingPathComponent("bin/tb-agent") }
+        var backup: URL { self.root.appendingPathComponent("backup") }
+        let old: [UInt8] = Array("the previous release".utf8)
+        let new: [UInt8] = Array("the new release, a little longer".utf8)
+        var package: OTAPackage { OTAPackage(title: "tb-agent", version: "2.0", size: self.new.count, algorithm: .sha256, checksum: ChecksumAlgorithm.sha256.hex(of: self.new)) }
+        var files: UpdateFiles { UpdateFiles(stateDirectory: self.state.path) }
+
+        init() throws {
+            self.root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("tb-installer-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: self.ota, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(at: self.root.appendingPathComponent("bin"), withIntermediateDirectories: true)
+            try Data(self.old).write(to: self.target)
+            try Data(self.new).write(to: self.ota.appendingPathComponent("package.part"))
+            try UpdateFiles(stateDirectory: self.state.path).writeReady(UpdateTicket(package: self.package, from: "1.0"))
+        }
+
+        /// `restart`: the restart command (a shell line); `window` in milliseconds.
+        func installer(restart: String = "true", window: Int = 600) -> UpdateInstaller {
+            var settings = UpdateInstaller.Settings(
+                stateDirectory: self.state.path, target: self.target.path, backupDirectory: self.backup.path,
+                window: .milliseconds(window), restartCommand: ["/bin/sh", "-c", restart])
+            settings.pollInterval = .milliseconds(20)
+            return UpdateInstaller(settings: settings, log: { _ in })
+        }
+
+        func installed() throws -> [UInt8] { [UInt8](try Data(contentsOf: self.target)) }
+        func exists(_ name: String) -> Bool { FileManager.default.fileExists(atPath: self.ota.appendingPathComponent(name).path) }
+    }
+
+    @Test("confirmed by the new version: installed, the previous one removed, UPDATED left for the agent, the ticket and the part gone")
+    func confirmed() throws {
+        let s = try Setup()
+        defer { try? FileManager.default.removeItem(at: s.root) }
+        let confirm = "printf '{\"version\":\"2.0\"}' > \(s.ota.path)/confirmed"
+        let result = s.installer(restart: confirm, window: 10_000).run()
+        guard case .updated = result else { Issue.record("\(result)"); return }
+        #expect(try s.installed() == s.new)
+        #expect(!FileManager.default.fileExists(atPath: s.backup.appendingPathComponent("tb-agent.previous").path))
+        #expect(s.files.outcome() == UpdateOutcome(state: .updated, package: s.package))
+        for name in ["ready", "trial", "confirmed", "package.part"] { #expect(!s.exists(name), "\(name) left") }
+        let mode = try FileManager.default.attributesOfItem(atPath: s.target.path)[.posixPermissions] as? Int
+        #expect(mode == 0o755)
+    }
+
+    @Test("no confirmation within the window: the previous binary is back, restarted, and FAILED says it rolled back and why")
+    func rolledBack() throws {
+        let s = try Setup()
+        defer { try? FileManager.default.removeItem(at: s.root) }
+        let restarts = s.root.appendingPathComponent("restarts")
+        let result = s.installer(restart: "echo x >> \(restarts.path)", window: 300).run()
+        guard case .failed(let reason) = result else { Issue.record("\(result)"); return }
+        #expect(reason.hasPrefix("rolled back to tb-agent 1.0: tb-agent 2.0 did not stay online"), "\(reason)")
+        #expect(try s.installed() == s.old)
+        #expect(s.files.outcome()?.state == .failed)
+        #expect(s.files.outcome()?.error == reason)
+        #expect(try String(contentsOf: restarts, encoding: .utf8) == "x\nx\n", "one restart for the new version, one for the old")
+        for name in ["ready", "trial", "confirmed", "package.part"] { #expect(!s.exists(name), "\(name) left") }
+    }
+
+    @Test("a part that changed after the agent verified it is not installed: nothing replaced, FAILED says so")
+    func changedPart() throws {
+        let s = try Setup()
+        defer { try? FileManager.default.removeItem(at: s.root) }
+        try Data(s.new.map { $0 ^ 1 }).write(to: s.ota.appendingPathComponent("package.part"))
+        let result = s.installer().run()
+        guard case .failed(let reason) = result else { Issue.record("\(result)"); return }
+        #expect(reason.contains("is not the package the agent verified"), "\(reason)")
+        #expect(try s.installed() == s.old)
+        #expect(!s.exists("ready") && !s.exists("trial"))
+        #expect(s.files.outcome()?.state == .failed)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: s.target.deletingLastPathComponent().path)
+        #expect(leftovers == ["tb-agent"], "a temporary file was left: \(leftovers)")
+    }
+
+    @Test("a trial left by an interrupted run is taken up: confirmed, it is made final")
+    func takenUp() throws {
+        let s = try Setup()
+        defer { try? FileManager.default.removeItem(at: s.root) }
+        try FileManager.default.removeItem(at: s.ota.appendingPathComponent("ready"))
+        try Data(s.new).write(to: s.target)
+        try FileManager.default.createDirectory(at: s.backup, withIntermediateDirectories: true)
+        try Data(s.old).write(to: s.backup.appendingPathComponent("tb-agent.previous"))
+        try s.files.writeTrial(UpdateTicket(package: s.package, from: "1.0"))
+        try s.files.confirm(version: "2.0")
+        let result = s.installer().run()
+        guard case .updated = result else { Issue.record("\(result)"); return }
+        #expect(try s.installed() == s.new)
+        #expect(!FileManager.default.fileExists(atPath: s.backup.appendingPathComponent("tb-agent.previous").path))
+    }
+
+    @Test("an ota folder that is a link is refused and nothing is touched; no ticket is nothing to do")
+    func refusals() throws {
+        let s = try Setup()
+        defer { try? FileManager.default.removeItem(at: s.root) }
+        let elsewhere = s.root.appendingPathComponent("elsewhere")
+        try FileManager.default.moveItem(at: s.ota, to: elsewhere)
+        try FileManager.default.createSymbolicLink(at: s.ota, withDestinationURL: elsewhere)
+        guard case .failed(let reason) = s.installer().run() else { Issue.record("installed through a link"); return }
+        #expect(reason.contains("is not a folder of the state directory's owner"), "\(reason)")
+        #expect(try s.installed() == s.old)
+        try FileManager.default.removeItem(at: s.ota)
+        try FileManager.default.createDirectory(at: s.ota, withIntermediateDirectories: true)
+        #expect(s.installer().run() == .nothingToDo)
+    }
+}
+
+@Suite struct SubprocessTests {
+    @Test func statusOutputAndSignals() throws {
+        let ok = try Subprocess.run("/bin/sh", arguments: ["-c", "echo out; echo err >&2; exit 3"])
+        #expect(ok.status == 3 && ok.signal == nil && !ok.timedOut)
+        #expect(String(decoding: ok.output, as: UTF8.self) == "out\nerr\n")
+        let killed = try Subprocess.run("/bin/sh", arguments: ["-c", "kill -SEGV $$"])
+        #expect(killed.status == nil && killed.signal == SIGSEGV)
+        #expect(killed.summary == "killed by signal \(SIGSEGV)")
+    }
+
+    @Test func boundedInTimeAndOutput() throws {
+        let slow = try Subprocess.run("/bin/sh", arguments: ["-c", "echo started; exec sleep 30"], timeoutMilliseconds: 300)
+        #expect(slow.timedOut && slow.signal == SIGKILL)
+        #expect(String(decoding: slow.output, as: UTF8.self) == "started\n")
+        let loud = try Subprocess.run("/bin/sh", arguments: ["-c", "head -c 100000 /dev/zero"], outputLimit: 1000)
+        #expect(loud.output.count == 1000 && loud.status == 0)
+        let quiet = try Subprocess.run("/bin/sh", arguments: ["-c", "exec >&- 2>&-; sleep 30"], timeoutMilliseconds: 300)
+        #expect(quiet.timedOut, "a child that closed its output and runs on is killed at the deadline")
+        #expect(throws: Subprocess.LaunchError.self) { try Subprocess.run("/no/such/program", arguments: []) }
+        let env = try Subprocess.run("/usr/bin/env", arguments: [])
+        #expect(String(decoding: env.output, as: UTF8.self) == "PATH=/usr/sbin:/usr/bin:/sbin:/bin\nLC_ALL=C\n", "the agent's environment leaked")
+    }
+}
