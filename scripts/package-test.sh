@@ -566,7 +566,7 @@ s = FakeServer(); print(s.port, flush=True); time.sleep(600)' "$root/Tests/fault
         bash -c "[ \"\$(sha256sum < '$chroot_dir/usr/bin/tb-agent')\" = '$before' ]"
     expect_mode /usr/bin/tb-agent "755 root:root"
     check "[$name] the rollback's outcome is FAILED, for the agent's user to read" \
-        bash -c "grep -q '\"state\":\"FAILED\"' '$chroot_dir/var/lib/tb-agent/ota/outcome' && [ \"\$(stat -c %U '$chroot_dir/var/lib/tb-agent/ota/outcome')\" = tb-agent ]"
+        bash -c "grep -q '\"state\":\"FAILED\"' '$chroot_dir/var/lib/tb-agent/ota/outcome' && [ \"\$(chroot '$chroot_dir' stat -c %U /var/lib/tb-agent/ota/outcome)\" = tb-agent ]"
     ota_update true
     if [ "$status" = 0 ] && grep -q "the update is final" <<< "$out"; then ok "[$name] apply-update with a confirmation installs the update (exit 0)"
     else fail "[$name] apply-update with a confirmation installs the update (exit 0)" "exit $status: $out"; fi

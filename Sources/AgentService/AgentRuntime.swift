@@ -373,7 +373,10 @@ struct Loop {
             }
         }
         for note in self.spool.recoveryNotes + self.otaNotes { self.logger.warning("\(note)") }
-        if case .updating = self.ota?.phase { self.setDeadline(.otaOutcome, after: .seconds(2)) }
+        // The root step is at work (installing, or watching a trial this version may already have confirmed).
+        if let files = self.updateFiles, self.ota?.phase.isUpdating == true || HostProcess.exists(files.trialPath) {
+            self.setDeadline(.otaOutcome, after: .seconds(2))
+        }
         self.startBackgroundWork()
         self.configureSampling()
         self.perform(self.machine.start(self.ports.store.inventory()))

@@ -115,6 +115,12 @@ import Testing
         try FileManager.default.removeItem(at: s.ota)
         try FileManager.default.createDirectory(at: s.ota, withIntermediateDirectories: true)
         #expect(s.installer().run() == .nothingToDo)
+        // A FIFO in the package's place (the agent's user can plant one) is refused, not waited on.
+        try s.files.writeReady(UpdateTicket(package: s.package, from: "1.0"))
+        #expect(mkfifo(s.ota.appendingPathComponent("package.part").path, 0o600) == 0)
+        guard case .failed(let fifo) = s.installer().run() else { Issue.record("installed a FIFO"); return }
+        #expect(fifo.contains("is not a regular file"), "\(fifo)")
+        #expect(try s.installed() == s.old)
     }
 }
 

@@ -88,6 +88,8 @@ public struct OTADownload: Sendable {
         /// Handed to the root step, which installs it and restarts the agent.
         case updating(OTAPackage)
         case failed(OTAPackage?, String)
+
+        public var isUpdating: Bool { if case .updating = self { return true } else { return false } }
     }
 
     /// A partial file found at start.

@@ -64,10 +64,11 @@ public struct UpdateFiles: Sendable {
 }
 
 /// Checks a verified package before it is handed over (`FirmwareImage`): its ELF header, then `--version` in a
-/// child process (10 s at most, no environment but PATH). Blocking: the runtime runs it off the loop.
+/// child process (10 s at most, no environment but PATH: a shutdown waits for it, within the unit's
+/// TimeoutStopSec). Blocking: the runtime runs it off the loop.
 public enum FirmwareInspector {
-    public static func problem(package: OTAPackage, path: String, timeoutMilliseconds: Int = 20_000) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+    public static func problem(package: OTAPackage, path: String, timeoutMilliseconds: Int = 10_000) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { return "cannot open the downloaded package \(path): \(AtomicFile.IOError.text(errno))" }
         var header = [UInt8](repeating: 0, count: FirmwareImage.headerLength)
         let n = header.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }

@@ -127,7 +127,8 @@ public struct UpdateInstaller: Sendable {
     /// file beside it, fsynced, renamed over it, the folder fsynced. With `expect`, the copy's size and checksum must
     /// be the package's, or nothing is replaced.
     func copy(from source: String, to destination: String, expect package: OTAPackage?) throws(AgentError) {
-        let input = open(source, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        // O_NONBLOCK: a FIFO planted in the state directory must not block the root step (refused just below).
+        let input = open(source, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard input >= 0 else { throw AgentError(.storageFailure, "cannot open \(source): \(AtomicFile.IOError.text(errno))") }
         defer { close(input) }
         var status = stat()
