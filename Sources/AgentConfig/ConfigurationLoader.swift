@@ -469,7 +469,16 @@ final class ConfigurationParser {
     }
 
     func readOTA(_ r: TableReader) {
-        r.rejectUnknownKeys(["enabled", "title", "chunk_size", "confirm_after", "window", "restart_command", "backup_directory"], section: "[ota]")
+        r.rejectUnknownKeys(["enabled", "title", "chunk_size", "confirm_after", "window", "restart_command", "backup_directory", "software"], section: "[ota]")
+        if let software = r.table("software", expected: "a table [ota.software]") {
+            software.rejectUnknownKeys(["command", "timeout"], section: "[ota.software]")
+            if let command = Self.command(software, "command", example: "[\"/usr/local/bin/install-app\"]") {
+                self.ota.softwareCommand = command
+            } else if !software.has("command") {
+                software.report("command", "missing; set command = [\"/usr/local/bin/install-app\"] (the package's path is appended as the last argument), or remove [ota.software]")
+            }
+            if let timeout = software.duration("timeout", range: .seconds(1) ... .seconds(86400)) { self.ota.softwareTimeout = timeout }
+        }
         if let confirm = r.duration("confirm_after", range: .seconds(1) ... .seconds(3600)) { self.ota.confirmAfter = confirm }
         if let window = r.duration("window", range: .seconds(2) ... .seconds(86400)) {
             if window > self.ota.confirmAfter {
@@ -480,20 +489,8 @@ final class ConfigurationParser {
         } else if !r.has("window"), self.ota.window <= self.ota.confirmAfter {
             r.report("confirm_after", "\(DurationText.format(self.ota.confirmAfter)) is not shorter than the window (\(DurationText.format(self.ota.window))): set window longer than confirm_after")
         }
-        if let node = r.table["restart_command"] {
-            var words: [String]? = nil
-            if case .array(let items) = node {
-                words = []
-                for item in items {
-                    guard case .string(let word) = item, !word.isEmpty else { words = nil; break }
-                    words?.append(word)
-                }
-            }
-            if let words, !words.isEmpty {
-                self.ota.restartCommand = words
-            } else {
-                r.report("restart_command", "expected a command as an array of strings, like [\"systemctl\", \"restart\", \"tb-agent.service\"], found \(node.found)")
-            }
+        if let words = Self.command(r, "restart_command", example: "[\"systemctl\", \"restart\", \"tb-agent.service\"]") {
+            self.ota.restartCommand = words
         }
         if let directory = r.nonEmptyString("backup_directory", expected: "an absolute path (a directory of root's)") {
             if directory.hasPrefix("/") {
@@ -516,6 +513,24 @@ final class ConfigurationParser {
                     "\(size) bytes is out of range; expected \(range.lowerBound >> 10)KiB to \(range.upperBound >> 10)KiB: ThingsBoard closes the session on a chunk request above its 64 KiB payload limit, and the agent drops larger incoming messages")
             }
         }
+    }
+
+    /// A command as an array of strings, not empty, none of them empty; reported otherwise.
+    static func command(_ r: TableReader, _ key: String, example: String) -> [String]? {
+        guard let node = r.table[key] else { return nil }
+        var words: [String]? = nil
+        if case .array(let items) = node {
+            words = []
+            for item in items {
+                guard case .string(let word) = item, !word.isEmpty else { words = nil; break }
+                words?.append(word)
+            }
+        }
+        guard let words, !words.isEmpty else {
+            r.report(key, "expected a command as an array of strings, like \(example), found \(node.found)")
+            return nil
+        }
+        return words
     }
 
     func readClaiming(_ r: TableReader) {

@@ -156,7 +156,7 @@ enum RuntimeEvent: Sendable {
     case tick
     case reload
     /// The verified firmware package was checked off the loop: nil, it may be installed; otherwise why not.
-    case otaInspected(problem: String?)
+    case otaInspected(OTAKind, problem: String?)
 }
 
 /// What the loop waits for, each at most once: the deadline table's keys.
@@ -174,8 +174,8 @@ enum Deadline: Hashable, Sendable {
     case sessionLimits
     /// Telemetry waits for tokens or a back-off: pump again then.
     case pump
-    /// A firmware chunk's timeout (`OTADownload.deadline`).
-    case ota
+    /// A firmware or software chunk's timeout (`OTADownload.deadline`).
+    case ota(OTAKind)
     /// This version is on trial after an update and has stayed online for `[ota] confirm_after`.
     case otaConfirm
     /// Look for the root step's outcome (after the confirmation).
@@ -187,8 +187,9 @@ enum Deadline: Hashable, Sendable {
 struct TaskSlots {
     enum Slot: Hashable {
         case ticker, connect, announce, provision, signals
-        /// Checking a verified firmware package (`FirmwareInspector`, a child process on a thread of its own).
-        case otaInspect
+        /// Checking a verified firmware package (`FirmwareInspector`) or installing a software package
+        /// (`[ota.software] command`): a child process on a thread of its own.
+        case otaInspect(OTAKind)
         /// Closing an old session (DISCONNECT waits for the server, bounded).
         case retire
     }
@@ -306,15 +307,21 @@ struct Loop {
 
     let spool: Spool
     // Firmware updates (`OTADownload`; nil when disabled)
-    var ota: OTADownload? = nil
-    let otaFile: OTAPartialFile?
+    /// The firmware and the software download (none when OTA is off).
+    var downloads: [OTAKind: OTADownload] = [:]
+    let otaFiles: [OTAKind: OTAPartialFile]
+    /// The firmware download (the agent itself).
+    var ota: OTADownload? {
+        get { self.downloads[.firmware] }
+        set { self.downloads[.firmware] = newValue }
+    }
     /// What the agent and the root step exchange in `state_dir/ota/` (nil when OTA is off).
     let updateFiles: UpdateFiles?
     /// This version was installed by an update and has not confirmed it yet.
     var trial: UpdateTicket? = nil
     var otaNotes: [String] = []
     /// The chunk request the download asked for, not handed to the link yet (the server's limits).
-    var pendingChunk: (topic: String, payload: [UInt8])? = nil
+    var pendingChunks: [OTAKind: (topic: String, payload: [UInt8])] = [:]
     /// The LED state the machine asked for last (shown as `updating` while a download runs online).
     var machineLED: LEDState = .off
     var shownLED: LEDState? = nil
@@ -343,16 +350,31 @@ struct Loop {
             runtime.options.otaTuning?(&settings)
             let files = UpdateFiles(stateDirectory: directory)
             let handedOver = restored.map { files.ready()?.package == $0.package } ?? false
-            self.otaFile = file
             self.updateFiles = files
             self.otaNotes = notes
-            self.ota = OTADownload(settings: settings, restored: restored, handedOver: handedOver, outcome: files.outcome())
+            let firmware = OTADownload(settings: settings, restored: restored, handedOver: handedOver, outcome: files.outcome())
+            // Software packages: their own partial file, and what was installed last.
+            let softwareFile = OTAPartialFile(directory: directory + "/ota/software")
+            let (softwareRestored, softwareNotes) = softwareFile.restore()
+            let installed = softwareFile.installed()
+            var softwareSettings = OTADownload.Settings(
+                title: installed?.title ?? "", version: installed?.version ?? "", chunkSize: otaSettings.chunkSize, kind: .software)
+            runtime.options.otaTuning?(&softwareSettings)
+            softwareSettings.kind = .software
+            softwareSettings.title = installed?.title ?? ""
+            softwareSettings.version = installed?.version ?? ""
+            if otaSettings.softwareCommand == nil {
+                softwareSettings.refusal = "this agent has no [ota.software] command to install software packages with: add one to its configuration (the package's path is appended as its last argument), or assign software packages only to devices that have one"
+            }
+            self.otaFiles = [.firmware: file, .software: softwareFile]
+            self.downloads = [.firmware: firmware, .software: OTADownload(settings: softwareSettings, restored: softwareRestored)]
+            self.otaNotes += softwareNotes
             if let trial = files.trial(), trial.package.version == settings.version, files.confirmed() != settings.version {
                 self.trial = trial
                 self.otaNotes.append("this is \(trial.package) on trial after an update from \(trial.from): it confirms the update once it has stayed online for \(DurationText.format(otaSettings.confirmAfter))")
             }
         } else {
-            self.otaFile = nil
+            self.otaFiles = [:]
             self.updateFiles = nil
         }
     }
@@ -513,9 +535,9 @@ struct Loop {
             self.fireDueDeadlines()
         case .reload:
             self.reloadConfiguration()
-        case .otaInspected(let problem):
-            self.slots.finished(.otaInspect)
-            if let actions = self.ota?.inspected(problem: problem) { self.carryOutOTA(actions) }
+        case .otaInspected(let kind, let problem):
+            self.slots.finished(.otaInspect(kind))
+            if let actions = self.downloads[kind]?.inspected(problem: problem) { self.carryOutOTA(actions, kind) }
         }
     }
 
@@ -588,8 +610,8 @@ struct Loop {
             self.pump()
         case .pump:
             self.pump()
-        case .ota:
-            if let actions = self.ota?.tick(now: now) { self.carryOutOTA(actions) }
+        case .ota(let kind):
+            if let actions = self.downloads[kind]?.tick(now: now) { self.carryOutOTA(actions, kind) }
         case .otaConfirm:
             guard let trial = self.trial, let files = self.updateFiles else { return }
             do throws(AgentError) {
@@ -844,7 +866,7 @@ struct Loop {
         var attributes: [(String, JSONValue)] = self.runtime.options.clientAttributes
         attributes.append(("sensors", .array(sensorNames.map { .string($0) })))
         let attributesPayload = JSONValue.object(attributes).serializedBytes
-        let otaKeys = self.ota == nil ? [] : OTATopics.sharedKeys
+        let otaKeys = self.downloads.keys.sorted { $0.rawValue < $1.rawValue }.flatMap { $0.topics.sharedKeys }
         let request: JSONValue = ["sharedKeys": .string((RemoteControl.IntervalOverrides.keys(sensors: sensorNames) + otaKeys).joined(separator: ","))]
         // The two SUBSCRIBEs of charged topics cost a message token each; the client attributes and the attribute
         // request go through the limits once subscribed (`sendAnnouncements`).
@@ -855,8 +877,10 @@ struct Loop {
         ]
         self.announcementsReady = false
         let logger = self.logger
-        let otaFilters = self.ota == nil ? [] : [OTATopics.responseFilter, OTATopics.errorTopic]
-        if let actions = self.ota?.connected(now: now) { self.carryOutOTA(actions) }
+        let otaFilters = self.downloads.isEmpty ? [] : OTAKind.allCases.map(\.topics.responseFilter) + [OTATopics.errorTopic]
+        for kind in OTAKind.allCases {
+            if let actions = self.downloads[kind]?.connected(now: now) { self.carryOutOTA(actions, kind) }
+        }
         if self.trial != nil { self.setDeadline(.otaConfirm, after: self.configuration.ota.confirmAfter) }
         self.slots.start(.announce) {
             do throws(AgentError) {
@@ -888,13 +912,15 @@ struct Loop {
             self.pump()
             return
         }
-        if topic.hasPrefix(OTATopics.responsePrefix) {
+        for kind in OTAKind.allCases where topic.hasPrefix(kind.topics.responsePrefix) {
             let now = self.now
-            if let actions = self.ota?.chunk(topic: topic, payload: payload, now: now) { self.carryOutOTA(actions) }
+            if let actions = self.downloads[kind]?.chunk(topic: topic, payload: payload, now: now) { self.carryOutOTA(actions, kind) }
             return
         }
         if topic == OTATopics.errorTopic {
-            if let actions = self.ota?.serverError(payload) { self.carryOutOTA(actions) }
+            // Both kinds' errors come here: it answers the download waiting for a chunk (firmware first).
+            let kind = OTAKind.allCases.first { self.downloads[$0]?.deadline != nil } ?? .firmware
+            if let actions = self.downloads[kind]?.serverError(payload) { self.carryOutOTA(actions, kind) }
             return
         }
         if topic == RemoteControl.attributesTopic || topic.hasPrefix(RemoteControl.attributesResponsePrefix) {
@@ -903,7 +929,9 @@ struct Loop {
                 return
             }
             let now = self.now
-            if let actions = self.ota?.attributes(update, now: now) { self.carryOutOTA(actions) }
+            for kind in OTAKind.allCases {
+                if let actions = self.downloads[kind]?.attributes(update, now: now) { self.carryOutOTA(actions, kind) }
+            }
             let problems = self.overrides.apply(update, sensors: Set(self.configuration.sensors.map(\.name)))
             if !problems.isEmpty { self.logLimited(.attributes, problems) }
             self.configureSampling()
@@ -1298,6 +1326,7 @@ struct Loop {
             members.append(("storage", .string("\(problem.message); readings are kept in memory and still sent (\(spool.inMemory) now)")))
         }
         if let ota = self.ota { members.append(("ota", Self.otaStatus(ota))) }
+        if let software = self.downloads[.software] { members.append(("software", Self.otaStatus(software))) }
         members.append(("sensors", self.ports.board?.health() ?? .object([])))
         return .object(members)
     }
@@ -1363,8 +1392,8 @@ struct Loop {
 
     /// Carries out the download's actions in order; a file that cannot be written ends the download (FAILED, the
     /// partial file removed) and the actions after it are dropped.
-    mutating func carryOutOTA(_ actions: [OTADownload.Action]) {
-        guard self.ota != nil, let file = self.otaFile else { return }
+    mutating func carryOutOTA(_ actions: [OTADownload.Action], _ kind: OTAKind = .firmware) {
+        guard self.downloads[kind] != nil, let file = self.otaFiles[kind] else { return }
         var todo = actions[...]
         while let action = todo.popFirst() {
             do throws(AgentError) {
@@ -1373,10 +1402,10 @@ struct Loop {
                     self.record(values.objectMembers ?? [], at: self.now)
                 case .begin(let package):
                     // A new package: what was decided about another one no longer holds.
-                    if let files = self.updateFiles { files.remove([files.outcomePath, files.readyPath]) }
+                    if kind == .firmware, let files = self.updateFiles { files.remove([files.outcomePath, files.readyPath]) }
                     try file.begin(package)
                 case .request(let topic, let payload):
-                    self.pendingChunk = (topic, payload)
+                    self.pendingChunks[kind] = (topic, payload)
                     if self.linkUp, let link = self.link { self.sendChunkRequest(link) }
                 case .append(let bytes):
                     try file.append(bytes)
@@ -1389,57 +1418,68 @@ struct Loop {
                 case .inspect(let package):
                     let queue = self.queue
                     let path = file.directory + "/package.part"
-                    self.slots.start(.otaInspect) {
-                        let problem = await OffPool.run { FirmwareInspector.problem(package: package, path: path) }
-                        queue.append(.otaInspected(problem: problem))
+                    let ota = self.configuration.ota
+                    self.slots.start(.otaInspect(kind)) {
+                        let problem = await OffPool.run {
+                            guard kind == .software else { return FirmwareInspector.problem(package: package, path: path) }
+                            return SoftwareInstaller.problem(package: package, path: path, command: ota.softwareCommand ?? [], timeout: ota.softwareTimeout)
+                        }
+                        queue.append(.otaInspected(kind, problem: problem))
                     }
                 case .handOver(let ticket):
                     try self.updateFiles?.writeReady(ticket)
                     self.setDeadline(.otaOutcome, after: .seconds(2))
                 case .forgetOutcome:
                     if let files = self.updateFiles { files.remove([files.outcomePath]) }
+                case .installed(let package):
+                    try file.recordInstalled(package)
+                    file.discard()
                 case .log(.info, let text):
                     self.logger.info("\(text)")
                 case .log(.warning, let text):
                     self.logger.warning("\(text)")
                 }
             } catch {
-                self.pendingChunk = nil
-                todo = (self.ota?.storageFailed(error.message) ?? [])[...]
+                self.pendingChunks[kind] = nil
+                todo = (self.downloads[kind]?.storageFailed(error.message) ?? [])[...]
             }
         }
-        self.deadlines[.ota] = self.ota?.deadline
+        self.deadlines[.ota(kind)] = self.downloads[kind]?.deadline
         self.showLED()
     }
 
-    /// Hands the pending chunk request to the link as the server's limits allow (a message like any other).
+    /// Hands the pending chunk requests to the link as the server's limits allow (messages like any other).
     mutating func sendChunkRequest(_ link: any DeviceLink) {
-        guard let request = self.pendingChunk, self.machine.state == .online, self.linkUp else { return }
-        let now = self.now
-        let bytes = TelemetryCost.remainingLength(topic: request.topic, payloadBytes: request.payload.count)
-        switch self.flow.decision(forOther: 0, bytes: bytes, now: now) {
-        case .now:
-            do {
-                try link.publish(request.topic, payload: request.payload, done: nil)
-            } catch {
-                return  // the session is ending: the next one asks again
+        for kind in OTAKind.allCases {
+            guard let request = self.pendingChunks[kind], self.machine.state == .online, self.linkUp else { continue }
+            let now = self.now
+            let bytes = TelemetryCost.remainingLength(topic: request.topic, payloadBytes: request.payload.count)
+            switch self.flow.decision(forOther: 0, bytes: bytes, now: now) {
+            case .now:
+                do {
+                    try link.publish(request.topic, payload: request.payload, done: nil)
+                } catch {
+                    return  // the session is ending: the next one asks again
+                }
+                self.flow.sentOther(dataPoints: 0, now: now)
+                self.pendingChunks[kind] = nil
+                self.downloads[kind]?.requestSent(now: now)
+                self.deadlines[.ota(kind)] = self.downloads[kind]?.deadline
+            case .wait(let delay):
+                self.deadlines[.pump] = min(self.deadlines[.pump] ?? (now + delay), now + delay)
+            case .never(let why):
+                self.pendingChunks[kind] = nil
+                self.logger.warning("could not request a \(kind == .firmware ? "firmware" : "software") chunk: \(why)")
             }
-            self.flow.sentOther(dataPoints: 0, now: now)
-            self.pendingChunk = nil
-            self.ota?.requestSent(now: now)
-            self.deadlines[.ota] = self.ota?.deadline
-        case .wait(let delay):
-            self.deadlines[.pump] = min(self.deadlines[.pump] ?? (now + delay), now + delay)
-        case .never(let why):
-            self.pendingChunk = nil
-            self.logger.warning("could not request a firmware chunk: \(why)")
         }
     }
 
     mutating func otaDisconnected() {
-        self.pendingChunk = nil
-        self.ota?.disconnected()
-        self.deadlines[.ota] = nil
+        self.pendingChunks = [:]
+        for kind in OTAKind.allCases {
+            self.downloads[kind]?.disconnected()
+            self.deadlines[.ota(kind)] = nil
+        }
         self.deadlines[.otaConfirm] = nil
     }
 
@@ -1448,9 +1488,11 @@ struct Loop {
     mutating func showLED(always: Bool = false) {
         var state = self.machineLED
         if state == .online, self.linkUp {
-            switch self.ota?.phase {
-            case .downloading, .verified, .updating: state = .updating
-            default: break
+            for download in self.downloads.values {
+                switch download.phase {
+                case .downloading, .verified, .updating: state = .updating
+                default: break
+                }
             }
         }
         guard always || state != self.shownLED else { return }
@@ -1460,7 +1502,7 @@ struct Loop {
     }
 
     static func otaStatus(_ ota: OTADownload) -> JSONValue {
-        var members: [(String, JSONValue)] = [("current", .string("\(ota.settings.title) \(ota.settings.version)"))]
+        var members: [(String, JSONValue)] = [("current", .string("\(ota.current.title) \(ota.current.version)"))]
         switch ota.phase {
         case .idle:
             members.append(("state", .string("idle")))

@@ -42,6 +42,7 @@ struct Status: AsyncCommand {
             print("spool:       \(running["spoolDepth"]?.int64Value ?? 0) readings waiting, \(running["dropped"]?.int64Value ?? 0) dropped")
             print("uptime:      \(running["uptimeSeconds"]?.int64Value ?? 0) s, \(running["reconnects"]?.int64Value ?? 0) reconnects")
             if let ota = running["ota"] { print("firmware:    \(Self.firmwareLine(ota))") }
+            if let software = running["software"] { print("software:    \(Self.firmwareLine(software))") }
         } else {
             // A read-only state directory also stops a running agent from creating its socket there.
             print("agent:       not running (no answer on \(Run.statusSocketPath(config)))\(storage == nil ? "" : "; an agent running now could not create its status socket there: see its log")")
@@ -68,13 +69,14 @@ struct Status: AsyncCommand {
 extension Status {
     /// The status document's `ota` section in one line: what runs, and the download's state.
     static func firmwareLine(_ ota: JSONValue) -> String {
-        let current = ota["current"]?.stringValue ?? "?"
+        var current = ota["current"]?.stringValue ?? "?"
+        if current.allSatisfy({ $0 == " " }) { current = "none installed" }
         let package = ota["package"]?.stringValue ?? "?"
         switch ota["state"]?.stringValue {
         case "downloading":
             let bytes = ota["bytes"]?.int64Value ?? 0, size = ota["size"]?.int64Value ?? 0
             return "\(current); downloading \(package): \(ota["progress"]?.int64Value ?? 0) % (\(bytes) of \(size) bytes)"
-        case "verified": return "\(current); \(package) downloaded and verified, being checked"
+        case "verified": return "\(current); \(package) downloaded and verified, being checked (software: installed)"
         case "updating": return "\(current); \(package) handed to the root step (tb-agent apply-update) to install"
         case "failed": return "\(current); update \(package) FAILED: \(ota["error"]?.stringValue ?? "?")"
         default: return current

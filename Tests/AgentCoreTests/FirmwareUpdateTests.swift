@@ -122,3 +122,91 @@ struct FirmwareUpdateTests {
         #expect(!actions.contains(.inspect(package)))
     }
 }
+
+@Suite("Software packages (sw_*): the same download, installed by a command")
+struct SoftwarePackageTests {
+    static func settings(title: String = "", version: String = "") -> OTADownload.Settings {
+        var s = OTADownloadTests.settings()
+        s.kind = .software
+        s.title = title
+        s.version = version
+        return s
+    }
+
+    static func attributes(title: String = "weather-app", version: String = "3") -> JSONValue {
+        .object([("shared", .object([
+            ("sw_title", .string(title)), ("sw_version", .string(version)), ("sw_size", .integer(100)),
+            ("sw_checksum_algorithm", .string("SHA256")), ("sw_checksum", .string(ChecksumAlgorithm.sha256.hex(of: OTADownloadTests.data))),
+            ("fw_title", .string("tb-agent")), ("fw_version", .string("9.9")),
+        ]))])
+    }
+
+    static func states(_ actions: [OTADownload.Action]) -> [String] {
+        actions.compactMap { if case .report(let json) = $0 { return json["sw_state"]?.stringValue } else { return nil } }
+    }
+
+    /// Answers every software chunk request with the right bytes (on `v2/sw/response/…`) until none is left.
+    static func serve(_ machine: inout OTADownload, _ first: [OTADownload.Action]) -> [OTADownload.Action] {
+        var all = first
+        var next = first
+        while let topic = OTADownloadTests.requests(next).last {
+            machine.requestSent(now: .seconds(1))
+            let parts = topic.split(separator: "/")
+            let index = Int(parts[5])!
+            let start = min(index * 32, OTADownloadTests.data.count)
+            let payload = Array(OTADownloadTests.data[start..<min(start + 32, OTADownloadTests.data.count)])
+            next = machine.chunk(topic: "v2/sw/response/\(parts[3])/chunk/\(index)", payload: payload, now: .seconds(1))
+            all += next
+        }
+        return all
+    }
+
+    @Test("sw_* keys and v2/sw topics; any title; verified, then UPDATING while the command runs, then UPDATED with current_sw_*")
+    func installs() {
+        var machine = OTADownload(settings: Self.settings())
+        let connected = machine.connected(now: .zero)
+        guard case .report(let first) = connected.first else { Issue.record("no report"); return }
+        #expect(first["current_sw_title"]?.stringValue == "" && first["current_fw_title"] == nil)
+        let start = machine.attributes(Self.attributes(), now: .zero)
+        #expect(OTADownloadTests.requests(start) == ["v2/sw/request/2/chunk/0"], "the fw_* keys are the firmware download's")
+        let all = Self.serve(&machine, start)
+        let served = all.compactMap { if case .request(let topic, _) = $0 { return topic } else { return nil } }
+        #expect(served.allSatisfy { $0.hasPrefix("v2/sw/request/") })
+        #expect(Array(Self.states(all).suffix(3)) == ["DOWNLOADED", "VERIFIED", "UPDATING"])
+        #expect(all.contains { if case .inspect = $0 { return true } else { return false } })
+        let done = machine.inspected(problem: nil)
+        #expect(Self.states(done) == ["UPDATED"])
+        #expect(done.contains { if case .installed(let p) = $0 { return p.title == "weather-app" && p.version == "3" } else { return false } })
+        guard case .report(let updated) = done.first(where: { if case .report = $0 { return true } else { return false } }) else { return }
+        #expect(updated["current_sw_title"]?.stringValue == "weather-app" && updated["current_sw_version"]?.stringValue == "3")
+        #expect(machine.current == ("weather-app", "3"))
+        // The same assignment again (a reconnect): installed, nothing to do.
+        #expect(OTADownloadTests.requests(machine.attributes(Self.attributes(), now: .seconds(5))).isEmpty)
+    }
+
+    @Test("the command failed: FAILED with what it said, the part removed; installed before a restart: nothing to do")
+    func failsAndRemembers() {
+        var machine = OTADownload(settings: Self.settings())
+        _ = machine.connected(now: .zero)
+        let first = machine.attributes(Self.attributes(), now: .zero)
+        _ = Self.serve(&machine, first)
+        let failed = machine.inspected(problem: "install-app ended with exit status 3: disk full")
+        #expect(Self.states(failed) == ["FAILED"] && failed.contains(.discard))
+        var restarted = OTADownload(settings: Self.settings(title: "weather-app", version: "3"))
+        _ = restarted.connected(now: .zero)
+        #expect(restarted.attributes(Self.attributes(), now: .zero).isEmpty)
+    }
+
+    @Test("without [ota.software] command every software package is FAILED with the fix, nothing downloaded")
+    func refusedWithoutCommand() {
+        var settings = Self.settings()
+        settings.refusal = "this agent has no [ota.software] command"
+        var machine = OTADownload(settings: settings)
+        _ = machine.connected(now: .zero)
+        let actions = machine.attributes(Self.attributes(), now: .zero)
+        #expect(Self.states(actions) == ["FAILED"])
+        #expect(OTADownloadTests.requests(actions).isEmpty)
+        let error = actions.lazy.compactMap { if case .report(let j) = $0 { return j["sw_error"]?.stringValue } else { return nil } }.first
+        #expect(error == "the package weather-app 3 cannot be installed: this agent has no [ota.software] command")
+    }
+}

@@ -231,4 +231,57 @@ struct OTAUpdateEndToEndTests {
         #expect(try installation.version() == "0.1.0")
         await sim.stop()
     }
+
+    static func softwareStates(_ sim: E2ESim) async throws -> [String] {
+        let body = try await sim.control("GET", "/devices/\(simulatedDeviceName)/fwStates").body
+        return body["software"]?["states"]?.arrayValue?.compactMap(\.stringValue) ?? []
+    }
+
+    static func uploadSoftware(_ sim: E2ESim, _ bytes: [UInt8], version: String) async throws {
+        let body = #"{"title":"weather-app","version":"\#(version)","type":"SOFTWARE","checksumAlgorithm":"SHA256","data":"\#(Data(bytes).base64EncodedString())"}"#
+        let upload = try await sim.control("POST", "/otaPackages", body)
+        let id = try #require(upload.body["id"]?.stringValue, "upload: \(upload.status) \(upload.body)")
+        let assigned = try await sim.control("POST", "/devices/\(simulatedDeviceName)/software", #"{"packageId":"\#(id)"}"#)
+        try #require(assigned.status == 200, "assignment: \(assigned.body)")
+    }
+
+    @Test("a software package comes on v2/sw, is installed by [ota.software] command with its path, and reported UPDATED with current_sw_*; a failing command is FAILED with what it said")
+    func softwarePackage() async throws {
+        let sim = try await E2ESim.start()
+        let board = try BoardCopy()
+        let destination = board.directory.appendingPathComponent("installed-app")
+        let script = #"if grep -q broken "$0"; then echo 'cannot install: broken' >&2; exit 3; fi; cp "$0" \#(destination.path)"#
+        try board.writeConfig(port: sim.mqttPort, interval: "1s", sensors: BoardCopy.sensors(["cpu_temperature"]), extra: """
+            [ota]
+            chunk_size = "4KiB"
+            [ota.software]
+            command = ["/bin/sh", "-c", "\(script.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))"]
+            """)
+        var agents: [AgentProcess] = []
+        try await withProcesses({ agents }, sim) {
+            let (agent, _) = try await ReprovisionTests.online(board, sim, &agents)
+            let app: [UInt8] = (0..<20_000).map { UInt8(truncatingIfNeeded: $0 &* 13) } + Array("weather-app 3.1-app".utf8)
+            try await Self.uploadSoftware(sim, app, version: "3.1-app")
+            try #require(await eventuallyAsync(.seconds(60)) { (try? await Self.softwareStates(sim))?.last == "UPDATED" },
+                         "no UPDATED: \(agent.log.suffix(4000))")
+            let states = try await Self.softwareStates(sim)
+            #expect(Array(states.suffix(5)) == ["DOWNLOADING", "DOWNLOADED", "VERIFIED", "UPDATING", "UPDATED"] || Array(states.suffix(4)) == ["DOWNLOADED", "VERIFIED", "UPDATING", "UPDATED"], "\(states)")
+            #expect(try Data(contentsOf: destination) == Data(app), "the command did not get the package's path")
+            #expect(!sim.events("ota_chunk").isEmpty && sim.events("ota_chunk").allSatisfy { $0["type"]?.stringValue == "SOFTWARE" })
+            #expect(sim.readings(of: "current_sw_version").last?.value.stringValue == "3.1-app", "\(sim.readings(of: "current_sw_version")) \(sim.readings(of: "sw_state"))")
+            let firmwareStates = try await OTADownloadEndToEndTests.states(sim)
+            #expect(firmwareStates.isEmpty, "a software package moved the firmware's state: \(firmwareStates)")
+
+            try await Self.uploadSoftware(sim, Array("broken package".utf8), version: "4.0-app")
+            try #require(await eventuallyAsync(.seconds(60)) { (try? await Self.softwareStates(sim))?.last == "FAILED" },
+                         "no FAILED: \(agent.log.suffix(4000))")
+            let history = try await sim.control("GET", "/devices/\(simulatedDeviceName)/fwStates").body["software"]?["history"]?.arrayValue ?? []
+            let error = history.compactMap { $0["values"]?["sw_error"]?.stringValue }.last ?? ""
+            #expect(error.contains("ended with exit status 3: cannot install: broken"), "sw_error: \(error)")
+            #expect(try Data(contentsOf: destination) == Data(app), "a failed install changed what was installed")
+            #expect(agent.isRunning)
+            let status = try await agent.status()
+            #expect(status["software"]?["current"]?.stringValue == "weather-app 3.1-app", "\(status)")
+        }
+    }
 }

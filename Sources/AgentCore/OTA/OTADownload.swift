@@ -25,8 +25,12 @@ import TBJSON
 ///   `bytes / chunkSize`, the bytes of it already held skipped (so a changed `chunk_size` resumes too).
 public struct OTADownload: Sendable {
     public struct Settings: Sendable, Equatable {
+        /// Firmware (the agent itself) or software (files a command installs).
+        public var kind: OTAKind = .firmware
+        /// What runs now (`current_fw_title`/`current_sw_title`): for firmware `[ota] title`; for software the
+        /// package last installed ("" when none).
         public var title: String
-        /// The version this agent runs (`current_fw_version`).
+        /// The version this agent runs (`current_fw_version`), or the software package's last installed.
         public var version: String
         public var chunkSize: Int
         /// How long a chunk may take before it is asked for again.
@@ -39,8 +43,12 @@ public struct OTADownload: Sendable {
         public var syncEvery: Int = 128 << 10
         /// `fw_progress` is reported every this many percent.
         public var progressStep: Int = 10
+        /// Why no package of this kind can be taken here (software without `[ota.software] command`): every package
+        /// announced is FAILED with it.
+        public var refusal: String? = nil
 
-        public init(title: String, version: String, chunkSize: Int) {
+        public init(title: String, version: String, chunkSize: Int, kind: OTAKind = .firmware) {
+            self.kind = kind
             self.title = title
             self.version = version
             self.chunkSize = chunkSize
@@ -75,6 +83,8 @@ public struct OTADownload: Sendable {
         case handOver(UpdateTicket)
         /// The UPDATED outcome was reported: remove it.
         case forgetOutcome
+        /// A software package was installed (its command succeeded): record it as what runs, remove the part.
+        case installed(OTAPackage)
         case log(LogLevel, String)
     }
 
@@ -130,6 +140,13 @@ public struct OTADownload: Sendable {
     }
 
     public let settings: Settings
+    var topics: OTATopics { self.settings.kind.topics }
+    /// `fw_state`, `sw_state`, …
+    func key(_ name: String) -> String { self.settings.kind.key(name) }
+    /// What runs now: the settings' title and version, until a software package is installed.
+    public private(set) var current: (title: String, version: String)
+    var isFirmware: Bool { self.settings.kind == .firmware }
+    var word: String { self.isFirmware ? "firmware" : "software" }
     var stage: Stage = .idle
     /// The `fw_*` shared attributes as last known (only those keys: a server cannot grow this).
     var attributes: [String: JSONValue] = [:]
@@ -147,6 +164,7 @@ public struct OTADownload: Sendable {
     /// there; `outcome`: what the root step decided.
     public init(settings: Settings, restored: Restored? = nil, handedOver: Bool = false, outcome: UpdateOutcome? = nil) {
         self.settings = settings
+        self.current = (settings.title, settings.version)
         if let outcome { self.take(outcome) }
         guard let restored else { return }
         if handedOver && restored.verified {
@@ -186,20 +204,20 @@ public struct OTADownload: Sendable {
         self.online = true
         self.requestID += 1
         var report: [(String, JSONValue)] = [
-            ("current_fw_title", .string(self.settings.title)), ("current_fw_version", .string(self.settings.version)),
+            ("current_" + self.key("title"), .string(self.current.title)), ("current_" + self.key("version"), .string(self.current.version)),
         ]
         switch self.stage {
         case .idle: break
-        case .downloading(let d): report += Self.downloading(d)
-        case .verified: report.append(("fw_state", .string("VERIFIED")))
-        case .updating: report.append(("fw_state", .string("UPDATING")))
+        case .downloading(let d): report += self.downloading(d)
+        case .verified: report.append((self.key("state"), .string("VERIFIED")))
+        case .updating: report.append((self.key("state"), .string("UPDATING")))
         case .failed(_, let reason, _) where !reason.isEmpty:
-            report += [("fw_state", .string("FAILED")), ("fw_error", .string(reason))]
+            report += [(self.key("state"), .string("FAILED")), (self.key("error"), .string(reason))]
         case .failed: break
         }
         var actions: [Action] = []
         if let outcome = self.pendingUpdated {
-            report += [("fw_state", .string("UPDATED")), ("fw_progress", .integer(100))]
+            report += [(self.key("state"), .string("UPDATED")), (self.key("progress"), .integer(100))]
             self.pendingUpdated = nil
             actions = [.report(.object(report)), .forgetOutcome]
         } else {
@@ -221,9 +239,9 @@ public struct OTADownload: Sendable {
         case .updated:
             guard self.pendingUpdated != nil else { return [.forgetOutcome] }
             self.pendingUpdated = nil
-            return [.report(.object([("fw_state", .string("UPDATED")), ("fw_progress", .integer(100))])), .forgetOutcome]
+            return [.report(.object([(self.key("state"), .string("UPDATED")), (self.key("progress"), .integer(100))])), .forgetOutcome]
         case .failed:
-            return [.report(.object([("fw_state", .string("FAILED")), ("fw_error", .string(outcome.error ?? "the update failed"))]))]
+            return [.report(.object([(self.key("state"), .string("FAILED")), (self.key("error"), .string(outcome.error ?? "the update failed"))]))]
         }
     }
 
@@ -246,10 +264,23 @@ public struct OTADownload: Sendable {
         self.inspecting = false
         guard case .verified(let package) = self.stage else { return [] }
         if let problem { return self.fail(package, problem, discard: true) }
+        if !self.isFirmware {
+            // The command installed it: what runs now.
+            self.current = (package.title, package.version)
+            self.stage = .idle
+            return [
+                .installed(package),
+                .report(.object([
+                    (self.key("state"), .string("UPDATED")), ("current_" + self.key("title"), .string(package.title)),
+                    ("current_" + self.key("version"), .string(package.version)),
+                ])),
+                .log(.info, "software package \(package) installed by [ota.software] command"),
+            ]
+        }
         self.stage = .updating(package)
         return [
             .handOver(UpdateTicket(package: package, from: self.settings.version)),
-            .report(.object([("fw_state", .string("UPDATING"))])),
+            .report(.object([(self.key("state"), .string("UPDATING"))])),
             .log(.info, "firmware package \(package) is a tb-agent for this board: handed to the root step (tb-agent apply-update) to install; the previous version is kept until the new one has stayed online"),
         ]
     }
@@ -269,18 +300,18 @@ public struct OTADownload: Sendable {
     public mutating func attributes(_ update: JSONValue, now: Duration) -> [Action] {
         if let shared = update["shared"]?.objectMembers {
             self.attributes = [:]
-            for (key, value) in shared where OTATopics.sharedKeys.contains(key) { self.attributes[key] = value }
+            for (key, value) in shared where self.topics.sharedKeys.contains(key) { self.attributes[key] = value }
         } else {
             var touched = false
             for (key, value) in update.objectMembers ?? [] {
                 if key == "deleted" {
                     for name in value.arrayValue ?? [] {
-                        if let name = name.stringValue, OTATopics.sharedKeys.contains(name) {
+                        if let name = name.stringValue, self.topics.sharedKeys.contains(name) {
                             self.attributes[name] = nil
                             touched = true
                         }
                     }
-                } else if OTATopics.sharedKeys.contains(key) {
+                } else if self.topics.sharedKeys.contains(key) {
                     self.attributes[key] = value
                     touched = true
                 }
@@ -292,13 +323,13 @@ public struct OTADownload: Sendable {
 
     /// What the attributes assign, against what runs and what is under way.
     mutating func evaluate(now: Duration) -> [Action] {
-        guard let title = self.attributes["fw_title"]?.stringValue, let version = self.attributes["fw_version"]?.stringValue else {
+        guard let title = self.attributes[self.key("title")]?.stringValue, let version = self.attributes[self.key("version")]?.stringValue else {
             // Nothing assigned (or unassigned): a partial download of a package no longer assigned goes.
             if case .downloading = self.stage { return self.abandon("the package is no longer assigned") }
             if case .failed(_, _, let partial) = self.stage, partial != nil { return self.abandon("the package is no longer assigned") }
             return []
         }
-        if title == self.settings.title && version == self.settings.version {
+        if title == self.current.title && version == self.current.version {
             // Already running it.
             switch self.stage {
             case .idle, .failed(_, _, partial: nil):
@@ -330,7 +361,7 @@ public struct OTADownload: Sendable {
             self.stage = .downloading(Download(package: package, received: 0, durable: 0, checksum: Checksum(package.algorithm)))
             guard case .downloading(let d) = self.stage else { return [] }
             var actions: [Action] = [
-                .log(.info, "firmware package \(package) assigned (running \(self.settings.title) \(self.settings.version)): downloading it in chunks of \(self.settings.chunkSize) bytes"),
+                .log(.info, "\(self.word) package \(package) assigned (running \(self.current.title.isEmpty ? "none" : "\(self.current.title) \(self.current.version)")): downloading it in chunks of \(self.settings.chunkSize) bytes"),
                 .begin(package),
             ]
             actions += self.progress(d)
@@ -343,23 +374,24 @@ public struct OTADownload: Sendable {
 
     func announcedPackage(title: String, version: String) -> Announced {
         let named = "the package \(title) \(version)"
-        if self.attributes["fw_size"] == nil, let url = self.attributes["fw_url"]?.stringValue {
+        if let refusal = self.settings.refusal { return .refused("\(named) cannot be installed: \(refusal)") }
+        if self.attributes[self.key("size")] == nil, let url = self.attributes[self.key("url")]?.stringValue {
             return .refused("\(named) is a URL package (\(String(url.prefix(200)))); the agent downloads packages over MQTT only, where ThingsBoard refuses URL packages: upload the file itself to ThingsBoard (OTA updates, package without a URL) and assign that")
         }
-        guard title == self.settings.title else {
+        guard title == self.settings.title || !self.isFirmware else {
             return .refused("\(named) is titled \"\(title)\", but this agent runs \"\(self.settings.title)\" ([ota] title): assign a package titled \"\(self.settings.title)\", or set [ota] title if this board's firmware is meant to change name")
         }
-        guard let sizeValue = self.attributes["fw_size"] else { return .waiting }
+        guard let sizeValue = self.attributes[self.key("size")] else { return .waiting }
         guard let size = sizeValue.int64Value, size > 0, size <= Int64(Self.maximumPackageSize) else {
-            return .refused("\(named) has fw_size \(String(sizeValue.serialized.prefix(40))); the agent takes packages of 1 byte to \(Self.maximumPackageSize) bytes")
+            return .refused("\(named) has \(self.key("size")) \(String(sizeValue.serialized.prefix(40))); the agent takes packages of 1 byte to \(Self.maximumPackageSize) bytes")
         }
-        let algorithmName = self.attributes["fw_checksum_algorithm"]?.stringValue ?? "SHA256"
+        let algorithmName = self.attributes[self.key("checksum_algorithm")]?.stringValue ?? "SHA256"
         guard let algorithm = ChecksumAlgorithm(name: algorithmName) else {
             return .refused("\(named) has the checksum algorithm \"\(String(algorithmName.prefix(40)))\", which the agent does not know (it knows \(ChecksumAlgorithm.allCases.map(\.rawValue).joined(separator: ", "))): upload it again with one of those")
         }
-        guard let checksum = self.attributes["fw_checksum"]?.stringValue else { return .waiting }
+        guard let checksum = self.attributes[self.key("checksum")]?.stringValue else { return .waiting }
         guard checksum.utf8.count == algorithm.digestLength * 2, checksum.utf8.allSatisfy(Self.isHex) else {
-            return .refused("\(named) has fw_checksum \"\(String(checksum.prefix(140)))\", which is not a \(algorithm.rawValue) checksum (\(algorithm.digestLength * 2) hex digits): upload it again and let ThingsBoard compute the checksum")
+            return .refused("\(named) has \(self.key("checksum")) \"\(String(checksum.prefix(140)))\", which is not a \(algorithm.rawValue) checksum (\(algorithm.digestLength * 2) hex digits): upload it again and let ThingsBoard compute the checksum")
         }
         return .package(OTAPackage(title: title, version: version, size: Int(size), algorithm: algorithm, checksum: checksum))
     }
@@ -388,7 +420,7 @@ public struct OTADownload: Sendable {
 
     /// A message on `v2/fw/response/{id}/chunk/{n}`.
     public mutating func chunk(topic: String, payload: [UInt8], now: Duration) -> [Action] {
-        guard let (id, index) = OTATopics.parseResponse(topic), case .downloading(var d) = self.stage,
+        guard let (id, index) = self.topics.parseResponse(topic), case .downloading(var d) = self.stage,
             id == self.requestID, let awaiting = d.awaiting, index == awaiting.index
         else {
             self.ignoredChunks &+= 1
@@ -398,7 +430,7 @@ public struct OTADownload: Sendable {
         let start = index * chunkSize
         let expected = min(chunkSize, d.package.size - start)
         if payload.isEmpty {
-            return self.fail(d.package, "the server's package ends at \(start) bytes, but fw_size announced \(d.package.size): the package in ThingsBoard does not match its attributes; upload it again and assign it", discard: true)
+            return self.fail(d.package, "the server's package ends at \(start) bytes, but \(self.key("size")) announced \(d.package.size): the package in ThingsBoard does not match its attributes; upload it again and assign it", discard: true)
         }
         guard payload.count == expected else {
             d.attempts += 1
@@ -428,16 +460,25 @@ public struct OTADownload: Sendable {
 
     /// The whole package is durable: DOWNLOADED, then the checksum.
     mutating func finish(_ d: Download) -> [Action] {
-        let actions: [Action] = [.report(.object([("fw_state", .string("DOWNLOADED")), ("fw_progress", .integer(100))]))]
+        let actions: [Action] = [.report(.object([(self.key("state"), .string("DOWNLOADED")), (self.key("progress"), .integer(100))]))]
         let digest = d.checksum.hexDigest()
         guard digest == d.package.checksum else {
-            return actions + self.fail(d.package, "checksum mismatch: the \(d.package.algorithm.rawValue) of the \(d.package.size) bytes downloaded is \(digest), but fw_checksum is \(d.package.checksum); the package or its checksum in ThingsBoard is wrong: upload the package again (let ThingsBoard compute the checksum) and assign it", discard: true)
+            return actions + self.fail(d.package, "checksum mismatch: the \(d.package.algorithm.rawValue) of the \(d.package.size) bytes downloaded is \(digest), but \(self.key("checksum")) is \(d.package.checksum); the package or its checksum in ThingsBoard is wrong: upload the package again (let ThingsBoard compute the checksum) and assign it", discard: true)
         }
         self.stage = .verified(d.package)
         self.inspecting = true
+        if !self.isFirmware {
+            return actions + [
+                .markVerified,
+                .report(.object([(self.key("state"), .string("VERIFIED"))])),
+                .report(.object([(self.key("state"), .string("UPDATING"))])),
+                .log(.info, "software package \(d.package) downloaded and verified (\(d.package.algorithm.rawValue) \(digest)); installing it with [ota.software] command"),
+                .inspect(d.package),
+            ]
+        }
         return actions + [
             .markVerified,
-            .report(.object([("fw_state", .string("VERIFIED"))])),
+            .report(.object([(self.key("state"), .string("VERIFIED"))])),
             .log(.info, "firmware package \(d.package) downloaded and verified (\(d.package.algorithm.rawValue) \(digest)); checking that it is a tb-agent for this board"),
             .inspect(d.package),
         ]
@@ -473,7 +514,7 @@ public struct OTADownload: Sendable {
             d.awaiting = nil
             d.attempts = 0
             self.stage = .failed(d.package, reason, partial: d)
-            return [.report(.object([("fw_state", .string("FAILED")), ("fw_error", .string(reason))]))]
+            return [.report(.object([(self.key("state"), .string("FAILED")), (self.key("error"), .string(reason))]))]
         }
         self.stage = .downloading(d)
         return [.log(.warning, "no answer to the request for chunk \(awaiting.index) within \(self.settings.chunkTimeout); asking again (\(d.attempts) of \(self.settings.maxAttempts - 1))")]
@@ -500,11 +541,11 @@ public struct OTADownload: Sendable {
         let index = d.received / self.settings.chunkSize
         d.awaiting = (index, nil)
         self.stage = .downloading(d)
-        return [.request(topic: OTATopics.request(requestID: self.requestID, index: index), payload: Array(String(self.settings.chunkSize).utf8))]
+        return [.request(topic: self.topics.request(requestID: self.requestID, index: index), payload: Array(String(self.settings.chunkSize).utf8))]
     }
 
-    static func downloading(_ d: Download) -> [(String, JSONValue)] {
-        [("fw_state", .string("DOWNLOADING")), ("fw_progress", .integer(Int64(d.received * 100 / d.package.size)))]
+    func downloading(_ d: Download) -> [(String, JSONValue)] {
+        [(self.key("state"), .string("DOWNLOADING")), (self.key("progress"), .integer(Int64(d.received * 100 / d.package.size)))]
     }
 
     /// DOWNLOADING with `fw_progress`, at every `progressStep` percent.
@@ -514,20 +555,20 @@ public struct OTADownload: Sendable {
         guard case .downloading(var current) = self.stage else { return [] }
         current.reportedPercent = percent
         self.stage = .downloading(current)
-        return [.report(.object(Self.downloading(d)))]
+        return [.report(.object(self.downloading(d)))]
     }
 
     mutating func fail(_ package: OTAPackage?, _ reason: String, discard: Bool) -> [Action] {
         self.stage = .failed(package, reason, partial: nil)
-        var actions: [Action] = [.report(.object([("fw_state", .string("FAILED")), ("fw_error", .string(reason))]))]
-        actions.append(.log(.warning, "firmware update failed: \(reason)"))
+        var actions: [Action] = [.report(.object([(self.key("state"), .string("FAILED")), (self.key("error"), .string(reason))]))]
+        actions.append(.log(.warning, "\(self.word) update failed: \(reason)"))
         if discard { actions.append(.discard) }
         return actions
     }
 
     mutating func abandon(_ why: String) -> [Action] {
         self.stage = .idle
-        return [.log(.info, "stopped the firmware download: \(why)"), .discard]
+        return [.log(.info, "stopped the \(self.word) download: \(why)"), .discard]
     }
 }
 

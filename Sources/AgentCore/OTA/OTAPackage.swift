@@ -24,6 +24,12 @@ public struct OTASettings: Sendable, Equatable {
     /// `backup_directory` (default /var/backups/tb-agent): where the root step keeps the previous version until the
     /// update is final; root's, outside the state directory that the agent's user may write.
     public var backupDirectory: String
+    /// `[ota.software] command`: what installs a software package (`sw_*`), the package's path appended as its
+    /// last argument; exit status 0 is UPDATED, anything else FAILED. Nil: software packages are refused (FAILED,
+    /// saying so).
+    public var softwareCommand: [String]?
+    /// `[ota.software] timeout` (default 10 min): the command is killed after it, and the update FAILED.
+    public var softwareTimeout: Duration = .seconds(600)
 
     public static let defaultChunkSize = 16 << 10
     public static let chunkSizeRange = (1 << 10)...(60 << 10)
@@ -95,18 +101,31 @@ public struct OTAPackage: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
-/// ThingsBoard's OTA topics (thingsboard-ota-limits-claiming.md §1).
-public enum OTATopics {
-    public static let responseFilter = "v2/fw/response/+/chunk/+"
-    public static let responsePrefix = "v2/fw/response/"
+/// Which of ThingsBoard's two OTA package types: firmware (`fw_*` keys, `v2/fw/...`) or software (`sw_*`,
+/// `v2/sw/...`), which work alike (thingsboard-ota-limits-claiming.md §1).
+public enum OTAKind: String, Sendable, Hashable, CaseIterable {
+    case firmware = "fw"
+    case software = "sw"
+
+    /// `fw_state`, `sw_title`, …
+    public func key(_ name: String) -> String { self.rawValue + "_" + name }
+    public var topics: OTATopics { OTATopics(kind: self) }
+}
+
+/// ThingsBoard's OTA topics (thingsboard-ota-limits-claiming.md §1), for one kind of package.
+public struct OTATopics: Sendable {
+    public let kind: OTAKind
+    public var responseFilter: String { "v2/\(self.kind.rawValue)/response/+/chunk/+" }
+    public var responsePrefix: String { "v2/\(self.kind.rawValue)/response/" }
+    /// Errors of both kinds come on the firmware topic (`sendOtaPackageError`).
     public static let errorTopic = "v2/fw/error"
     /// The shared keys requested on connect.
-    public static let sharedKeys = ["fw_title", "fw_version", "fw_size", "fw_checksum", "fw_checksum_algorithm", "fw_url"]
+    public var sharedKeys: [String] { ["title", "version", "size", "checksum", "checksum_algorithm", "url"].map(self.kind.key) }
 
-    public static func request(requestID: Int, index: Int) -> String { "v2/fw/request/\(requestID)/chunk/\(index)" }
+    public func request(requestID: Int, index: Int) -> String { "v2/\(self.kind.rawValue)/request/\(requestID)/chunk/\(index)" }
 
-    /// The request id and chunk index of `v2/fw/response/{id}/chunk/{n}`; nil for any other topic.
-    public static func parseResponse(_ topic: String) -> (requestID: Int, index: Int)? {
+    /// The request id and chunk index of `v2/fw/response/{id}/chunk/{n}` (`sw` for software); nil for any other topic.
+    public func parseResponse(_ topic: String) -> (requestID: Int, index: Int)? {
         guard topic.hasPrefix(self.responsePrefix) else { return nil }
         let parts = topic.utf8.dropFirst(self.responsePrefix.utf8.count).split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
         guard parts.count == 3, String(decoding: parts[1], as: UTF8.self) == "chunk",

@@ -21,6 +21,27 @@ public final class OTAPartialFile {
 
     public init(stateDirectory: String) { self.directory = stateDirectory + "/ota" }
 
+    /// A download kept elsewhere than `state_dir/ota` (software packages: `state_dir/ota/software`).
+    public init(directory: String) { self.directory = directory }
+
+    var installedPath: String { self.directory + "/installed.json" }
+
+    /// The package last installed from this folder (`recordInstalled`), if any: what runs now, for software.
+    public func installed() -> (title: String, version: String)? {
+        guard let bytes = try? AtomicFile.read(self.installedPath), let json = try? JSONValue.parse(bytes),
+              let title = json["title"]?.stringValue, let version = json["version"]?.stringValue else { return nil }
+        return (title, version)
+    }
+
+    /// Records `package` as installed (crash-safely), before its part is removed.
+    public func recordInstalled(_ package: OTAPackage) throws(AgentError) {
+        do {
+            try AtomicFile.write(JSONValue.object([("title", .string(package.title)), ("version", .string(package.version))]).serializedBytes, to: self.installedPath)
+        } catch {
+            throw AgentError(.storageFailure, "cannot record the installed package in \(self.installedPath): \(error); check the state directory")
+        }
+    }
+
     deinit { if self.fd >= 0 { close(self.fd) } }
 
     /// The download found at start, if any, with its durable prefix hashed again; notes for the log.
@@ -78,6 +99,8 @@ public final class OTAPartialFile {
     /// An empty part for `package`, replacing any other, once the free space is checked.
     public func begin(_ package: OTAPackage) throws(AgentError) {
         self.discard()
+        // The folder and its parent (software's is `ota/software`).
+        _ = mkdir(HostProcess.parent(of: self.directory), 0o700)
         if mkdir(self.directory, 0o700) != 0 && errno != EEXIST {
             throw AgentError(.storageFailure, "cannot create \(self.directory) for the firmware download: \(AtomicFile.IOError.text(errno)); check the state directory's permissions")
         }

@@ -85,3 +85,26 @@ public enum FirmwareInspector {
         }
     }
 }
+
+/// Installs a verified software package with `[ota.software] command` (the package's path appended as the last
+/// argument), as the agent's user, in a child process with no environment but PATH, bounded by `[ota.software]
+/// timeout`. Blocking: the runtime runs it off the loop.
+public enum SoftwareInstaller {
+    public static func problem(package: OTAPackage, path: String, command: [String], timeout: Duration) -> String? {
+        guard let name = command.first else { return "no [ota.software] command is configured" }
+        guard let program = UpdateInstaller.resolve(name) else {
+            return "the [ota.software] command \(name) was not found in /usr/sbin, /usr/bin, /sbin or /bin: give its absolute path"
+        }
+        let milliseconds = Int(timeout.components.seconds) * 1000 + Int(timeout.components.attoseconds / 1_000_000_000_000_000)
+        let shown = (command + [path]).joined(separator: " ")
+        do {
+            let outcome = try Subprocess.run(
+                program, arguments: Array(command.dropFirst()) + [path], timeoutMilliseconds: milliseconds, outputLimit: 64 << 10)
+            if outcome.succeeded { return nil }
+            let said = String(decoding: outcome.output.suffix(300), as: UTF8.self).split(separator: "\n").last.map { ": \($0)" } ?? ""
+            return "\(shown) ended with \(outcome.summary)\(said); the package stays uninstalled: fix the command or the package and assign it again"
+        } catch {
+            return "\(shown) could not be started: \(error)"
+        }
+    }
+}
