@@ -102,6 +102,22 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: s.backup.appendingPathComponent("tb-agent.previous").path))
     }
 
+    @Test("a power cut after the backup and the trial were written and the new binary installed: the rerun at boot keeps the original as the backup, so a rollback still restores it")
+    func interruptedInstall() throws {
+        let s = try Setup()
+        defer { try? FileManager.default.removeItem(at: s.root) }
+        // What the first run left: backup (the original), trial, the new binary in place, the ticket and the part still there.
+        try FileManager.default.createDirectory(at: s.backup, withIntermediateDirectories: true)
+        try Data(s.old).write(to: s.backup.appendingPathComponent("tb-agent.previous"))
+        try s.files.writeTrial(UpdateTicket(package: s.package, from: "1.0"))
+        try Data(s.new).write(to: s.target)
+        guard case .failed(let reason) = s.installer(window: 200).run() else { Issue.record("no rollback"); return }
+        #expect(reason.hasPrefix("rolled back to tb-agent 1.0"), "\(reason)")
+        #expect(try s.installed() == s.old, "the rerun took the new binary for the previous one")
+        #expect(!FileManager.default.fileExists(atPath: s.backup.appendingPathComponent("tb-agent.previous").path))
+        for name in ["ready", "trial", "package.part"] { #expect(!s.exists(name), "\(name) left") }
+    }
+
     @Test("an ota folder that is a link is refused and nothing is touched; no ticket is nothing to do")
     func refusals() throws {
         let s = try Setup()

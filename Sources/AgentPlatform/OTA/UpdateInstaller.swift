@@ -91,23 +91,31 @@ public struct UpdateInstaller: Sendable {
 
     // MARK: install
 
+    /// In an order that a power cut at any step leaves something a rerun finishes: the previous binary is copied
+    /// and the trial recorded before anything is replaced, so a rerun that finds the trial for this ticket (the
+    /// path unit fires again at boot) keeps that backup, which is the original, and installs again.
     func install(_ ticket: UpdateTicket) -> Result {
         let package = ticket.package
-        self.log("installing \(package) over \(self.settings.target) (running \(ticket.from))")
+        let resumed = self.files.trial()?.package == package && HostProcess.exists(self.backupPath)
+        self.log(resumed
+            ? "installing \(package) over \(self.settings.target) again (an earlier run was interrupted; the previous version \(ticket.from) is kept)"
+            : "installing \(package) over \(self.settings.target) (running \(ticket.from))")
         do throws(AgentError) {
-            try self.keepPrevious()
+            if !resumed {
+                try self.keepPrevious()
+                try self.files.writeTrial(ticket)
+                self.handToAgent(self.files.trialPath)
+            }
             try self.copy(from: self.files.packagePath, to: self.settings.target, expect: package)
         } catch {
+            // Nothing was replaced (a failed copy leaves the target whole), or it was and the backup holds the original.
+            if HostProcess.exists(self.files.trialPath) && resumed {
+                return self.rollBack(ticket, because: "the root step could not install it again (\(error.message))")
+            }
             let reason = "the root step did not install \(package): \(error.message); \(ticket.from) keeps running"
-            self.finish(.failed, package, error: reason, remove: [self.files.readyPath, self.files.packagePath, self.files.metadataPath])
+            self.finish(.failed, package, error: reason, remove: [self.files.readyPath, self.files.packagePath, self.files.metadataPath, self.files.trialPath])
+            _ = unlink(self.backupPath)
             return .failed(reason)
-        }
-        do throws(AgentError) {
-            try self.files.writeTrial(ticket)
-            self.handToAgent(self.files.trialPath)
-        } catch {
-            // Without a trial record a power cut would leave the new version unwatched: put the old one back.
-            return self.rollBack(ticket, because: "the trial record could not be written (\(error.message))")
         }
         self.files.remove([self.files.readyPath, self.files.packagePath, self.files.metadataPath, self.files.confirmedPath])
         self.log("installed \(package); restarting the agent, which has \(DurationText.format(self.settings.window)) to confirm it")
@@ -196,9 +204,9 @@ public struct UpdateInstaller: Sendable {
     }
 
     func commit(_ trial: UpdateTicket) -> Result {
+        self.finish(.updated, trial.package, error: nil, remove: [self.files.trialPath, self.files.confirmedPath])
         _ = unlink(self.backupPath)
         try? AtomicFile.syncDirectory(self.settings.backupDirectory)
-        self.finish(.updated, trial.package, error: nil, remove: [self.files.trialPath, self.files.confirmedPath])
         let text = "\(trial.package) confirmed: the update is final, \(trial.from) removed"
         self.log(text)
         return .updated(text)
@@ -206,14 +214,20 @@ public struct UpdateInstaller: Sendable {
 
     func rollBack(_ trial: UpdateTicket, because why: String) -> Result {
         var reason = "rolled back to \(trial.package.title) \(trial.from): \(why)"
+        var restored = false
         do throws(AgentError) {
             try self.copy(from: self.backupPath, to: self.settings.target, expect: nil)
-            _ = unlink(self.backupPath)
+            restored = true
         } catch {
             reason = "could not roll back to \(trial.from) (\(error.message)); \(trial.package.version) stays installed: \(why)"
         }
         self.log(reason)
-        self.finish(.failed, trial.package, error: reason, remove: [self.files.trialPath, self.files.confirmedPath, self.files.readyPath])
+        // The backup goes last: until the trial record is gone, a rerun may need it.
+        self.finish(.failed, trial.package, error: reason, remove: [self.files.trialPath, self.files.confirmedPath, self.files.readyPath, self.files.packagePath, self.files.metadataPath])
+        if restored {
+            _ = unlink(self.backupPath)
+            try? AtomicFile.syncDirectory(self.settings.backupDirectory)
+        }
         self.restart()
         return .failed(reason)
     }
