@@ -15,11 +15,14 @@ public enum Subprocess {
         public var timedOut: Bool
         /// Standard output and standard error, interleaved, up to the byte limit.
         public var output: [UInt8]
+        /// `isCancelled` said so: the child was killed.
+        public var cancelled = false
 
         public var succeeded: Bool { self.status == 0 }
 
         /// "exit status 3", "killed by signal 11", "no answer within 10 s (killed)".
         public var summary: String {
+            if self.cancelled { return "stopped (killed) because the agent is stopping" }
             if self.timedOut { return "still running after its time limit (killed)" }
             if let status { return "exit status \(status)" }
             return "killed by signal \(self.signal ?? 0)"
@@ -32,10 +35,11 @@ public enum Subprocess {
         public var description: String { "cannot run \(self.path): \(String(cString: strerror(self.errno)))" }
     }
 
-    /// Runs `path` with `arguments` (argv[0] is `path`) and waits at most `timeoutMilliseconds`.
+    /// Runs `path` with `arguments` (argv[0] is `path`) and waits at most `timeoutMilliseconds`; `isCancelled` is
+    /// asked every 200 ms at most, and true kills the child (its owner is stopping).
     public static func run(
         _ path: String, arguments: [String], environment: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"],
-        timeoutMilliseconds: Int = 10_000, outputLimit: Int = 16 << 10
+        timeoutMilliseconds: Int = 10_000, outputLimit: Int = 16 << 10, isCancelled: () -> Bool = { false }
     ) throws(LaunchError) -> Outcome {
         var pipeEnds: [CInt] = [-1, -1]
         guard pipe(&pipeEnds) == 0 else { throw LaunchError(path: path, errno: errno) }
@@ -81,17 +85,18 @@ public enum Subprocess {
         var output: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         var timedOut = false
+        var cancelled = false
         var open = true
         let deadline = Self.monotonicMilliseconds() + timeoutMilliseconds
         while open {
             let left = deadline - Self.monotonicMilliseconds()
-            if left <= 0 {
-                timedOut = true
+            if left <= 0 || isCancelled() {
+                if left <= 0 { timedOut = true } else { cancelled = true }
                 kill(pid, SIGKILL)
                 break
             }
             var entry = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&entry, 1, CInt(min(left, 1000)))
+            let ready = poll(&entry, 1, CInt(min(left, 200)))
             if ready < 0 && errno != EINTR { break }
             guard ready > 0 else { continue }
             let n = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
@@ -106,12 +111,12 @@ public enum Subprocess {
         // is waited for until the deadline, then killed.
         var status: CInt = 0
         while true {
-            let waited = waitpid(pid, &status, timedOut ? 0 : WNOHANG)
+            let waited = waitpid(pid, &status, timedOut || cancelled ? 0 : WNOHANG)
             if waited == pid { break }
-            if waited < 0 && errno != EINTR { return Outcome(status: nil, signal: nil, timedOut: timedOut, output: output) }
+            if waited < 0 && errno != EINTR { return Outcome(status: nil, signal: nil, timedOut: timedOut, output: output, cancelled: cancelled) }
             if waited == 0 {
-                if Self.monotonicMilliseconds() >= deadline {
-                    timedOut = true
+                if Self.monotonicMilliseconds() >= deadline || isCancelled() {
+                    if isCancelled() { cancelled = true } else { timedOut = true }
                     kill(pid, SIGKILL)
                 } else {
                     usleep(10_000)
@@ -119,8 +124,8 @@ public enum Subprocess {
             }
         }
         let signalled = status & 0x7f
-        if signalled == 0 { return Outcome(status: (status >> 8) & 0xff, signal: nil, timedOut: timedOut, output: output) }
-        return Outcome(status: nil, signal: signalled, timedOut: timedOut, output: output)
+        if signalled == 0 { return Outcome(status: (status >> 8) & 0xff, signal: nil, timedOut: timedOut, output: output, cancelled: cancelled) }
+        return Outcome(status: nil, signal: signalled, timedOut: timedOut, output: output, cancelled: cancelled)
     }
 
     static func monotonicMilliseconds() -> Int {

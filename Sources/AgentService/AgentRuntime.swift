@@ -1420,11 +1420,23 @@ struct Loop {
                     let path = file.directory + "/package.part"
                     let ota = self.configuration.ota
                     self.slots.start(.otaInspect(kind)) {
-                        let problem = await OffPool.run {
-                            guard kind == .software else { return FirmwareInspector.problem(package: package, path: path) }
-                            return SoftwareInstaller.problem(package: package, path: path, command: ota.softwareCommand ?? [], timeout: ota.softwareTimeout)
+                        // The child is killed when the loop stops (the slot's task is cancelled): a shutdown never
+                        // waits for an install command. The next start checks or installs again.
+                        let stopping = Atomic<Bool>(false)
+                        let problem = await withTaskCancellationHandler {
+                            await OffPool.run {
+                                let cancelled = { stopping.load(ordering: .relaxed) }
+                                guard kind == .software else {
+                                    return FirmwareInspector.problem(package: package, path: path, isCancelled: cancelled)
+                                }
+                                return SoftwareInstaller.problem(
+                                    package: package, path: path, command: ota.softwareCommand ?? [], timeout: ota.softwareTimeout,
+                                    isCancelled: cancelled)
+                            }
+                        } onCancel: {
+                            stopping.store(true, ordering: .relaxed)
                         }
-                        queue.append(.otaInspected(kind, problem: problem))
+                        if !Task.isCancelled { queue.append(.otaInspected(kind, problem: problem)) }
                     }
                 case .handOver(let ticket):
                     try self.updateFiles?.writeReady(ticket)

@@ -159,6 +159,12 @@ import Testing
         let quiet = try Subprocess.run("/bin/sh", arguments: ["-c", "exec >&- 2>&-; sleep 30"], timeoutMilliseconds: 300)
         #expect(quiet.timedOut, "a child that closed its output and runs on is killed at the deadline")
         #expect(throws: Subprocess.LaunchError.self) { try Subprocess.run("/no/such/program", arguments: []) }
+        // Its owner stopping: killed within the polling interval, not at the time limit.
+        let started = ContinuousClock.now
+        let stopped = try Subprocess.run("/bin/sleep", arguments: ["30"], timeoutMilliseconds: 30_000, isCancelled: { ContinuousClock.now - started > .milliseconds(100) })
+        #expect(stopped.cancelled && !stopped.timedOut && stopped.signal == SIGKILL)
+        #expect(ContinuousClock.now - started < .seconds(10))
+        #expect(stopped.summary.contains("the agent is stopping"))
         let env = try Subprocess.run("/usr/bin/env", arguments: [])
         #expect(String(decoding: env.output, as: UTF8.self) == "PATH=/usr/sbin:/usr/bin:/sbin:/bin\nLC_ALL=C\n", "the agent's environment leaked")
     }

@@ -67,7 +67,9 @@ public struct UpdateFiles: Sendable {
 /// child process (10 s at most, no environment but PATH: a shutdown waits for it, within the unit's
 /// TimeoutStopSec). Blocking: the runtime runs it off the loop.
 public enum FirmwareInspector {
-    public static func problem(package: OTAPackage, path: String, timeoutMilliseconds: Int = 10_000) -> String? {
+    public static func problem(
+        package: OTAPackage, path: String, timeoutMilliseconds: Int = 10_000, isCancelled: () -> Bool = { false }
+    ) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
         guard fd >= 0 else { return "cannot open the downloaded package \(path): \(AtomicFile.IOError.text(errno))" }
         var header = [UInt8](repeating: 0, count: FirmwareImage.headerLength)
@@ -78,7 +80,7 @@ public enum FirmwareInspector {
         if let problem = FirmwareImage.headerProblem(Array(header.prefix(max(0, n))), package: package) { return problem }
         guard made == 0 else { return "cannot make the downloaded package \(path) executable to check it: \(AtomicFile.IOError.text(errno))" }
         do {
-            let outcome = try Subprocess.run(path, arguments: ["--version"], timeoutMilliseconds: timeoutMilliseconds)
+            let outcome = try Subprocess.run(path, arguments: ["--version"], timeoutMilliseconds: timeoutMilliseconds, isCancelled: isCancelled)
             return FirmwareImage.versionProblem(output: outcome.output, exited: outcome.summary, succeeded: outcome.succeeded, package: package)
         } catch {
             return "\(package) could not be started to check it (\(error)); the state directory's file system may not allow running programs (noexec)"
@@ -90,7 +92,9 @@ public enum FirmwareInspector {
 /// argument), as the agent's user, in a child process with no environment but PATH, bounded by `[ota.software]
 /// timeout`. Blocking: the runtime runs it off the loop.
 public enum SoftwareInstaller {
-    public static func problem(package: OTAPackage, path: String, command: [String], timeout: Duration) -> String? {
+    public static func problem(
+        package: OTAPackage, path: String, command: [String], timeout: Duration, isCancelled: () -> Bool = { false }
+    ) -> String? {
         guard let name = command.first else { return "no [ota.software] command is configured" }
         guard let program = UpdateInstaller.resolve(name) else {
             return "the [ota.software] command \(name) was not found in /usr/sbin, /usr/bin, /sbin or /bin: give its absolute path"
@@ -99,7 +103,8 @@ public enum SoftwareInstaller {
         let shown = (command + [path]).joined(separator: " ")
         do {
             let outcome = try Subprocess.run(
-                program, arguments: Array(command.dropFirst()) + [path], timeoutMilliseconds: milliseconds, outputLimit: 64 << 10)
+                program, arguments: Array(command.dropFirst()) + [path], timeoutMilliseconds: milliseconds, outputLimit: 64 << 10,
+                isCancelled: isCancelled)
             if outcome.succeeded { return nil }
             let said = String(decoding: outcome.output.suffix(300), as: UTF8.self).split(separator: "\n").last.map { ": \($0)" } ?? ""
             return "\(shown) ended with \(outcome.summary)\(said); the package stays uninstalled: fix the command or the package and assign it again"
