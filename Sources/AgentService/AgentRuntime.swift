@@ -357,9 +357,8 @@ struct Loop {
             let softwareFile = OTAPartialFile(directory: directory + "/ota/software")
             let (softwareRestored, softwareNotes) = softwareFile.restore()
             let installed = softwareFile.installed()
-            var softwareSettings = OTADownload.Settings(
-                title: installed?.title ?? "", version: installed?.version ?? "", chunkSize: otaSettings.chunkSize, kind: .software)
-            runtime.options.otaTuning?(&softwareSettings)
+            // The firmware's settings (chunk size, timeouts, tuning), for what runs now and of the other kind.
+            var softwareSettings = settings
             softwareSettings.kind = .software
             softwareSettings.title = installed?.title ?? ""
             softwareSettings.version = installed?.version ?? ""

@@ -33,15 +33,7 @@ import Testing
         await #expect(processExitsWith: .success) {
             let pages = 64
             let size = pages * Int(getpagesize())
-            let path = "/tmp/tb-agent-pageout-\(getpid())"
-            let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
-            guard fd >= 0 else { exit(10) }
-            unlink(path)
-            let content = [UInt8](repeating: 0x5A, count: size)
-            guard content.withUnsafeBytes({ write(fd, $0.baseAddress, size) }) == size, fsync(fd) == 0 else { exit(11) }
-            guard let readOnly = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), readOnly != MAP_FAILED,
-                  let relocated = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), relocated != MAP_FAILED
-            else { exit(12) }
+            guard let (readOnly, relocated) = mappedFile(pages: pages, filledWith: 0x5A) else { exit(12) }
             var sum = 0
             for page in 0..<pages {
                 sum += Int(readOnly.load(fromByteOffset: page * size / pages, as: UInt8.self))
@@ -68,15 +60,7 @@ import Testing
         await #expect(processExitsWith: .success) {
             let pages = 16
             let size = pages * Int(getpagesize())
-            let path = "/tmp/tb-agent-pageout-kept-\(getpid())"
-            let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
-            guard fd >= 0 else { exit(10) }
-            unlink(path)
-            let content = [UInt8](repeating: 0x3C, count: size)
-            guard content.withUnsafeBytes({ write(fd, $0.baseAddress, size) }) == size else { exit(11) }
-            guard let readOnly = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), readOnly != MAP_FAILED,
-                  let relocated = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), relocated != MAP_FAILED
-            else { exit(12) }
+            guard let (readOnly, relocated) = mappedFile(pages: pages, filledWith: 0x3C) else { exit(12) }
             for page in 0..<pages {
                 relocated.storeBytes(of: 0xC3, toByteOffset: page * size / pages, as: UInt8.self)
             }
@@ -138,19 +122,32 @@ private func kernelActsOnPageout() -> Bool {
     let pages = 64
     let pageSize = Int(getpagesize())
     let size = pages * pageSize
-    let path = "/tmp/tb-agent-pageout-probe-\(getpid())"
-    let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    unlink(path)
-    let content = [UInt8](repeating: 1, count: size)
-    guard content.withUnsafeBytes({ write(fd, $0.baseAddress, size) }) == size, fsync(fd) == 0,
-          let mapping = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), mapping != MAP_FAILED else { return false }
-    defer { munmap(mapping, size) }
+    guard let (mapping, writable) = mappedFile(pages: pages, filledWith: 1) else { return false }
+    defer {
+        munmap(mapping, size)
+        munmap(writable, size)
+    }
     var sum = 0
     for page in 0..<pages { sum += Int(mapping.load(fromByteOffset: page * pageSize, as: UInt8.self)) }
     guard sum == pages, tb_madvise_pageout(mapping, size) == 0 else { return false }
     var vector = [UInt8](repeating: 0, count: pages)
     guard mincore(mapping, size, &vector) == 0 else { return false }
     return vector.filter { $0 & 1 != 0 }.count < pages / 2
+}
+
+/// A file of `pages` pages of `byte`, written and fsynced, unlinked, then mapped twice: read-only, and private and
+/// writable (as the dynamic linker maps data it relocates). Nil when any step fails.
+private func mappedFile(pages: Int, filledWith byte: UInt8) -> (readOnly: UnsafeMutableRawPointer, writable: UnsafeMutableRawPointer)? {
+    let size = pages * Int(getpagesize())
+    let path = "/tmp/tb-agent-pageout-\(getpid())-\(byte)"
+    let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    unlink(path)
+    let content = [UInt8](repeating: byte, count: size)
+    guard content.withUnsafeBytes({ write(fd, $0.baseAddress, size) }) == size, fsync(fd) == 0,
+          let readOnly = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), readOnly != MAP_FAILED,
+          let writable = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), writable != MAP_FAILED
+    else { return nil }
+    return (readOnly, writable)
 }

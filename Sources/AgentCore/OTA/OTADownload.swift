@@ -216,7 +216,7 @@ public struct OTADownload: Sendable {
         case .failed: break
         }
         var actions: [Action] = []
-        if let outcome = self.pendingUpdated {
+        if self.pendingUpdated != nil {
             report += [(self.key("state"), .string("UPDATED")), (self.key("progress"), .integer(100))]
             self.pendingUpdated = nil
             actions = [.report(.object(report)), .forgetOutcome]
