@@ -579,6 +579,72 @@ s = FakeServer(); print(s.port, flush=True); time.sleep(600)' "$root/Tests/fault
         bash -c "! ls '$chroot_dir'/var/lib/tb-agent/ota/{ready,trial,confirmed,package.part} 2>/dev/null"
     timings+=("[$name] firmware update (apply-update): $(since "$t0") s")
 
+    # --- a firmware update as a .deb: dpkg installs it; the installed package, rebuilt, is what it rolls back to ------
+    # The package: the upgrade package with its binary stamped with another version (Debian version VERSION+test).
+    log "$name: firmware update as a .deb: dpkg installs it, the rebuilt installed package rolls it back"
+    t0=$(date +%s)
+    local deb_version="${v2%%+*}.deb" deb_tree=$work/ota-deb-tree ota_deb=$work/tb-agent-ota.deb
+    rm -rf "$deb_tree"
+    dpkg-deb -R "$deb2" "$deb_tree"
+    python3 "$root/scripts/lib/stamp-version.py" "$deb_tree/usr/bin/tb-agent" "$work/tb-agent.deb-binary" "$deb_version"
+    install -m 0755 "$work/tb-agent.deb-binary" "$deb_tree/usr/bin/tb-agent"
+    sed -i "s/^Version: .*/Version: $deb_version+test/" "$deb_tree/DEBIAN/control"
+    (cd "$deb_tree" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) \
+        > "$deb_tree/DEBIAN/md5sums"
+    dpkg-deb --root-owner-group -Znone --build "$deb_tree" "$ota_deb" > /dev/null
+    rm -rf "$deb_tree"
+    ota_deb_update() {  # ota_deb_update CONFIRM(true|false): leaves a ticket for the .deb, runs apply-update
+        local confirm=$1 ota=$chroot_dir/var/lib/tb-agent/ota sum size restart
+        install -d -m 0700 "$ota"
+        install -m 0600 "$ota_deb" "$ota/package.part"
+        sum=$(sha256sum < "$ota/package.part" | cut -d' ' -f1)
+        size=$(stat -c %s "$ota/package.part")
+        printf '{"package":{"title":"tb-agent","version":"%s","size":%s,"checksumAlgorithm":"SHA256","checksum":"%s","durableBytes":%s,"verified":true},"from":"%s"}' \
+            "$deb_version" "$size" "$sum" "$size" "${v2%%+*}.ota" > "$ota/ready"
+        rm -f "$ota/outcome"
+        in_root chown -R tb-agent:tb-agent /var/lib/tb-agent/ota
+        restart='["true"]'
+        printf '#!/bin/sh\nprintf %s > /var/lib/tb-agent/ota/confirmed\n' "'{\"version\":\"$deb_version\"}'" > "$chroot_dir/tmp/confirm.sh"
+        $confirm && restart='["sh", "/tmp/confirm.sh"]'
+        { cat "$chroot_dir/etc/tb-agent/config.toml"
+          printf '\n[ota]\nconfirm_after = "1s"\nwindow = "3s"\nrestart_command = %s\n' "$restart"
+        } > "$chroot_dir/tmp/ota.toml"
+        set +e
+        out=$(in_root tb-agent apply-update --config /tmp/ota.toml 2>&1)
+        status=$?
+        set -e
+    }
+    installed_state() { chroot "$chroot_dir" dpkg-query -W -f='${Version} ${Status}' tb-agent; }
+    before=$(sha256sum < "$chroot_dir/usr/bin/tb-agent")
+    ota_deb_update false
+    if [ "$status" = 1 ] && grep -q "rolled back to tb-agent" <<< "$out"; then ok "[$name] a .deb without a confirmation is rolled back by dpkg (exit 1)"
+    else fail "[$name] a .deb without a confirmation is rolled back by dpkg (exit 1)" "exit $status: $out"; fi
+    check "[$name] after the rollback dpkg has $v2 installed again ($(installed_state))" \
+        test "$(installed_state)" = "$v2 install ok installed"
+    check "[$name] the rollback put the installed binary back, byte for byte" \
+        bash -c "[ \"\$(sha256sum < '$chroot_dir/usr/bin/tb-agent')\" = '$before' ]"
+    check "[$name] the rollback kept the edited config.toml" \
+        bash -c "[ \"\$(sha256sum < '$chroot_dir/etc/tb-agent/config.toml')\" = '$edited' ]"
+    expect_mode /etc/tb-agent/config.toml "640 root:tb-agent"
+    check "[$name] the rollback's outcome is FAILED" grep -q '"state":"FAILED"' "$chroot_dir/var/lib/tb-agent/ota/outcome"
+    check "[$name] nothing is left in /var/backups/tb-agent after the rollback" \
+        bash -c "[ -z \"\$(ls -A '$chroot_dir/var/backups/tb-agent')\" ]"
+    ota_deb_update true
+    if [ "$status" = 0 ] && grep -q "the update is final" <<< "$out"; then ok "[$name] a confirmed .deb is installed by dpkg (exit 0)"
+    else fail "[$name] a confirmed .deb is installed by dpkg (exit 0)" "exit $status: $out"; fi
+    check "[$name] dpkg has $deb_version+test installed ($(installed_state))" \
+        test "$(installed_state)" = "$deb_version+test install ok installed"
+    out=$(as_agent tb-agent --version 2>&1 || true)
+    check "[$name] the installed binary is the .deb's version (${out%%$'\n'*})" test "${out%%$'\n'*}" = "$deb_version"
+    check "[$name] the .deb update kept the edited config.toml" \
+        bash -c "[ \"\$(sha256sum < '$chroot_dir/etc/tb-agent/config.toml')\" = '$edited' ]"
+    check "[$name] dpkg --audit finds nothing half-installed" bash -c "[ -z \"\$(chroot '$chroot_dir' dpkg --audit)\" ]"
+    check "[$name] the rebuilt previous package is removed once the update is final" \
+        bash -c "[ -z \"\$(ls -A '$chroot_dir/var/backups/tb-agent')\" ]"
+    check "[$name] no ticket, trial or part is left after the .deb update" \
+        bash -c "! ls '$chroot_dir'/var/lib/tb-agent/ota/{ready,trial,confirmed,package.part} 2>/dev/null"
+    timings+=("[$name] firmware update as a .deb (apply-update, dpkg): $(since "$t0") s")
+
     # --- remove, then purge ------------------------------------------------------------------------------------
     log "$name: removing and purging"
     t0=$(date +%s)

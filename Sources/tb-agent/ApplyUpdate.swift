@@ -12,11 +12,14 @@ struct ApplyUpdate: AsyncCommand {
         commandName: "apply-update",
         abstract: "Install the firmware package the agent downloaded and checked, and roll back if it does not stay online (root).",
         discussion: """
-            Run as root by tb-agent-update.service when the agent leaves state_dir/ota/ready. Copies this \
-            binary to [ota] backup_directory, installs the package over it (crash-safely, only if its checksum \
-            is still the one verified), runs [ota] restart_command and waits up to [ota] window for the new \
-            version to confirm that it stayed online for [ota] confirm_after. Then the update is final (UPDATED); \
-            otherwise the previous binary is put back, the agent restarted, and FAILED reported with why. \
+            Run as root by tb-agent-update.service when the agent leaves state_dir/ota/ready. A binary: copies \
+            this binary to [ota] backup_directory and installs the package over it (crash-safely, only if its \
+            checksum is still the one verified). A .deb: rebuilds the installed tb-agent package as a .deb in \
+            [ota] backup_directory, then installs the verified copy with dpkg (configuration files kept). Then \
+            runs [ota] restart_command and waits up to [ota] window for the new version to confirm that it \
+            stayed online for [ota] confirm_after. Then the update is final (UPDATED); otherwise the previous \
+            version is put back (the binary, or the rebuilt .deb with dpkg), the agent restarted, and FAILED \
+            reported with why. \
             Exit statuses: 0 updated or nothing to do, 1 refused or rolled back (the agent reports why), \
             77 not root, 78 configuration.
             """)

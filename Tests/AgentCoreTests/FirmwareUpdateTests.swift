@@ -23,8 +23,9 @@ struct FirmwareUpdateTests {
         let other: UInt16 = FirmwareImage.hostMachine == 62 ? 183 : 62
         let arch = FirmwareImage.headerProblem(Self.elf(machine: other), package: Self.package) ?? ""
         #expect(arch.contains("is a program for \(FirmwareImage.machineName(other)), but this board runs \(FirmwareImage.machineName(FirmwareImage.hostMachine))"), "\(arch)")
-        let deb = FirmwareImage.headerProblem(Array("!<arch>\ndebian-binary   ".utf8), package: Self.package) ?? ""
-        #expect(deb.contains("Debian package") && deb.contains("usr/bin/tb-agent"), "\(deb)")
+        #expect(FirmwareImage.format(Array("!<arch>\ndebian-binary   ".utf8)) == .debian)
+        #expect(FirmwareImage.format(Self.elf(machine: FirmwareImage.hostMachine)) == .program)
+        #expect(FirmwareImage.format([0x21]) == .program)
         let bytes = FirmwareImage.headerProblem([1, 2, 3], package: Self.package) ?? ""
         #expect(bytes.contains("is not a program (no ELF header)"), "\(bytes)")
         let narrow = FirmwareImage.headerProblem(Self.elf(machine: FirmwareImage.hostMachine, bits64: false), package: Self.package) ?? ""
@@ -41,6 +42,32 @@ struct FirmwareUpdateTests {
         #expect(other.contains("says it is tb-agent 1.9, not 2.0"), "\(other)")
         let failed = FirmwareImage.versionProblem(output: Array("error while loading shared libraries: libgpiod.so.3\n".utf8), exited: "exit status 127", succeeded: false, package: Self.package) ?? ""
         #expect(failed.contains("does not run on this board (`--version` ended with exit status 127: error while loading shared libraries"), "\(failed)")
+    }
+
+    @Test("a .deb's control fields: tb-agent for this board's architecture, its Debian version the announced one or that with a build suffix; anything else refused with the fix")
+    func debianFields() {
+        let arch = FirmwareImage.hostDebianArchitecture
+        func fields(_ name: String = "tb-agent", _ version: String = "2.0", _ architecture: String? = nil) -> [UInt8] {
+            Array("Package: \(name)\nVersion: \(version)\nArchitecture: \(architecture ?? arch)\n".utf8)
+        }
+        func problem(_ output: [UInt8], succeeded: Bool = true) -> String? {
+            FirmwareImage.debianProblem(fields: output, exited: succeeded ? "exit status 0" : "exit status 2", succeeded: succeeded, package: Self.package)
+        }
+        #expect(FirmwareImage.debianFields(fields()) == ["package": "tb-agent", "version": "2.0", "architecture": arch])
+        for version in ["2.0", "2.0+deb13", "2.0-1", "2.0~rc1"] { #expect(problem(fields("tb-agent", version)) == nil, "\(version)") }
+        let other = problem(fields("mosquitto")) ?? ""
+        #expect(other.contains("is the Debian package mosquitto, not tb-agent") && other.contains("[ota.software] command"), "\(other)")
+        let foreign = arch == "arm64" ? "amd64" : "arm64"
+        let wrongArch = problem(fields("tb-agent", "2.0", foreign)) ?? ""
+        #expect(wrongArch.contains("is a .deb for \(foreign), but this board is \(arch): assign the \(arch) package"), "\(wrongArch)")
+        for version in ["2.01", "1.9", "20"] {
+            let mismatch = problem(fields("tb-agent", version + "+deb13")) ?? ""
+            #expect(mismatch.contains("holds tb-agent \(version)+deb13, but its version in ThingsBoard is 2.0: upload it again with the agent's version \(version)"), "\(mismatch)")
+        }
+        let missing = problem(Array("Package: tb-agent\n".utf8)) ?? ""
+        #expect(missing.contains("without Package, Version and Architecture"), "\(missing)")
+        let unreadable = problem(Array("dpkg-deb: error: 'x' is not a Debian format archive\n".utf8), succeeded: false) ?? ""
+        #expect(unreadable.contains("is not a readable Debian package (dpkg-deb ended with exit status 2: dpkg-deb: error"), "\(unreadable)")
     }
 
     @Test("tickets and outcomes read back what was written; damage reads as nothing")

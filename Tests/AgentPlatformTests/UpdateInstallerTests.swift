@@ -15,11 +15,14 @@ import Testing
         var target: URL { self.root.appendingPathComponent("bin/tb-agent") }
         var backup: URL { self.root.appendingPathComponent("backup") }
         let old: [UInt8] = Array("the previous release".utf8)
-        let new: [UInt8] = Array("the new release, a little longer".utf8)
+        let binary: [UInt8] = Array("the new release, a little longer".utf8)
+        /// The package: the binary, or (`debian`) a .deb of it as `FakeDpkg` reads one.
+        let new: [UInt8]
         var package: OTAPackage { OTAPackage(title: "tb-agent", version: "2.0", size: self.new.count, algorithm: .sha256, checksum: ChecksumAlgorithm.sha256.hex(of: self.new)) }
         var files: UpdateFiles { UpdateFiles(stateDirectory: self.state.path) }
 
-        init() throws {
+        init(debian: Bool = false) throws {
+            self.new = debian ? FakeDpkg.deb("2.0", self.binary) : self.binary
             self.root = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("tb-installer-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: self.ota, withIntermediateDirectories: true)
             try FileManager.default.createDirectory(at: self.root.appendingPathComponent("bin"), withIntermediateDirectories: true)
@@ -137,6 +140,155 @@ import Testing
         guard case .failed(let fifo) = s.installer().run() else { Issue.record("installed a FIFO"); return }
         #expect(fifo.contains("is not a regular file"), "\(fifo)")
         #expect(try s.installed() == s.old)
+    }
+}
+
+/// dpkg as state the test reads: a ".deb" here is `!<arch>\n`, its version, a newline, then the binary's bytes;
+/// installing one writes the binary over the target and records its version; rebuilding writes the installed state
+/// as such a file. `failing` makes installing that version fail, having changed nothing or stopped halfway.
+final class FakeDpkg: SystemPackager, @unchecked Sendable {
+    enum Failure { case nothingChanged, halfway }
+    let target: String
+    let lock = NSLock()
+    var version: String?
+    var status = "ii"
+    var installs: [String] = []
+    var failing: (version: String, failure: Failure)?
+
+    init(target: String, version: String?) {
+        self.target = target
+        self.version = version
+    }
+
+    static func deb(_ version: String, _ binary: [UInt8]) -> [UInt8] { Array("!<arch>\n\(version)\n".utf8) + binary }
+
+    func installedVersion(_ name: String) throws(AgentError) -> String {
+        self.lock.lock(); defer { self.lock.unlock() }
+        guard let version else { throw AgentError(.storageFailure, "dpkg does not know \(name): this board's agent was not installed from a .deb") }
+        guard self.status == "ii" else { throw AgentError(.storageFailure, "\(name) \(version) is not fully installed (dpkg status \"\(self.status)\")") }
+        return version
+    }
+
+    func repack(_ name: String, to path: String, workDirectory: String) throws(AgentError) {
+        let version = try self.installedVersion(name)
+        guard let binary = try? Data(contentsOf: URL(fileURLWithPath: self.target)),
+              (try? Data(Self.deb(version, [UInt8](binary))).write(to: URL(fileURLWithPath: path))) != nil else {
+            throw AgentError(.storageFailure, "cannot rebuild \(name)")
+        }
+    }
+
+    func install(_ path: String) throws(AgentError) {
+        self.lock.lock(); defer { self.lock.unlock() }
+        guard let bytes = try? [UInt8](Data(contentsOf: URL(fileURLWithPath: path))), bytes.starts(with: Array("!<arch>\n".utf8)),
+              let end = bytes.dropFirst(8).firstIndex(of: 10) else { throw AgentError(.storageFailure, "\(path) is not a .deb") }
+        let version = String(decoding: bytes[8..<end], as: UTF8.self)
+        let write = { () throws(AgentError) in
+            guard (try? Data(bytes[(end + 1)...]).write(to: URL(fileURLWithPath: self.target))) != nil else { throw AgentError(.storageFailure, "cannot write") }
+        }
+        if let failing = self.failing, failing.version == version {
+            if failing.failure == .halfway {
+                try write()
+                (self.version, self.status) = (version, "iF")
+            }
+            throw AgentError(.storageFailure, "dpkg --install \(path) ended with exit status 1: post-installation script returned error exit status 1")
+        }
+        try write()
+        (self.version, self.status) = (version, "ii")
+        self.installs.append(version)
+    }
+}
+
+/// The root step with a `.deb`: dpkg installs it and, to roll back, the installed version rebuilt before.
+@Suite struct DebianUpdateInstallerTests {
+    struct Setup {
+        var base: UpdateInstallerTests.Setup
+        let dpkg: FakeDpkg
+        var backup: URL { self.base.backup }
+
+        init(installed: String? = "1.0") throws {
+            self.base = try UpdateInstallerTests.Setup(debian: true)
+            self.dpkg = FakeDpkg(target: self.base.target.path, version: installed)
+        }
+
+        func installer(restart: String = "true", window: Int = 600) -> UpdateInstaller {
+            var settings = self.base.installer(restart: restart, window: window).settings
+            settings.packager = self.dpkg
+            return UpdateInstaller(settings: settings, log: { _ in })
+        }
+
+        func leftInBackup() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: self.backup.path)) ?? []).sorted() }
+    }
+
+    @Test("confirmed: dpkg installed the new version, the rebuilt previous one is removed, UPDATED")
+    func confirmed() throws {
+        let s = try Setup()
+        defer { try? FileManager.default.removeItem(at: s.base.root) }
+        let confirm = "printf '{\"version\":\"2.0\"}' > \(s.base.ota.path)/confirmed"
+        let result = s.installer(restart: confirm, window: 10_000).run()
+        guard case .updated = result else { Issue.record("\(result)"); return }
+        #expect(s.dpkg.installs == ["2.0"] && s.dpkg.version == "2.0")
+        #expect(try s.base.installed() == s.base.binary)
+        #expect(s.leftInBackup().isEmpty, "\(s.leftInBackup())")
+        #expect(s.base.files.outcome()?.state == .updated)
+        for name in ["ready", "trial", "confirmed", "package.part"] { #expect(!s.base.exists(name), "\(name) left") }
+    }
+
+    @Test("no confirmation: dpkg installs the installed version as it was rebuilt before, and FAILED says it rolled back")
+    func rolledBack() throws {
+        let s = try Setup()
+        defer { try? FileManager.default.removeItem(at: s.base.root) }
+        let result = s.installer(window: 300).run()
+        guard case .failed(let reason) = result else { Issue.record("\(result)"); return }
+        #expect(reason.hasPrefix("rolled back to tb-agent 1.0: tb-agent 2.0 did not stay online"), "\(reason)")
+        #expect(s.dpkg.installs == ["2.0", "1.0"] && s.dpkg.version == "1.0")
+        #expect(try s.base.installed() == s.base.old, "the previous binary is back through dpkg")
+        #expect(s.leftInBackup().isEmpty, "\(s.leftInBackup())")
+        #expect(s.base.files.outcome()?.error == reason)
+    }
+
+    @Test("dpkg fails having changed nothing: no rollback, FAILED with dpkg's words; halfway: rolled back to the rebuilt version")
+    func dpkgFails() throws {
+        let s = try Setup()
+        defer { try? FileManager.default.removeItem(at: s.base.root) }
+        s.dpkg.failing = ("2.0", .nothingChanged)
+        guard case .failed(let reason) = s.installer().run() else { Issue.record("installed"); return }
+        #expect(reason.contains("dpkg did not install tb-agent 2.0") && reason.contains("post-installation script") && reason.hasSuffix("1.0 keeps running"), "\(reason)")
+        #expect(s.dpkg.installs.isEmpty && s.dpkg.version == "1.0")
+        #expect(try s.base.installed() == s.base.old)
+        #expect(s.leftInBackup().isEmpty, "\(s.leftInBackup())")
+        for name in ["ready", "trial", "package.part"] { #expect(!s.base.exists(name), "\(name) left") }
+
+        let h = try Setup()
+        defer { try? FileManager.default.removeItem(at: h.base.root) }
+        h.dpkg.failing = ("2.0", .halfway)
+        guard case .failed(let halfway) = h.installer().run() else { Issue.record("installed"); return }
+        #expect(halfway.hasPrefix("rolled back to tb-agent 1.0: dpkg could not install it"), "\(halfway)")
+        #expect(h.dpkg.installs == ["1.0"] && h.dpkg.version == "1.0" && h.dpkg.status == "ii")
+        #expect(try h.base.installed() == h.base.old)
+    }
+
+    @Test("an agent that dpkg does not know is not updated with a .deb: FAILED with the fix, nothing touched")
+    func notFromDebian() throws {
+        let s = try Setup(installed: nil)
+        defer { try? FileManager.default.removeItem(at: s.base.root) }
+        guard case .failed(let reason) = s.installer().run() else { Issue.record("installed"); return }
+        #expect(reason.contains("was not installed from a .deb") && reason.hasSuffix("1.0 keeps running"), "\(reason)")
+        #expect(try s.base.installed() == s.base.old)
+        #expect(s.leftInBackup().isEmpty && !s.base.exists("trial") && !s.base.exists("ready"))
+    }
+
+    @Test("a power cut during dpkg's install: the rerun finds the trial and the rebuilt previous version, installs again, and can still roll back to the original")
+    func interrupted() throws {
+        let s = try Setup()
+        defer { try? FileManager.default.removeItem(at: s.base.root) }
+        try FileManager.default.createDirectory(at: s.backup, withIntermediateDirectories: true)
+        try Data(FakeDpkg.deb("1.0", s.base.old)).write(to: s.backup.appendingPathComponent("tb-agent.previous.deb"))
+        try s.base.files.writeTrial(UpdateTicket(package: s.base.package, from: "1.0"))
+        (s.dpkg.version, s.dpkg.status) = ("2.0", "iU")
+        guard case .failed(let reason) = s.installer(window: 200).run() else { Issue.record("no rollback"); return }
+        #expect(reason.hasPrefix("rolled back to tb-agent 1.0: tb-agent 2.0 did not stay online"), "\(reason)")
+        #expect(s.dpkg.installs == ["2.0", "1.0"])
+        #expect(try s.base.installed() == s.base.old)
     }
 }
 

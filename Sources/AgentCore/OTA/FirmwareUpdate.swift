@@ -33,17 +33,41 @@ public enum FirmwareImage {
         }
     }
 
+    /// The Debian architecture of this build (`dpkg --print-architecture` on the boards it runs on).
+    public static var hostDebianArchitecture: String {
+        #if arch(x86_64)
+        return "amd64"
+        #elseif arch(arm64)
+        return "arm64"
+        #elseif arch(arm)
+        return "armhf"
+        #elseif arch(i386)
+        return "i386"
+        #elseif arch(riscv64)
+        return "riscv64"
+        #else
+        return "unknown"
+        #endif
+    }
+
     /// The first bytes of a file that this type needs (the ELF header).
     public static let headerLength = 64
 
-    /// Why `header` (the package's first bytes) is not an executable for this board, or nil.
+    /// What a firmware package is: a program, or a Debian package (an `ar` archive).
+    public enum Format: String, Sendable, Equatable {
+        case program
+        case debian
+    }
+
+    public static func format(_ header: [UInt8]) -> Format {
+        header.starts(with: Array("!<arch>\n".utf8)) ? .debian : .program
+    }
+
+    /// Why `header` (the program's first bytes) is not an executable for this board, or nil.
     public static func headerProblem(_ header: [UInt8], package: OTAPackage) -> String? {
         let elf: [UInt8] = [0x7F, 0x45, 0x4C, 0x46]
-        if header.starts(with: Array("!<arch>\n".utf8)) {
-            return "\(package) is a Debian package (.deb); this agent installs a tb-agent binary: upload the binary from the release (usr/bin/tb-agent in the .deb) as the package"
-        }
         guard header.count >= 20, header.starts(with: elf) else {
-            return "\(package) is not a program (no ELF header): a firmware package for this agent is a tb-agent binary built for \(Self.machineName(Self.hostMachine)); upload that"
+            return "\(package) is not a program (no ELF header) nor a Debian package: a firmware package for this agent is a tb-agent .deb or the tb-agent binary built for \(Self.machineName(Self.hostMachine)); upload one of those"
         }
         let machine = UInt16(header[18]) | UInt16(header[19]) << 8
         guard header[5] == 1, machine == Self.hostMachine else {
@@ -51,6 +75,48 @@ public enum FirmwareImage {
         }
         guard header[4] == (MemoryLayout<Int>.size == 8 ? 2 : 1) else {
             return "\(package) is a \(header[4] == 1 ? 32 : 64)-bit program; this board runs \(MemoryLayout<Int>.size * 8)-bit ones: assign the \(Self.machineName(Self.hostMachine)) build"
+        }
+        return nil
+    }
+
+    /// The agent's path inside its Debian package.
+    public static let debianBinaryPath = "./usr/bin/tb-agent"
+
+    /// The fields `dpkg-deb --field PACKAGE Package Version Architecture` printed ("Name: value" a line).
+    public static func debianFields(_ output: [UInt8]) -> [String: String] {
+        var fields: [String: String] = [:]
+        for line in String(decoding: output, as: UTF8.self).split(separator: "\n") {
+            guard let colon = line.firstIndex(of: ":"), line.first != " " else { continue }
+            let name = line[..<colon].lowercased()
+            guard fields[name] == nil, fields.count < 16 else { continue }
+            fields[name] = String(line[line.index(after: colon)...].drop { $0 == " " || $0 == "\t" })
+        }
+        return fields
+    }
+
+    /// Why a Debian package, by the fields of its control file, is not a tb-agent release for this board and the
+    /// version announced, or nil. Its Debian version is the agent's (`1.2.0`) or that with a suffix that tells
+    /// builds apart (`1.2.0+deb13`, `1.2.0-1`); the version in ThingsBoard is the agent's, which it reports back
+    /// as `current_fw_version` once installed.
+    public static func debianProblem(fields output: [UInt8], exited: String, succeeded: Bool, package: OTAPackage) -> String? {
+        guard succeeded else {
+            let said = String(decoding: output.prefix(300), as: UTF8.self).split(separator: "\n").last.map { ": \($0)" } ?? ""
+            return "\(package) is not a readable Debian package (dpkg-deb ended with \(exited)\(said)): upload the .deb again, or the tb-agent binary"
+        }
+        let fields = Self.debianFields(output)
+        guard let name = fields["package"], let version = fields["version"], let architecture = fields["architecture"] else {
+            return "\(package) is a Debian package without Package, Version and Architecture fields: upload a tb-agent .deb built by scripts/package-deb.sh"
+        }
+        guard name == "tb-agent" else {
+            return "\(package) is the Debian package \(name), not tb-agent: a firmware package is a tb-agent release; ship other software as a software package ([ota.software] command)"
+        }
+        guard architecture == Self.hostDebianArchitecture else {
+            return "\(package) is a .deb for \(architecture), but this board is \(Self.hostDebianArchitecture): assign the \(Self.hostDebianArchitecture) package to this device (a device profile per architecture keeps them apart)"
+        }
+        let rest = version.hasPrefix(package.version) ? version.dropFirst(package.version.count) : nil
+        guard let rest, rest.first.map({ "+-~".contains($0) }) ?? true else {
+            let upstream = version.prefix { !"+-~".contains($0) }
+            return "\(package) holds tb-agent \(version), but its version in ThingsBoard is \(package.version): upload it again with the agent's version \(upstream) (the one it will report)"
         }
         return nil
     }

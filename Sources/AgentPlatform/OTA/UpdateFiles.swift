@@ -63,9 +63,10 @@ public struct UpdateFiles: Sendable {
     }
 }
 
-/// Checks a verified package before it is handed over (`FirmwareImage`): its ELF header, then `--version` in a
-/// child process (10 s at most, no environment but PATH: a shutdown waits for it, within the unit's
-/// TimeoutStopSec). Blocking: the runtime runs it off the loop.
+/// Checks a verified package before it is handed over (`FirmwareImage`). A program: its ELF header, then
+/// `--version` in a child process (10 s at most, no environment but PATH: a shutdown waits for it, within the unit's
+/// TimeoutStopSec). A Debian package: its control fields (`dpkg-deb --field`), then the same checks on the
+/// `usr/bin/tb-agent` it holds, taken out beside it and removed afterwards. Blocking: the runtime runs it off the loop.
 public enum FirmwareInspector {
     public static func problem(
         package: OTAPackage, path: String, timeoutMilliseconds: Int = 10_000, isCancelled: () -> Bool = { false }
@@ -74,16 +75,67 @@ public enum FirmwareInspector {
         guard fd >= 0 else { return "cannot open the downloaded package \(path): \(AtomicFile.IOError.text(errno))" }
         var header = [UInt8](repeating: 0, count: FirmwareImage.headerLength)
         let n = header.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        // Executable by its owner only: it is run once, as the agent's user, to ask its version.
-        let made = fchmod(fd, 0o700)
         close(fd)
-        if let problem = FirmwareImage.headerProblem(Array(header.prefix(max(0, n))), package: package) { return problem }
-        guard made == 0 else { return "cannot make the downloaded package \(path) executable to check it: \(AtomicFile.IOError.text(errno))" }
+        header = Array(header.prefix(max(0, n)))
+        switch FirmwareImage.format(header) {
+        case .program:
+            return Self.programProblem(package: package, path: path, header: header, timeoutMilliseconds: timeoutMilliseconds, isCancelled: isCancelled)
+        case .debian:
+            return Self.debianProblem(package: package, path: path, timeoutMilliseconds: timeoutMilliseconds, isCancelled: isCancelled)
+        }
+    }
+
+    static func programProblem(
+        package: OTAPackage, path: String, header: [UInt8], timeoutMilliseconds: Int, isCancelled: () -> Bool
+    ) -> String? {
+        if let problem = FirmwareImage.headerProblem(header, package: package) { return problem }
+        // Executable by its owner only: it is run once, as the agent's user, to ask its version.
+        guard chmod(path, 0o700) == 0 else {
+            return "cannot make the downloaded package \(path) executable to check it: \(AtomicFile.IOError.text(errno))"
+        }
         do {
             let outcome = try Subprocess.run(path, arguments: ["--version"], timeoutMilliseconds: timeoutMilliseconds, isCancelled: isCancelled)
             return FirmwareImage.versionProblem(output: outcome.output, exited: outcome.summary, succeeded: outcome.succeeded, package: package)
         } catch {
             return "\(package) could not be started to check it (\(error)); the state directory's file system may not allow running programs (noexec)"
+        }
+    }
+
+    /// The name of the agent's binary taken out of a Debian package to check it, beside the package.
+    public static func extractedPath(besides path: String) -> String { HostProcess.parent(of: path) + "/package.check" }
+
+    static func debianProblem(package: OTAPackage, path: String, timeoutMilliseconds: Int, isCancelled: () -> Bool) -> String? {
+        guard let dpkgDeb = UpdateInstaller.resolve("dpkg-deb"), access(dpkgDeb, X_OK) == 0 else {
+            return "\(package) is a Debian package, but dpkg-deb is not installed on this board to check it: install dpkg, or upload the tb-agent binary (usr/bin/tb-agent in the .deb) as the package"
+        }
+        do {
+            let fields = try Subprocess.run(
+                dpkgDeb, arguments: ["--field", path, "Package", "Version", "Architecture"], timeoutMilliseconds: timeoutMilliseconds,
+                isCancelled: isCancelled)
+            if let problem = FirmwareImage.debianProblem(fields: fields.output, exited: fields.summary, succeeded: fields.succeeded, package: package) {
+                return problem
+            }
+            // The agent's binary alone, out of the data archive (whatever its compression: dpkg-deb knows them).
+            let extracted = Self.extractedPath(besides: path)
+            _ = unlink(extracted)
+            defer { _ = unlink(extracted) }
+            let taken = try Subprocess.run(
+                "/bin/sh", arguments: ["-c", "dpkg-deb --fsys-tarfile \"$1\" | tar -xOf - \"$2\" > \"$3\"", "sh", path, FirmwareImage.debianBinaryPath, extracted],
+                timeoutMilliseconds: max(timeoutMilliseconds, 120_000), isCancelled: isCancelled)
+            guard taken.succeeded else {
+                let said = String(decoding: taken.output.suffix(300), as: UTF8.self).split(separator: "\n").last.map { ": \($0)" } ?? ""
+                return "\(package) holds no usr/bin/tb-agent that could be taken out to check it (\(taken.summary)\(said)): upload a tb-agent .deb built by scripts/package-deb.sh"
+            }
+            var header = [UInt8](repeating: 0, count: FirmwareImage.headerLength)
+            let fd = open(extracted, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+            guard fd >= 0 else { return "cannot open \(extracted), the binary taken out of \(package): \(AtomicFile.IOError.text(errno))" }
+            let n = header.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            close(fd)
+            return Self.programProblem(
+                package: package, path: extracted, header: Array(header.prefix(max(0, n))), timeoutMilliseconds: timeoutMilliseconds,
+                isCancelled: isCancelled)
+        } catch {
+            return "\(package) could not be checked: \(error)"
         }
     }
 }

@@ -25,6 +25,10 @@ public struct UpdateInstaller: Sendable {
         public var window: Duration
         public var restartCommand: [String]
         public var pollInterval: Duration = .milliseconds(500)
+        /// Installs a firmware package that is a `.deb` (dpkg; a fake in tests).
+        public var packager: any SystemPackager = DebianPackager()
+        /// The Debian package the agent is installed from.
+        public var packageName = "tb-agent"
 
         public init(stateDirectory: String, target: String, backupDirectory: String, window: Duration, restartCommand: [String]) {
             self.stateDirectory = stateDirectory
@@ -53,6 +57,10 @@ public struct UpdateInstaller: Sendable {
     }
 
     var backupPath: String { self.settings.backupDirectory + "/tb-agent.previous" }
+    /// A `.deb` update: the installed package rebuilt, to roll back to.
+    var previousDebianPath: String { self.settings.backupDirectory + "/tb-agent.previous.deb" }
+    /// A `.deb` update: the verified copy that dpkg installs.
+    var updateDebianPath: String { self.settings.backupDirectory + "/tb-agent.update.deb" }
 
     /// Blocking: run it on a thread of its own.
     public func run() -> Result {
@@ -95,6 +103,7 @@ public struct UpdateInstaller: Sendable {
     /// and the trial recorded before anything is replaced, so a rerun that finds the trial for this ticket (the
     /// path unit fires again at boot) keeps that backup, which is the original, and installs again.
     func install(_ ticket: UpdateTicket) -> Result {
+        if self.packageFormat() == .debian { return self.installDebian(ticket) }
         let package = ticket.package
         let resumed = self.files.trial()?.package == package && HostProcess.exists(self.backupPath)
         self.log(resumed
@@ -125,10 +134,85 @@ public struct UpdateInstaller: Sendable {
 
     /// Copies the installed binary to the backup folder (root's, 0700), crash-safely.
     func keepPrevious() throws(AgentError) {
+        try self.makeBackupDirectory()
+        try self.copy(from: self.settings.target, to: self.backupPath, expect: nil)
+    }
+
+    func makeBackupDirectory() throws(AgentError) {
         if mkdir(self.settings.backupDirectory, 0o700) != 0 && errno != EEXIST {
             throw AgentError(.storageFailure, "cannot create \(self.settings.backupDirectory) for the previous version: \(AtomicFile.IOError.text(errno))")
         }
-        try self.copy(from: self.settings.target, to: self.backupPath, expect: nil)
+    }
+
+    /// What the agent left: a program, or a Debian package (by its first bytes; the hash is checked on the copy).
+    func packageFormat() -> FirmwareImage.Format {
+        let fd = open(self.files.packagePath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else { return .program }
+        defer { close(fd) }
+        var header = [UInt8](repeating: 0, count: 8)
+        let n = header.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        return FirmwareImage.format(Array(header.prefix(max(0, n))))
+    }
+
+    // MARK: install a .deb
+
+    /// A `.deb` goes through dpkg, so that dpkg's records stay true: the installed package is rebuilt as a `.deb`
+    /// (the version to roll back to) and the trial recorded before dpkg installs the verified copy. A dpkg that
+    /// changed nothing (its lock held too long, a refusal before unpacking) leaves the previous version running
+    /// with FAILED; one that stopped halfway is rolled back like a version that does not come online.
+    func installDebian(_ ticket: UpdateTicket) -> Result {
+        let package = ticket.package
+        let packager = self.settings.packager
+        let name = self.settings.packageName
+        let resumed = self.files.trial()?.package == package && HostProcess.exists(self.previousDebianPath)
+        var before: String? = nil
+        do throws(AgentError) {
+            if !resumed {
+                before = try packager.installedVersion(name)
+                self.log("installing \(package) with dpkg over \(name) \(before ?? "") (running \(ticket.from))")
+                try self.makeBackupDirectory()
+                let building = self.previousDebianPath + ".new"
+                try packager.repack(name, to: building, workDirectory: self.settings.backupDirectory + "/repack")
+                guard rename(building, self.previousDebianPath) == 0 else {
+                    throw AgentError(.storageFailure, "cannot rename \(building) to \(self.previousDebianPath): \(AtomicFile.IOError.text(errno))")
+                }
+                try? AtomicFile.syncDirectory(self.settings.backupDirectory)
+                try self.files.writeTrial(ticket)
+                self.handToAgent(self.files.trialPath)
+            } else {
+                self.log("installing \(package) with dpkg again (an earlier run was interrupted; \(ticket.from) is kept as \(self.previousDebianPath))")
+            }
+            try self.copy(from: self.files.packagePath, to: self.updateDebianPath, expect: package)
+        } catch {
+            _ = unlink(self.updateDebianPath)
+            if resumed {
+                return self.rollBack(ticket, because: "the root step could not install it again (\(error.message))")
+            }
+            let reason = "the root step did not install \(package): \(error.message); \(ticket.from) keeps running"
+            self.log(reason)
+            self.finish(.failed, package, error: reason, remove: [self.files.readyPath, self.files.packagePath, self.files.metadataPath, self.files.trialPath])
+            _ = unlink(self.previousDebianPath)
+            _ = unlink(self.previousDebianPath + ".new")
+            return .failed(reason)
+        }
+        do throws(AgentError) {
+            try packager.install(self.updateDebianPath)
+        } catch {
+            _ = unlink(self.updateDebianPath)
+            if let before, (try? packager.installedVersion(name)) == before {
+                let reason = "dpkg did not install \(package): \(error.message); \(ticket.from) keeps running"
+                self.log(reason)
+                self.finish(.failed, package, error: reason, remove: [self.files.readyPath, self.files.packagePath, self.files.metadataPath, self.files.trialPath])
+                _ = unlink(self.previousDebianPath)
+                return .failed(reason)
+            }
+            return self.rollBack(ticket, because: "dpkg could not install it (\(error.message))")
+        }
+        _ = unlink(self.updateDebianPath)
+        self.files.remove([self.files.readyPath, self.files.packagePath, self.files.metadataPath, self.files.confirmedPath])
+        self.log("installed \(package) with dpkg; restarting the agent, which has \(DurationText.format(self.settings.window)) to confirm it")
+        self.restart()
+        return self.watch(ticket)
     }
 
     /// Copies `source` (a regular file, not followed through a link) over `destination` crash-safely: a temporary
@@ -206,6 +290,7 @@ public struct UpdateInstaller: Sendable {
     func commit(_ trial: UpdateTicket) -> Result {
         self.finish(.updated, trial.package, error: nil, remove: [self.files.trialPath, self.files.confirmedPath])
         _ = unlink(self.backupPath)
+        _ = unlink(self.previousDebianPath)
         try? AtomicFile.syncDirectory(self.settings.backupDirectory)
         let text = "\(trial.package) confirmed: the update is final, \(trial.from) removed"
         self.log(text)
@@ -216,7 +301,12 @@ public struct UpdateInstaller: Sendable {
         var reason = "rolled back to \(trial.package.title) \(trial.from): \(why)"
         var restored = false
         do throws(AgentError) {
-            try self.copy(from: self.backupPath, to: self.settings.target, expect: nil)
+            if HostProcess.exists(self.previousDebianPath) {
+                // Installed by dpkg: dpkg puts the previous version back (a downgrade), its records with it.
+                try self.settings.packager.install(self.previousDebianPath)
+            } else {
+                try self.copy(from: self.backupPath, to: self.settings.target, expect: nil)
+            }
             restored = true
         } catch {
             reason = "could not roll back to \(trial.from) (\(error.message)); \(trial.package.version) stays installed: \(why)"
@@ -226,6 +316,7 @@ public struct UpdateInstaller: Sendable {
         self.finish(.failed, trial.package, error: reason, remove: [self.files.trialPath, self.files.confirmedPath, self.files.readyPath, self.files.packagePath, self.files.metadataPath])
         if restored {
             _ = unlink(self.backupPath)
+            _ = unlink(self.previousDebianPath)
             try? AtomicFile.syncDirectory(self.settings.backupDirectory)
         }
         self.restart()
