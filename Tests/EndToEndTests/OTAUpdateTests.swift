@@ -232,6 +232,44 @@ struct OTAUpdateEndToEndTests {
         await sim.stop()
     }
 
+    @Test("a release as a .deb (the stamped binary in a package built by dpkg-deb) is checked, its binary taken out and run, and handed over: the ticket, UPDATING")
+    func debianReleaseIsHandedOver() async throws {
+        try #require(FileManager.default.isExecutableFile(atPath: "/usr/bin/dpkg-deb"), "dpkg-deb is missing")
+        let sim = try await E2ESim.start()
+        let installation = try Installation(sim)
+        defer { installation.stop() }
+        let binary = try Self.stamped("0.6.0", in: installation.directory)
+        let tree = installation.directory.appendingPathComponent("deb-tree")
+        try FileManager.default.createDirectory(at: tree.appendingPathComponent("DEBIAN"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: tree.appendingPathComponent("usr/bin"), withIntermediateDirectories: true)
+        try FileManager.default.copyItem(at: binary, to: tree.appendingPathComponent("usr/bin/tb-agent"))
+        let architecture = try TestSupport.run(URL(fileURLWithPath: "/usr/bin/dpkg"), ["--print-architecture"]).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        try """
+            Package: tb-agent
+            Version: 0.6.0+deb12
+            Architecture: \(architecture)
+            Maintainer: tests <tests@example.org>
+            Description: tb-agent, a test release
+
+            """.write(to: tree.appendingPathComponent("DEBIAN/control"), atomically: true, encoding: .utf8)
+        let deb = installation.directory.appendingPathComponent("tb-agent_0.6.0+deb12.deb")
+        let built = try TestSupport.run(URL(fileURLWithPath: "/usr/bin/dpkg-deb"), ["--root-owner-group", "-Zgzip", "--build", tree.path, deb.path])
+        try #require(built.status == 0, "dpkg-deb: \(built.stderr)")
+        try await Self.online(sim, installation)
+        try await Self.upload(sim, deb, version: "0.6.0", algorithm: "SHA256")
+        let ota = installation.board.stateDirectory.appendingPathComponent("ota")
+        try #require(await eventually(.seconds(120)) { FileManager.default.fileExists(atPath: ota.appendingPathComponent("ready").path) },
+                     "no ready ticket: log:\n\(installation.log.suffix(4000))")
+        try #require(await eventuallyAsync(.seconds(10)) { (try? await OTADownloadEndToEndTests.states(sim))?.last == "UPDATING" })
+        let states = try await OTADownloadEndToEndTests.states(sim)
+        #expect(Array(states.suffix(3)) == ["DOWNLOADED", "VERIFIED", "UPDATING"], "\(states)")
+        #expect(try Data(contentsOf: ota.appendingPathComponent("package.part")) == Data(contentsOf: deb), "the part is not the .deb")
+        #expect(!FileManager.default.fileExists(atPath: ota.appendingPathComponent("package.check").path), "the binary taken out was left")
+        #expect(try installation.version() == "0.1.0", "something was installed before the root step")
+        await sim.stop()
+    }
+
     static func softwareStates(_ sim: E2ESim) async throws -> [String] {
         let body = try await sim.control("GET", "/devices/\(simulatedDeviceName)/fwStates").body
         return body["software"]?["states"]?.arrayValue?.compactMap(\.stringValue) ?? []
