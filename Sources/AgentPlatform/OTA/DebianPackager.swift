@@ -1,6 +1,7 @@
 import AgentCore
 import AgentHost
 import Glibc
+import TBChecksum
 
 /// The system's package manager as the root step of an update uses it for a firmware package that is a `.deb`: what
 /// is installed, a `.deb` of it to roll back to, and installing one. `DebianPackager` is dpkg; tests pass a fake.
@@ -85,7 +86,8 @@ public struct DebianPackager: SystemPackager {
             let base = AtomicFile.name(of: source)
             guard let dot = base.lastIndex(of: "."), base[..<dot] == name || base[..<dot].hasPrefix(name + ":") else { continue }
             let kind = String(base[base.index(after: dot)...])
-            guard kind != "list", kind != "conffiles", !kind.isEmpty, !kind.contains("/") else { continue }
+            // md5sums is made anew below: the files may have changed since (a binary update).
+            guard !["list", "conffiles", "md5sums"].contains(kind), !kind.isEmpty, !kind.contains("/") else { continue }
             let script = ["preinst", "postinst", "prerm", "postrm", "config"].contains(kind)
             try Self.copyFile(source, to: control + "/" + kind, mode: script ? 0o755 : 0o644)
         }
@@ -94,9 +96,24 @@ public struct DebianPackager: SystemPackager {
         guard list.succeeded else {
             throw AgentError(.storageFailure, "dpkg-query --listfiles \(name) ended with \(list.summary)\(Self.lastLines(list.output, 1))")
         }
-        for file in String(decoding: list.output, as: UTF8.self).split(separator: "\n") where file.hasPrefix("/") && file != "/." {
-            try Self.copyEntry(String(file), into: tree)
+        var sums = ""
+        let files = String(decoding: list.output, as: UTF8.self).split(separator: "\n").filter { $0.hasPrefix("/") && $0 != "/." }.map(String.init)
+        // A folder of the package may be a link on the system (/lib → usr/lib on a merged /usr): what holds other
+        // entries is a folder in the package.
+        var folders = Set<String>()
+        for file in files {
+            var parent = Substring(file)
+            while let slash = parent.lastIndex(of: "/"), slash != parent.startIndex {
+                parent = parent[..<slash]
+                if !folders.insert(String(parent)).inserted { break }
+            }
         }
+        for file in files {
+            if let md5 = try Self.copyEntry(file, into: tree, folder: folders.contains(file)), !conffiles.contains(file) {
+                sums += "\(md5)  \(file.dropFirst())\n"
+            }
+        }
+        try Self.write(Array(sums.utf8), to: control + "/md5sums", mode: 0o644)
         let built = try self.run(
             "dpkg-deb", ["--root-owner-group", "-Zgzip", "--build", tree, path], seconds: 600)
         guard built.succeeded else {
@@ -162,33 +179,44 @@ public struct DebianPackager: SystemPackager {
     }
 
     /// Recreates `path` of the installed system under `tree`: a folder with its mode, a file's bytes and mode, a
-    /// link as a link. What is gone from the system (removed by hand) is left out.
-    static func copyEntry(_ path: String, into tree: String) throws(AgentError) {
+    /// link as a link. What is gone from the system (removed by hand) is left out. A file's MD5, for md5sums.
+    static func copyEntry(_ path: String, into tree: String, folder: Bool = false) throws(AgentError) -> String? {
         var info = stat()
-        guard lstat(path, &info) == 0 else { return }
+        guard lstat(path, &info) == 0 else { return nil }
         let destination = tree + path
-        switch info.st_mode & S_IFMT {
+        // dpkg's list need not name every parent folder (a package unpacked over a merged /usr).
+        var parent = tree
+        for component in path.split(separator: "/").dropLast() {
+            parent += "/" + component
+            if mkdir(parent, 0o755) != 0 && errno != EEXIST {
+                throw AgentError(.storageFailure, "cannot create \(parent): \(AtomicFile.IOError.text(errno))")
+            }
+        }
+        switch folder ? S_IFDIR : info.st_mode & S_IFMT {
         case S_IFDIR:
             if mkdir(destination, 0o755) != 0 && errno != EEXIST {
                 throw AgentError(.storageFailure, "cannot create \(destination): \(AtomicFile.IOError.text(errno))")
             }
-            _ = chmod(destination, info.st_mode & 0o7777)
+            _ = chmod(destination, info.st_mode & S_IFMT == S_IFDIR ? info.st_mode & 0o7777 : 0o755)
         case S_IFREG:
-            try Self.copyFile(path, to: destination, mode: info.st_mode & 0o7777)
+            return try Self.copyFile(path, to: destination, mode: info.st_mode & 0o7777)
         case S_IFLNK:
             var buffer = [CChar](repeating: 0, count: 4096)
             let n = readlink(path, &buffer, buffer.count - 1)
-            guard n > 0 else { return }
+            guard n > 0 else { return nil }
             let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
             if symlink(target, destination) != 0 {
                 throw AgentError(.storageFailure, "cannot create the link \(destination): \(AtomicFile.IOError.text(errno))")
             }
         default:
-            return
+            break
         }
+        return nil
     }
 
-    static func copyFile(_ source: String, to destination: String, mode: mode_t) throws(AgentError) {
+    /// Copies `source` to a new file `destination` with `mode`; returns the bytes' MD5.
+    @discardableResult
+    static func copyFile(_ source: String, to destination: String, mode: mode_t) throws(AgentError) -> String {
         let input = open(source, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         guard input >= 0 else { throw AgentError(.storageFailure, "cannot open \(source): \(AtomicFile.IOError.text(errno))") }
         defer { close(input) }
@@ -196,11 +224,13 @@ public struct DebianPackager: SystemPackager {
         guard output >= 0 else { throw AgentError(.storageFailure, "cannot create \(destination): \(AtomicFile.IOError.text(errno))") }
         defer { close(output) }
         var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        var md5 = Checksum(.md5)
         while true {
             let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n < 0 { throw AgentError(.storageFailure, "reading \(source): \(AtomicFile.IOError.text(errno))") }
             if n == 0 { break }
+            buffer.withUnsafeBytes { md5.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
             var written = 0
             while written < n {
                 let w = buffer.withUnsafeBytes { Glibc.write(output, $0.baseAddress! + written, n - written) }
@@ -212,6 +242,7 @@ public struct DebianPackager: SystemPackager {
         guard fchmod(output, mode) == 0 else {
             throw AgentError(.storageFailure, "cannot set the mode of \(destination): \(AtomicFile.IOError.text(errno))")
         }
+        return md5.hexDigest()
     }
 
     static func write(_ bytes: [UInt8], to path: String, mode: mode_t) throws(AgentError) {
