@@ -191,3 +191,17 @@ struct DebianPackagerTests {
         }
     }
 }
+
+@Suite struct InterruptedCheckTests {
+    @Test("a binary taken out of a .deb by a check the agent did not finish is removed at the next start")
+    func leftoverRemovedAtStart() throws {
+        let state = try TestSupport.makeTemporaryDirectory("ota-leftover")
+        defer { try? FileManager.default.removeItem(at: state) }
+        let ota = state.appendingPathComponent("ota")
+        try FileManager.default.createDirectory(at: ota, withIntermediateDirectories: true)
+        let leftover = ota.appendingPathComponent("package.check")
+        try Data("a binary".utf8).write(to: leftover)
+        _ = OTAPartialFile(stateDirectory: state.path).restore()
+        #expect(!FileManager.default.fileExists(atPath: leftover.path))
+    }
+}

@@ -46,6 +46,8 @@ public final class OTAPartialFile {
 
     /// The download found at start, if any, with its durable prefix hashed again; notes for the log.
     public func restore() -> (restored: OTADownload.Restored?, notes: [String]) {
+        // The binary a check took out of a .deb, if the agent stopped during the check (it is taken out again).
+        _ = unlink(FirmwareInspector.extractedPath(besides: self.partPath))
         guard let bytes = try? AtomicFile.read(self.metadataPath) else {
             if access(self.partPath, F_OK) == 0 { self.removeFiles() }
             return (nil, [])
