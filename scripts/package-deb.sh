@@ -226,6 +226,9 @@ make_package() {
     # 0640: it may hold the provision secret. dpkg-deb --root-owner-group makes it root:root; postinst gives it the
     # group tb-agent (the user does not exist when dpkg unpacks).
     install -m 0640 board/deb/config.toml "$pkg/etc/tb-agent/config.toml"
+    # The same text as shipped, for the administrator to compare with, and for apply-update: rebuilding the installed
+    # package as the version to roll back to, it packs this as the conffile, so that dpkg keeps the edited one.
+    install -m 0644 board/deb/config.toml "$pkg/usr/share/tb-agent/config.toml"
     install -m 0644 board/*.toml "$pkg/usr/share/tb-agent/boards/"
 
     local doc=$pkg/usr/share/doc/$package

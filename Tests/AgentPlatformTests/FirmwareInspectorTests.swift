@@ -126,6 +126,35 @@ struct FirmwareInspectorTests {
 struct DebianPackagerTests {
     static var hasDpkg: Bool { FileManager.default.isExecutableFile(atPath: "/usr/bin/dpkg-query") }
 
+    @Test("dpkg's status record as a control file: without Status, Conffiles and Config-Version; conffiles with the shipped MD5, obsolete ones left out")
+    func statusRecord() {
+        let status = Array("""
+            Package: tb-agent
+            Status: install ok installed
+            Version: 0.1.0+deb13
+            Conffiles:
+             /etc/tb-agent/config.toml 0123456789abcdef0123456789abcdef
+             /etc/tb-agent/old.toml fedcba9876543210fedcba9876543210 obsolete
+            Config-Version: 0.1.0
+            Description: ThingsBoard device agent
+             tb-agent connects sensors.
+             .
+             More text.
+
+            """.utf8)
+        #expect(String(decoding: DebianPackager.controlFile(fromStatus: status), as: UTF8.self) == """
+            Package: tb-agent
+            Version: 0.1.0+deb13
+            Description: ThingsBoard device agent
+             tb-agent connects sensors.
+             .
+             More text.
+
+            """)
+        let conffiles = DebianPackager.conffiles(fromStatus: status)
+        #expect(conffiles.map(\.path) == ["/etc/tb-agent/config.toml"] && conffiles.map(\.md5) == ["0123456789abcdef0123456789abcdef"])
+    }
+
     @Test("the installed version of a package; one dpkg does not know is an error naming the fix", .enabled(if: Self.hasDpkg))
     func installedVersion() throws {
         let expected = try TestSupport.run(URL(fileURLWithPath: "/usr/bin/dpkg-query"), ["-W", "-f", "${Version}", "base-files"]).stdout

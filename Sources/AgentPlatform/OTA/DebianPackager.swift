@@ -73,7 +73,8 @@ public struct DebianPackager: SystemPackager {
         }
         try Self.write(Self.controlFile(fromStatus: status.output), to: control + "/control", mode: 0o644)
         // dpkg keeps the conffiles in its status record, not as a file: the ones still on the system.
-        let conffiles = Self.conffiles(fromStatus: status.output).filter { HostProcess.exists($0) }
+        let recorded = Self.conffiles(fromStatus: status.output).filter { HostProcess.exists($0.path) }
+        let conffiles = recorded.map(\.path)
         if !conffiles.isEmpty {
             try Self.write(Array(conffiles.map { $0 + "\n" }.joined().utf8), to: control + "/conffiles", mode: 0o644)
         }
@@ -108,9 +109,22 @@ public struct DebianPackager: SystemPackager {
                 if !folders.insert(String(parent)).inserted { break }
             }
         }
+        var digests: [String: String] = [:]
         for file in files {
-            if let md5 = try Self.copyEntry(file, into: tree, folder: folders.contains(file)), !conffiles.contains(file) {
-                sums += "\(md5)  \(file.dropFirst())\n"
+            guard let md5 = try Self.copyEntry(file, into: tree, folder: folders.contains(file)) else { continue }
+            digests[file] = md5
+            if !conffiles.contains(file) { sums += "\(md5)  \(file.dropFirst())\n" }
+        }
+        // A conffile the administrator edited is packed as the package shipped it (the copy of it that the package
+        // holds elsewhere, found by the MD5 dpkg recorded): dpkg then keeps the edited file through the downgrade
+        // and the next upgrade alike. Packed as edited, dpkg would take the edit for the package's own text and
+        // replace it silently at the next upgrade.
+        for conffile in recorded where digests[conffile.path] != conffile.md5 {
+            if let pristine = digests.first(where: { $0.value == conffile.md5 && !conffiles.contains($0.key) })?.key {
+                var info = stat()
+                let mode = lstat(conffile.path, &info) == 0 ? info.st_mode & 0o7777 : 0o644
+                _ = unlink(tree + conffile.path)
+                try Self.copyFile(tree + pristine, to: tree + conffile.path, mode: mode)
             }
         }
         try Self.write(Array(sums.utf8), to: control + "/md5sums", mode: 0o644)
@@ -146,7 +160,7 @@ public struct DebianPackager: SystemPackager {
 
     /// dpkg's status paragraph as a control file: Status, Conffiles and Config-Version (with their continuation
     /// lines) are the database's, not the package's.
-    static func controlFile(fromStatus status: [UInt8]) -> [UInt8] {
+    public static func controlFile(fromStatus status: [UInt8]) -> [UInt8] {
         var out: [Substring] = []
         var skipping = false
         for line in String(decoding: status, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false) {
@@ -162,15 +176,16 @@ public struct DebianPackager: SystemPackager {
         return Array((out.joined(separator: "\n") + "\n").utf8)
     }
 
-    /// The paths of dpkg's Conffiles field (" /etc/x 0123…abc"), without the obsolete ones.
-    static func conffiles(fromStatus status: [UInt8]) -> [String] {
-        var paths: [String] = []
+    /// The paths of dpkg's Conffiles field (" /etc/x 0123…abc") with the MD5 of the text the package shipped,
+    /// without the obsolete ones.
+    public static func conffiles(fromStatus status: [UInt8]) -> [(path: String, md5: String)] {
+        var paths: [(path: String, md5: String)] = []
         var inside = false
         for line in String(decoding: status, as: UTF8.self).split(separator: "\n") {
             if line.first == " " || line.first == "\t" {
                 guard inside else { continue }
                 let words = line.split(separator: " ")
-                if words.count == 2, words[0].hasPrefix("/") { paths.append(String(words[0])) }
+                if words.count == 2, words[0].hasPrefix("/") { paths.append((String(words[0]), String(words[1]))) }
                 continue
             }
             inside = line.lowercased().hasPrefix("conffiles:")
