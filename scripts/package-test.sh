@@ -627,6 +627,10 @@ s = FakeServer(); print(s.port, flush=True); time.sleep(600)' "$root/Tests/fault
         bash -c "[ \"\$(sha256sum < '$chroot_dir/etc/tb-agent/config.toml')\" = '$edited' ]"
     expect_mode /etc/tb-agent/config.toml "640 root:tb-agent"
     check "[$name] the rollback's outcome is FAILED" grep -q '"state":"FAILED"' "$chroot_dir/var/lib/tb-agent/ota/outcome"
+    # The rebuilt package's md5sums are the files' as they were; the edited config.toml differs from what it shipped.
+    out=$(chroot "$chroot_dir" dpkg --verify tb-agent 2>&1 || true)
+    check "[$name] after the rollback dpkg --verify finds only the edited config.toml (${out:-nothing})" \
+        bash -c "[ \"\$(grep -v ' c /etc/tb-agent/config.toml\$' <<< '$out')\" = '' ] && grep -q ' c /etc/tb-agent/config.toml\$' <<< '$out'"
     check "[$name] nothing is left in /var/backups/tb-agent after the rollback" \
         bash -c "[ -z \"\$(ls -A '$chroot_dir/var/backups/tb-agent')\" ]"
     ota_deb_update true

@@ -78,7 +78,7 @@ public struct DebianPackager: SystemPackager {
         if !conffiles.isEmpty {
             try Self.write(Array(conffiles.map { $0 + "\n" }.joined().utf8), to: control + "/conffiles", mode: 0o644)
         }
-        // The maintainer scripts and lists (postinst, prerm, postrm, conffiles, md5sums, …) as dpkg keeps them.
+        // The maintainer scripts and the like (postinst, prerm, postrm, triggers, …) as dpkg keeps them.
         let controlFiles = try self.run("dpkg-query", ["--control-path", name])
         guard controlFiles.succeeded else {
             throw AgentError(.storageFailure, "dpkg-query --control-path \(name) ended with \(controlFiles.summary)\(Self.lastLines(controlFiles.output, 1))")
@@ -92,7 +92,7 @@ public struct DebianPackager: SystemPackager {
             let script = ["preinst", "postinst", "prerm", "postrm", "config"].contains(kind)
             try Self.copyFile(source, to: control + "/" + kind, mode: script ? 0o755 : 0o644)
         }
-        // The installed files, as they are now (an edited conffile is kept as edited).
+        // The installed files, as they are now.
         let list = try self.run("dpkg-query", ["--listfiles", name], outputLimit: 4 << 20)
         guard list.succeeded else {
             throw AgentError(.storageFailure, "dpkg-query --listfiles \(name) ended with \(list.summary)\(Self.lastLines(list.output, 1))")
@@ -118,7 +118,7 @@ public struct DebianPackager: SystemPackager {
         // A conffile the administrator edited is packed as the package shipped it (the copy of it that the package
         // holds elsewhere, found by the MD5 dpkg recorded): dpkg then keeps the edited file through the downgrade
         // and the next upgrade alike. Packed as edited, dpkg would take the edit for the package's own text and
-        // replace it silently at the next upgrade.
+        // replace it silently at the next upgrade. Without such a copy it is packed as it is.
         for conffile in recorded where digests[conffile.path] != conffile.md5 {
             if let pristine = digests.first(where: { $0.value == conffile.md5 && !conffiles.contains($0.key) })?.key {
                 var info = stat()
