@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "AgentPlatform",
             dependencies: [
-                "AgentCore", "AgentHost", "TBChecksum", "TBJSON", "CProcessControl",
+                "AgentCore", "AgentHost", "TBChecksum", "TBJSON", "CProcessControl", "TextSearch",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -2,6 +2,7 @@ import AgentCore
 import AgentHost
 import Glibc
 import TBChecksum
+import TextSearch
 
 /// The system's package manager as the root step of an update uses it for a firmware package that is a `.deb`: what
 /// is installed, a `.deb` of it to roll back to, and installing one. `DebianPackager` is dpkg; tests pass a fake.
@@ -150,7 +151,7 @@ public struct DebianPackager: SystemPackager {
             if outcome.succeeded { return }
             let said = String(decoding: outcome.output, as: UTF8.self)
             // Another package manager holds dpkg's lock (dpkg exits 2 at once, having changed nothing): wait for it.
-            if said.contains("locked by another process") && UpdateInstaller.now() < waitUntil {
+            if said.includes("locked by another process") && UpdateInstaller.now() < waitUntil {
                 UpdateInstaller.sleep(.seconds(10))
                 continue
             }
