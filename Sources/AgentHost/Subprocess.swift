@@ -36,7 +36,8 @@ public enum Subprocess {
     }
 
     /// Runs `path` with `arguments` (argv[0] is `path`) and waits at most `timeoutMilliseconds`; `isCancelled` is
-    /// asked every 200 ms at most, and true kills the child (its owner is stopping).
+    /// asked every 200 ms at most, and true kills the child (its owner is stopping). The child leads a process group
+    /// of its own, and a timeout or a cancellation kills the whole group.
     public static func run(
         _ path: String, arguments: [String], environment: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"],
         timeoutMilliseconds: Int = 10_000, outputLimit: Int = 16 << 10, isCancelled: () -> Bool = { false }
@@ -65,7 +66,10 @@ public enum Subprocess {
         sigemptyset(&none)
         posix_spawnattr_setsigdefault(&attributes, &all)
         posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        // A process group of its own: a timeout or a cancellation kills what the child started as well (a shell's
+        // pipeline, an install command's helpers), not the child alone.
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
 
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]
@@ -92,7 +96,7 @@ public enum Subprocess {
             let left = deadline - Self.monotonicMilliseconds()
             if left <= 0 || isCancelled() {
                 if left <= 0 { timedOut = true } else { cancelled = true }
-                kill(pid, SIGKILL)
+                kill(-pid, SIGKILL)
                 break
             }
             var entry = pollfd(fd: readEnd, events: Int16(POLLIN), revents: 0)
@@ -117,7 +121,7 @@ public enum Subprocess {
             if waited == 0 {
                 if Self.monotonicMilliseconds() >= deadline || isCancelled() {
                     if isCancelled() { cancelled = true } else { timedOut = true }
-                    kill(pid, SIGKILL)
+                    kill(-pid, SIGKILL)
                 } else {
                     usleep(10_000)
                 }

@@ -302,6 +302,26 @@ final class FakeDpkg: SystemPackager, @unchecked Sendable {
         #expect(killed.summary == "killed by signal \(SIGSEGV)")
     }
 
+    @Test("a timeout or a cancellation kills what the child started as well (its process group), not the child alone")
+    func killsTheGroup() throws {
+        for cancel in [false, true] {
+            let started = ContinuousClock.now
+            let outcome = try Subprocess.run(
+                "/bin/sh", arguments: ["-c", "sleep 30 & echo $!; sleep 30 | cat; wait"], timeoutMilliseconds: cancel ? 10_000 : 400,
+                isCancelled: { cancel && ContinuousClock.now - started > .milliseconds(400) })
+            #expect(cancel ? outcome.cancelled : outcome.timedOut)
+            let text = String(decoding: outcome.output, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? ""
+            let grandchild = try #require(pid_t(text), "no pid printed: \(text)")
+            // Killed with the group: gone (reaped by init) within a moment, not in 30 s.
+            var gone = false
+            for _ in 0..<100 where !gone {
+                gone = kill(grandchild, 0) != 0
+                if !gone { usleep(20_000) }
+            }
+            #expect(gone, "the background sleep \(grandchild) outlived its group's kill")
+        }
+    }
+
     @Test func boundedInTimeAndOutput() throws {
         let slow = try Subprocess.run("/bin/sh", arguments: ["-c", "echo started; exec sleep 30"], timeoutMilliseconds: 300)
         #expect(slow.timedOut && slow.signal == SIGKILL)
