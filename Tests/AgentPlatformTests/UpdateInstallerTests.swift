@@ -292,6 +292,42 @@ final class FakeDpkg: SystemPackager, @unchecked Sendable {
     }
 }
 
+/// What an earlier update that could not roll back left in the backup folder is not the next update's previous version.
+@Suite struct StaleBackupTests {
+    @Test("a binary update ignores a rebuilt .deb left in the backup folder: its rollback restores the binary, dpkg untouched")
+    func binaryUpdate() throws {
+        let s = try UpdateInstallerTests.Setup()
+        defer { try? FileManager.default.removeItem(at: s.root) }
+        try FileManager.default.createDirectory(at: s.backup, withIntermediateDirectories: true)
+        try Data(FakeDpkg.deb("0.5", Array("stale".utf8))).write(to: s.backup.appendingPathComponent("tb-agent.previous.deb"))
+        let dpkg = FakeDpkg(target: s.target.path, version: "1.0")
+        var settings = s.installer(window: 200).settings
+        settings.packager = dpkg
+        guard case .failed(let reason) = UpdateInstaller(settings: settings, log: { _ in }).run() else { Issue.record("no rollback"); return }
+        #expect(reason.hasPrefix("rolled back to tb-agent 1.0"), "\(reason)")
+        #expect(dpkg.installs.isEmpty)
+        #expect(try s.installed() == s.old)
+    }
+
+    @Test("a .deb update ignores a binary left in the backup folder: dpkg rolls back to the rebuilt installed package")
+    func debianUpdate() throws {
+        let s = try DebianUpdateInstallerTests.Setup()
+        defer { try? FileManager.default.removeItem(at: s.base.root) }
+        try FileManager.default.createDirectory(at: s.backup, withIntermediateDirectories: true)
+        let stale = s.backup.appendingPathComponent("tb-agent.previous")
+        try Data("stale".utf8).write(to: stale)
+        // Seen at the first restart (the new version installed): the stale binary must be gone by then.
+        let seen = s.base.root.appendingPathComponent("seen")
+        let restart = "[ -e \(seen.path) ] || { if [ -e \(stale.path) ]; then echo stale; else echo gone; fi > \(seen.path); }"
+        guard case .failed(let reason) = s.installer(restart: restart, window: 200).run() else { Issue.record("no rollback"); return }
+        #expect(reason.hasPrefix("rolled back to tb-agent 1.0"), "\(reason)")
+        #expect(try String(contentsOf: seen, encoding: .utf8) == "gone\n")
+        #expect(s.dpkg.installs == ["2.0", "1.0"])
+        #expect(try s.base.installed() == s.base.old)
+        #expect(s.leftInBackup().isEmpty, "\(s.leftInBackup())")
+    }
+}
+
 @Suite struct SubprocessTests {
     @Test func statusOutputAndSignals() throws {
         let ok = try Subprocess.run("/bin/sh", arguments: ["-c", "echo out; echo err >&2; exit 3"])

@@ -111,6 +111,8 @@ public struct UpdateInstaller: Sendable {
             : "installing \(package) over \(self.settings.target) (running \(ticket.from))")
         do throws(AgentError) {
             if !resumed {
+                // A rebuilt .deb left by an earlier update that could not roll back is not this update's previous version.
+                _ = unlink(self.previousDebianPath)
                 try self.keepPrevious()
                 try self.files.writeTrial(ticket)
                 self.handToAgent(self.files.trialPath)
@@ -168,6 +170,8 @@ public struct UpdateInstaller: Sendable {
         var before: String? = nil
         do throws(AgentError) {
             if !resumed {
+                // A binary left by an earlier update that could not roll back is not this update's previous version.
+                _ = unlink(self.backupPath)
                 before = try packager.installedVersion(name)
                 self.log("installing \(package) with dpkg over \(name) \(before ?? "") (running \(ticket.from))")
                 try self.makeBackupDirectory()
