@@ -137,7 +137,8 @@ struct OTAUpdateEndToEndTests {
         let ready = installation.board.stateDirectory.appendingPathComponent("ota/ready")
         try #require(await eventually(.seconds(120)) { FileManager.default.fileExists(atPath: ready.path) },
                      "no ready ticket: log:\n\(installation.log.suffix(4000))")
-        #expect(try await OTADownloadEndToEndTests.states(sim).last == "UPDATING")
+        // The agent leaves the ticket, then reports UPDATING: tb-sim has it a moment after the file exists.
+        #expect(await eventuallyAsync(.seconds(10)) { (try? await OTADownloadEndToEndTests.states(sim))?.last == "UPDATING" })
 
         let result = try await installation.applyUpdate()
         #expect(result.status == 0, "apply-update: \(result.stdout) \(result.stderr)\nlog:\n\(installation.log.suffix(4000))")
