@@ -536,15 +536,17 @@ s = FakeServer(); print(s.port, flush=True); time.sleep(600)' "$root/Tests/fault
              -f "$chroot_dir$(dirname "${unit:-/lib/systemd/system/tb-agent.service}")/tb-agent-update.service"
     check "[$name] tb-agent-update.path is enabled (paths.target.wants)" \
         test -L "$chroot_dir/etc/systemd/system/paths.target.wants/tb-agent-update.path"
-    ota_update() {  # ota_update CONFIRM(true|false): leaves a ticket for a stamped binary, runs apply-update
-        local confirm=$1 new_version="${v2%%+*}.ota" ota=$chroot_dir/var/lib/tb-agent/ota sum size restart
-        python3 "$root/scripts/lib/stamp-version.py" "$chroot_dir/usr/bin/tb-agent" "$work/tb-agent.ota" "$new_version"
+    # ota_update CONFIRM(true|false) PACKAGE VERSION FROM: leaves the agent's ticket for PACKAGE, runs apply-update; the
+    # restart command confirms VERSION or not.
+    ota_update() {
+        local confirm=$1 package=$2 new_version=$3 from=$4 ota=$chroot_dir/var/lib/tb-agent/ota sum size restart
         install -d -m 0700 "$ota"
-        install -m 0600 "$work/tb-agent.ota" "$ota/package.part"
+        install -m 0600 "$package" "$ota/package.part"
         sum=$(sha256sum < "$ota/package.part" | cut -d' ' -f1)
         size=$(stat -c %s "$ota/package.part")
         printf '{"package":{"title":"tb-agent","version":"%s","size":%s,"checksumAlgorithm":"SHA256","checksum":"%s","durableBytes":%s,"verified":true},"from":"%s"}' \
-            "$new_version" "$size" "$sum" "$size" "${v2%%+*}" > "$ota/ready"
+            "$new_version" "$size" "$sum" "$size" "$from" > "$ota/ready"
+        rm -f "$ota/outcome"
         in_root chown -R tb-agent:tb-agent /var/lib/tb-agent/ota
         restart='["true"]'
         printf '#!/bin/sh\nprintf %s > /var/lib/tb-agent/ota/confirmed\n' "'{\"version\":\"$new_version\"}'" > "$chroot_dir/tmp/confirm.sh"
@@ -557,9 +559,10 @@ s = FakeServer(); print(s.port, flush=True); time.sleep(600)' "$root/Tests/fault
         status=$?
         set -e
     }
+    python3 "$root/scripts/lib/stamp-version.py" "$chroot_dir/usr/bin/tb-agent" "$work/tb-agent.ota" "${v2%%+*}.ota"
     local before
     before=$(sha256sum < "$chroot_dir/usr/bin/tb-agent")
-    ota_update false
+    ota_update false "$work/tb-agent.ota" "${v2%%+*}.ota" "${v2%%+*}"
     if [ "$status" = 1 ] && grep -q "rolled back to tb-agent" <<< "$out"; then ok "[$name] apply-update without a confirmation rolls back (exit 1)"
     else fail "[$name] apply-update without a confirmation rolls back (exit 1)" "exit $status: $out"; fi
     check "[$name] the rollback put the previous binary back, byte for byte" \
@@ -567,7 +570,7 @@ s = FakeServer(); print(s.port, flush=True); time.sleep(600)' "$root/Tests/fault
     expect_mode /usr/bin/tb-agent "755 root:root"
     check "[$name] the rollback's outcome is FAILED, for the agent's user to read" \
         bash -c "grep -q '\"state\":\"FAILED\"' '$chroot_dir/var/lib/tb-agent/ota/outcome' && [ \"\$(chroot '$chroot_dir' stat -c %U /var/lib/tb-agent/ota/outcome)\" = tb-agent ]"
-    ota_update true
+    ota_update true "$work/tb-agent.ota" "${v2%%+*}.ota" "${v2%%+*}"
     if [ "$status" = 0 ] && grep -q "the update is final" <<< "$out"; then ok "[$name] apply-update with a confirmation installs the update (exit 0)"
     else fail "[$name] apply-update with a confirmation installs the update (exit 0)" "exit $status: $out"; fi
     out=$(as_agent tb-agent --version 2>&1 || true)
@@ -593,30 +596,9 @@ s = FakeServer(); print(s.port, flush=True); time.sleep(600)' "$root/Tests/fault
         > "$deb_tree/DEBIAN/md5sums"
     dpkg-deb --root-owner-group -Znone --build "$deb_tree" "$ota_deb" > /dev/null
     rm -rf "$deb_tree"
-    ota_deb_update() {  # ota_deb_update CONFIRM(true|false): leaves a ticket for the .deb, runs apply-update
-        local confirm=$1 ota=$chroot_dir/var/lib/tb-agent/ota sum size restart
-        install -d -m 0700 "$ota"
-        install -m 0600 "$ota_deb" "$ota/package.part"
-        sum=$(sha256sum < "$ota/package.part" | cut -d' ' -f1)
-        size=$(stat -c %s "$ota/package.part")
-        printf '{"package":{"title":"tb-agent","version":"%s","size":%s,"checksumAlgorithm":"SHA256","checksum":"%s","durableBytes":%s,"verified":true},"from":"%s"}' \
-            "$deb_version" "$size" "$sum" "$size" "${v2%%+*}.ota" > "$ota/ready"
-        rm -f "$ota/outcome"
-        in_root chown -R tb-agent:tb-agent /var/lib/tb-agent/ota
-        restart='["true"]'
-        printf '#!/bin/sh\nprintf %s > /var/lib/tb-agent/ota/confirmed\n' "'{\"version\":\"$deb_version\"}'" > "$chroot_dir/tmp/confirm.sh"
-        $confirm && restart='["sh", "/tmp/confirm.sh"]'
-        { cat "$chroot_dir/etc/tb-agent/config.toml"
-          printf '\n[ota]\nconfirm_after = "1s"\nwindow = "3s"\nrestart_command = %s\n' "$restart"
-        } > "$chroot_dir/tmp/ota.toml"
-        set +e
-        out=$(in_root tb-agent apply-update --config /tmp/ota.toml 2>&1)
-        status=$?
-        set -e
-    }
     installed_state() { chroot "$chroot_dir" dpkg-query -W -f='${Version} ${Status}' tb-agent; }
     before=$(sha256sum < "$chroot_dir/usr/bin/tb-agent")
-    ota_deb_update false
+    ota_update false "$ota_deb" "$deb_version" "${v2%%+*}.ota"
     if [ "$status" = 1 ] && grep -q "rolled back to tb-agent" <<< "$out"; then ok "[$name] a .deb without a confirmation is rolled back by dpkg (exit 1)"
     else fail "[$name] a .deb without a confirmation is rolled back by dpkg (exit 1)" "exit $status: $out"; fi
     check "[$name] after the rollback dpkg has $v2 installed again ($(installed_state))" \
@@ -633,7 +615,7 @@ s = FakeServer(); print(s.port, flush=True); time.sleep(600)' "$root/Tests/fault
         bash -c "[ \"\$(grep -v ' c /etc/tb-agent/config.toml\$' <<< '$out')\" = '' ] && grep -q ' c /etc/tb-agent/config.toml\$' <<< '$out'"
     check "[$name] nothing is left in /var/backups/tb-agent after the rollback" \
         bash -c "[ -z \"\$(ls -A '$chroot_dir/var/backups/tb-agent')\" ]"
-    ota_deb_update true
+    ota_update true "$ota_deb" "$deb_version" "${v2%%+*}.ota"
     if [ "$status" = 0 ] && grep -q "the update is final" <<< "$out"; then ok "[$name] a confirmed .deb is installed by dpkg (exit 0)"
     else fail "[$name] a confirmed .deb is installed by dpkg (exit 0)" "exit $status: $out"; fi
     check "[$name] dpkg has $deb_version+test installed ($(installed_state))" \

@@ -239,22 +239,10 @@ public struct DebianPackager: SystemPackager {
         let output = open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard output >= 0 else { throw AgentError(.storageFailure, "cannot create \(destination): \(AtomicFile.IOError.text(errno))") }
         defer { close(output) }
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
         var md5 = Checksum(.md5)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw AgentError(.storageFailure, "reading \(source): \(AtomicFile.IOError.text(errno))") }
-            if n == 0 { break }
-            buffer.withUnsafeBytes { md5.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            var written = 0
-            while written < n {
-                let w = buffer.withUnsafeBytes { Glibc.write(output, $0.baseAddress! + written, n - written) }
-                if w < 0 && errno == EINTR { continue }
-                if w <= 0 { throw AgentError(.storageFailure, "writing \(destination): \(AtomicFile.IOError.text(w < 0 ? errno : ENOSPC))") }
-                written += w
-            }
-        }
+        var failure: String? = nil
+        _ = UpdateInstaller.pump(from: input, source, to: output, destination, failure: &failure) { md5.update($0) }
+        if let failure { throw AgentError(.storageFailure, failure) }
         guard fchmod(output, mode) == 0 else {
             throw AgentError(.storageFailure, "cannot set the mode of \(destination): \(AtomicFile.IOError.text(errno))")
         }
@@ -262,11 +250,11 @@ public struct DebianPackager: SystemPackager {
     }
 
     static func write(_ bytes: [UInt8], to path: String, mode: mode_t) throws(AgentError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode)
-        guard fd >= 0 else { throw AgentError(.storageFailure, "cannot create \(path): \(AtomicFile.IOError.text(errno))") }
-        defer { close(fd) }
-        let w = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-        guard w == bytes.count else { throw AgentError(.storageFailure, "writing \(path): \(AtomicFile.IOError.text(w < 0 ? errno : ENOSPC))") }
+        do {
+            try AtomicFile.write(bytes, to: path, mode: mode)
+        } catch {
+            throw AgentError(.storageFailure, "cannot write \(path): \(error)")
+        }
     }
 
     /// Removes a folder of the root step's own (`rm -rf --one-file-system`, links not followed).

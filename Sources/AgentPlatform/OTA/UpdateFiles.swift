@@ -71,12 +71,9 @@ public enum FirmwareInspector {
     public static func problem(
         package: OTAPackage, path: String, timeoutMilliseconds: Int = 10_000, isCancelled: () -> Bool = { false }
     ) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { return "cannot open the downloaded package \(path): \(AtomicFile.IOError.text(errno))" }
-        var header = [UInt8](repeating: 0, count: FirmwareImage.headerLength)
-        let n = header.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        close(fd)
-        header = Array(header.prefix(max(0, n)))
+        guard let header = Self.firstBytes(of: path, count: FirmwareImage.headerLength) else {
+            return "cannot open the downloaded package \(path): \(AtomicFile.IOError.text(errno))"
+        }
         switch FirmwareImage.format(header) {
         case .program:
             return Self.programProblem(package: package, path: path, header: header, timeoutMilliseconds: timeoutMilliseconds, isCancelled: isCancelled)
@@ -99,6 +96,17 @@ public enum FirmwareInspector {
         } catch {
             return "\(package) could not be started to check it (\(error)); the state directory's file system may not allow running programs (noexec)"
         }
+    }
+
+    /// The first `count` bytes of a file (fewer if it is shorter), not followed through a link and never blocking on
+    /// a FIFO; nil (errno set) if it cannot be opened.
+    static func firstBytes(of path: String, count: Int) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        return Array(bytes.prefix(max(0, n)))
     }
 
     /// The name of the agent's binary taken out of a Debian package to check it, beside the package.
@@ -126,14 +134,11 @@ public enum FirmwareInspector {
                 let said = String(decoding: taken.output.suffix(300), as: UTF8.self).split(separator: "\n").last.map { ": \($0)" } ?? ""
                 return "\(package) holds no usr/bin/tb-agent that could be taken out to check it (\(taken.summary)\(said)): upload a tb-agent .deb built by scripts/package-deb.sh"
             }
-            var header = [UInt8](repeating: 0, count: FirmwareImage.headerLength)
-            let fd = open(extracted, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-            guard fd >= 0 else { return "cannot open \(extracted), the binary taken out of \(package): \(AtomicFile.IOError.text(errno))" }
-            let n = header.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            close(fd)
+            guard let header = Self.firstBytes(of: extracted, count: FirmwareImage.headerLength) else {
+                return "cannot open \(extracted), the binary taken out of \(package): \(AtomicFile.IOError.text(errno))"
+            }
             return Self.programProblem(
-                package: package, path: extracted, header: Array(header.prefix(max(0, n))), timeoutMilliseconds: timeoutMilliseconds,
-                isCancelled: isCancelled)
+                package: package, path: extracted, header: header, timeoutMilliseconds: timeoutMilliseconds, isCancelled: isCancelled)
         } catch {
             return "\(package) could not be checked: \(error)"
         }

@@ -148,12 +148,7 @@ public struct UpdateInstaller: Sendable {
 
     /// What the agent left: a program, or a Debian package (by its first bytes; the hash is checked on the copy).
     func packageFormat() -> FirmwareImage.Format {
-        let fd = open(self.files.packagePath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK)
-        guard fd >= 0 else { return .program }
-        defer { close(fd) }
-        var header = [UInt8](repeating: 0, count: 8)
-        let n = header.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        return FirmwareImage.format(Array(header.prefix(max(0, n))))
+        FirmwareImage.format(FirmwareInspector.firstBytes(of: self.files.packagePath, count: 8) ?? [])
     }
 
     // MARK: install a .deb
@@ -236,24 +231,8 @@ public struct UpdateInstaller: Sendable {
         let output = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o755)
         guard output >= 0 else { throw AgentError(.storageFailure, "cannot create \(temporary): \(AtomicFile.IOError.text(errno))") }
         var checksum = package.map { Checksum($0.algorithm) }
-        var copied = 0
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
         var failure: String? = nil
-        copying: while true {
-            let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { failure = "reading \(source): \(AtomicFile.IOError.text(errno))"; break }
-            if n == 0 { break }
-            buffer.withUnsafeBytes { checksum?.update(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            var written = 0
-            while written < n {
-                let w = buffer.withUnsafeBytes { write(output, $0.baseAddress! + written, n - written) }
-                if w < 0 && errno == EINTR { continue }
-                if w <= 0 { failure = "writing \(temporary): \(AtomicFile.IOError.text(w < 0 ? errno : ENOSPC))"; break copying }
-                written += w
-            }
-            copied += n
-        }
+        let copied = Self.pump(from: input, source, to: output, temporary, failure: &failure) { checksum?.update($0) }
         if failure == nil, let package, let digest = checksum?.hexDigest(), copied != package.size || digest != package.checksum {
             failure = "\(source) is not the package the agent verified (\(copied) bytes, \(package.algorithm.rawValue) \(digest); expected \(package.size) bytes, \(package.checksum)): it changed after the download"
         }
@@ -269,6 +248,31 @@ public struct UpdateInstaller: Sendable {
             throw AgentError(.storageFailure, failure)
         }
         try? AtomicFile.syncDirectory(HostProcess.parent(of: destination))
+    }
+
+    /// Copies `input` to `output` to the end, showing each block to `each`; the bytes copied. A read or write that
+    /// fails sets `failure` (naming `source` or `destination`) and stops.
+    static func pump(
+        from input: CInt, _ source: String, to output: CInt, _ destination: String, failure: inout String?,
+        each: (UnsafeRawBufferPointer) -> Void
+    ) -> Int {
+        var copied = 0
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { failure = "reading \(source): \(AtomicFile.IOError.text(errno))"; return copied }
+            if n == 0 { return copied }
+            buffer.withUnsafeBytes { each(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
+            var written = 0
+            while written < n {
+                let w = buffer.withUnsafeBytes { write(output, $0.baseAddress! + written, n - written) }
+                if w < 0 && errno == EINTR { continue }
+                if w <= 0 { failure = "writing \(destination): \(AtomicFile.IOError.text(w < 0 ? errno : ENOSPC))"; return copied }
+                written += w
+            }
+            copied += n
+        }
     }
 
     /// A file root wrote in the state directory goes to the state directory's owner (the agent reads and removes it).
